@@ -1,0 +1,1 @@
+"""The DIMSUM refresh: Spark recomputes item-item cosine similarity generations."""

@@ -1,0 +1,94 @@
+"""Value codecs for Bigtable cells.
+
+Numbers are big-endian so that Bigtable's own ``ReadModifyWrite`` increment
+(64-bit big-endian signed) and ``cbt`` agree with them.
+
+Top-K neighbour lists (similarity rows, the popularity list) use a versioned,
+columnar packed format so that serving can decode a row with two
+``numpy.frombuffer`` calls and no per-neighbour Python work::
+
+    offset  size      field
+    0       1         version (1)
+    1       4         count n, uint32 big-endian
+    5       8n        scores, float64 big-endian, in list order
+    5+8n    2n        item id lengths in bytes, uint16 big-endian
+    5+10n   sum(len)  item ids, UTF-8, concatenated
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+PACKED_VERSION = 1
+_HEADER = struct.Struct(">BI")
+_DOUBLE = struct.Struct(">d")
+_INT64 = struct.Struct(">q")
+
+
+def encode_double(value: float) -> bytes:
+    return _DOUBLE.pack(value)
+
+
+def decode_double(data: bytes) -> float:
+    return _DOUBLE.unpack(data)[0]
+
+
+def encode_int64(value: int) -> bytes:
+    return _INT64.pack(value)
+
+
+def decode_int64(data: bytes) -> int:
+    return _INT64.unpack(data)[0]
+
+
+def encode_neighbours(neighbours: Iterable[tuple[str, float]]) -> bytes:
+    """Pack ``(item, score)`` pairs, keeping their order."""
+    items: list[bytes] = []
+    scores: list[float] = []
+    for item, score in neighbours:
+        raw = item.encode("utf-8")
+        if len(raw) > 0xFFFF:
+            raise ValueError(f"item id of {len(raw)} bytes does not fit the packed format")
+        items.append(raw)
+        scores.append(score)
+    return b"".join(
+        (
+            _HEADER.pack(PACKED_VERSION, len(items)),
+            np.asarray(scores, dtype=">f8").tobytes(),
+            np.asarray([len(i) for i in items], dtype=">u2").tobytes(),
+            *items,
+        )
+    )
+
+
+def decode_neighbours_arrays(data: bytes) -> tuple[list[str], np.ndarray]:
+    """Unpack to ``(items, scores)`` with scores as native float64."""
+    if len(data) < _HEADER.size:
+        raise ValueError("packed neighbour list is truncated")
+    version, count = _HEADER.unpack_from(data)
+    if version != PACKED_VERSION:
+        raise ValueError(f"packed neighbour list version {version} is not supported")
+    scores_end = _HEADER.size + 8 * count
+    lengths_end = scores_end + 2 * count
+    if len(data) < lengths_end:
+        raise ValueError("packed neighbour list is truncated")
+    scores = np.frombuffer(data, dtype=">f8", count=count, offset=_HEADER.size)
+    lengths = np.frombuffer(data, dtype=">u2", count=count, offset=scores_end)
+    ends = lengths_end + np.cumsum(lengths, dtype=np.int64)
+    if lengths_end + int(lengths.sum(dtype=np.int64)) != len(data):
+        raise ValueError("packed neighbour list has a bad length")
+    starts = ends - lengths
+    items = [data[s:e].decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist())]
+    return items, scores.astype(np.float64)
+
+
+def decode_neighbours(data: bytes) -> list[tuple[str, float]]:
+    items, scores = decode_neighbours_arrays(data)
+    return list(zip(items, scores.tolist()))
+
+
+def top_k(neighbours: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+    """The k best pairs, highest score first, ties broken by item id."""
+    return sorted(neighbours, key=lambda pair: (-pair[1], pair[0]))[:k]

@@ -1,0 +1,239 @@
+"""The clickstream event contract and the weights that turn events into scores.
+
+Wire format: the data of one Pub/Sub message is a UTF-8 JSON object::
+
+    {"event_id": "e-1", "user": "u42", "item": "sku-7", "type": "basket",
+     "ts": "2026-11-22T10:00:00Z"}
+
+========== ==============================================================
+field      rule
+========== ==============================================================
+event_id   string, 1-128 characters, no control characters; a re-sent
+           event (retry, replay) keeps its id
+user, item string, 1-128 characters, no control characters
+type       ``browse`` | ``basket`` | ``purchase``, or the seed's codes
+           1 | 2 | 3 (as numbers or strings)
+ts         RFC 3339 string with a time zone, or epoch milliseconds
+========== ==============================================================
+
+Unknown fields are ignored so that publishers can add context without
+breaking consumers. ``event_id`` and ``ts`` may also come as message
+attributes (some publishers put envelope data there); the body wins.
+
+Every way to break the contract raises :class:`EventError` with a stable
+``code`` (see :data:`ERROR_CODES`), which the pipeline copies into the
+dead-letter message's attributes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from datetime import datetime
+
+#: Larger messages are rejected unread: a real event is ~150 bytes, so 8 KiB
+#: leaves room for extra context while bounding parse cost per message.
+MAX_EVENT_BYTES = 8192
+#: Bigtable qualifiers and row keys carry these ids; 128 keeps rows small.
+MAX_ID_CHARS = 128
+#: Year 9999 in epoch ms: beyond it RFC 3339 cannot render the timestamp.
+MAX_EPOCH_MS = 253402300799999
+
+ERROR_CODES = {
+    "too_large": f"message is larger than {MAX_EVENT_BYTES} bytes",
+    "not_json": "message data is not UTF-8 JSON",
+    "not_object": "message data is JSON but not an object",
+    "missing_field": "a required field is missing",
+    "bad_id": "event_id is not a 1-128 character string without control characters",
+    "bad_field": "user or item is not a 1-128 character string without control characters",
+    "bad_type": "type is not browse, basket, purchase or the codes 1, 2, 3",
+    "bad_timestamp": "ts is neither an RFC 3339 string with a time zone nor epoch milliseconds",
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class EventType(str, enum.Enum):
+    BROWSE = "browse"
+    BASKET = "basket"
+    PURCHASE = "purchase"
+
+
+# The seed's CSV export codes behaviour as 1 | 2 | 3.
+_TYPE_ALIASES = {
+    "browse": EventType.BROWSE,
+    "basket": EventType.BASKET,
+    "purchase": EventType.PURCHASE,
+    "1": EventType.BROWSE,
+    "2": EventType.BASKET,
+    "3": EventType.PURCHASE,
+}
+
+
+class EventError(ValueError):
+    """A message that breaks the event contract.
+
+    ``code`` is one of :data:`ERROR_CODES` (stable, machine-readable);
+    ``detail`` is a sentence for a person.
+    """
+
+    def __init__(self, code: str, detail: str):
+        assert code in ERROR_CODES, code
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    event_id: str
+    user: str
+    item: str
+    type: EventType
+    ts_ms: int
+
+    def to_json(self) -> bytes:
+        """The canonical wire form (``parse_event(e.to_json()) == e``)."""
+        return json.dumps(
+            {
+                "event_id": self.event_id,
+                "user": self.user,
+                "item": self.item,
+                "type": self.type.value,
+                "ts": self.ts_ms,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode("utf-8")
+
+
+def parse_event(data: bytes, attributes: Mapping[str, str] | None = None) -> Event:
+    """Parse one message into an :class:`Event` or raise :class:`EventError`.
+
+    Pure: no I/O, and no other exception escapes for any input bytes.
+    """
+    attributes = attributes or {}
+    if len(data) > MAX_EVENT_BYTES:
+        raise EventError("too_large", f"{len(data)} bytes, the limit is {MAX_EVENT_BYTES}")
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise EventError("not_json", str(exc)[:200]) from None
+    if not isinstance(body, dict):
+        raise EventError("not_object", f"got JSON {type(body).__name__}")
+
+    def field(name: str):
+        if name in body:
+            return body[name]
+        if name in attributes:
+            return attributes[name]
+        raise EventError("missing_field", f"'{name}' is required")
+
+    event_id = field("event_id")
+    if not _is_id(event_id):
+        raise EventError("bad_id", f"event_id {_show(event_id)}")
+    user, item = field("user"), field("item")
+    for name, value in (("user", user), ("item", item)):
+        if not _is_id(value):
+            raise EventError("bad_field", f"{name} {_show(value)}")
+    event_type = _parse_type(field("type"))
+    ts_ms = _parse_ts(field("ts"))
+    return Event(event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms)
+
+
+def _is_id(value) -> bool:
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= MAX_ID_CHARS
+        and not _CONTROL.search(value)
+    )
+
+
+def _show(value) -> str:
+    return repr(value)[:80]
+
+
+def _parse_type(value) -> EventType:
+    if isinstance(value, bool):
+        raise EventError("bad_type", f"type {_show(value)}")
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, str) and value.lower() in _TYPE_ALIASES:
+        return _TYPE_ALIASES[value.lower()]
+    raise EventError("bad_type", f"type {_show(value)}")
+
+
+def _parse_ts(value) -> int:
+    if isinstance(value, bool):
+        raise EventError("bad_timestamp", f"ts {_show(value)}")
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EventError("bad_timestamp", f"ts {_show(value)}")
+        ms = int(value)
+    elif isinstance(value, str):
+        ms = _parse_rfc3339(value)
+    else:
+        raise EventError("bad_timestamp", f"ts {_show(value)}")
+    if not 0 <= ms <= MAX_EPOCH_MS:
+        raise EventError("bad_timestamp", f"ts {ms} ms is outside year 1970-9999")
+    return ms
+
+
+def _parse_rfc3339(text: str) -> int:
+    # fromisoformat accepts more than RFC 3339 (e.g. a bare date); insisting on
+    # a 'T'/' ' separator and a zone rules out the ambiguous forms.
+    if len(text) > 64 or not re.match(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d", text):
+        raise EventError("bad_timestamp", f"ts {_show(text)}")
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise EventError("bad_timestamp", f"ts {_show(text)}") from None
+    if moment.tzinfo is None:
+        raise EventError("bad_timestamp", f"ts {_show(text)} has no time zone")
+    try:
+        return math.floor(moment.timestamp() * 1000)
+    except (OverflowError, ValueError):
+        raise EventError("bad_timestamp", f"ts {_show(text)}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """How much one event of each type adds to r_ui (the seed's 0.5 / 2 / 6)."""
+
+    browse: float = 0.5
+    basket: float = 2.0
+    purchase: float = 6.0
+
+    def __post_init__(self):
+        for name in ("browse", "basket", "purchase"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"weight {name}={value!r} must be a positive number")
+
+    def of(self, event_type: EventType) -> float:
+        return getattr(self, EventType(event_type).value)
+
+    @classmethod
+    def parse(cls, text: str) -> "Weights":
+        """``"browse=1,basket=3,purchase=5"`` (missing names keep defaults)."""
+        values = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, number = part.partition("=")
+            name = name.strip().lower()
+            if not sep or name not in ("browse", "basket", "purchase"):
+                raise ValueError(f"bad weight {part!r}: expected browse=, basket= or purchase=")
+            try:
+                values[name] = float(number)
+            except ValueError:
+                raise ValueError(f"bad weight {part!r}: {number!r} is not a number") from None
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Weights":
+        """Weights from ``STREAMSIM_WEIGHTS``, else the defaults."""
+        text = environ.get("STREAMSIM_WEIGHTS", "")
+        return cls.parse(text) if text else cls()

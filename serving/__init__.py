@@ -1,0 +1,1 @@
+"""The recommendation HTTP API (aiohttp) and its Cython scoring kernel."""

@@ -1,0 +1,30 @@
+"""streamsim: a streaming item-to-item recommender (Pub/Sub, Beam, Bigtable, Spark, aiohttp)."""
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+COMMON = ["numpy>=1.26", "google-cloud-bigtable>=2.20", "google-cloud-pubsub>=2.18", "tqdm>=4.60"]
+EXTRAS = {
+    "streaming": ["apache-beam[gcp]>=2.60"],
+    "batch": ["pyspark>=3.5", "scipy>=1.11"],
+    "serving": ["aiohttp>=3.9", "prometheus-client>=0.19"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="streamsim",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["schemas", "streaming", "batch", "serving", "streamsim"],
+    ext_modules=cythonize(
+        [Extension("serving._scoring", ["serving/_scoring.pyx"], include_dirs=[numpy.get_include()])],
+        language_level=3,
+    ),
+    install_requires=COMMON,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["streamsim = streamsim.cli:main"]},
+)

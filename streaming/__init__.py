@@ -1,0 +1,1 @@
+"""The streaming fold: Pub/Sub events -> Beam -> Bigtable user scores and item norms."""
