@@ -14,7 +14,7 @@ import sys
 from streamsim.settings import Settings
 
 #: Modules whose ``register`` adds subcommands, in help order.
-COMMAND_MODULES = ["streamsim.stack_commands"]
+COMMAND_MODULES = ["streamsim.stack_commands", "streaming.cli", "batch.cli", "serving.cli"]
 
 
 def connection_parser() -> argparse.ArgumentParser:
