@@ -25,6 +25,7 @@ PACKED_VERSION = 1
 _HEADER = struct.Struct(">BI")
 _DOUBLE = struct.Struct(">d")
 _INT64 = struct.Struct(">q")
+_CONTRIBUTION = struct.Struct(">dq")
 
 
 def encode_double(value: float) -> bytes:
@@ -41,6 +42,15 @@ def encode_int64(value: int) -> bytes:
 
 def decode_int64(data: bytes) -> int:
     return _INT64.unpack(data)[0]
+
+
+def encode_contribution(r_ui: float, events: int) -> bytes:
+    """An items ``c:<user>`` cell: r_ui (float64) then the events behind it (int64)."""
+    return _CONTRIBUTION.pack(r_ui, events)
+
+
+def decode_contribution(data: bytes) -> tuple[float, int]:
+    return _CONTRIBUTION.unpack(data)
 
 
 def encode_neighbours(neighbours: Iterable[tuple[str, float]]) -> bytes:

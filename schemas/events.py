@@ -13,7 +13,8 @@ event_id   string, 1-128 characters, no control characters; a re-sent
 user, item string, 1-128 characters, no control characters
 type       ``browse`` | ``basket`` | ``purchase``, or the seed's codes
            1 | 2 | 3 (as numbers or strings)
-ts         RFC 3339 string with a time zone, or epoch milliseconds
+ts         RFC 3339 string with a time zone, or epoch milliseconds (a
+           number, or a string of digits)
 ========== ==============================================================
 
 Unknown fields are ignored so that publishers can add context without
@@ -48,13 +49,15 @@ ERROR_CODES = {
     "not_json": "message data is not UTF-8 JSON",
     "not_object": "message data is JSON but not an object",
     "missing_field": "a required field is missing",
-    "bad_id": "event_id is not a 1-128 character string without control characters",
-    "bad_field": "user or item is not a 1-128 character string without control characters",
+    "bad_id": "event_id is not a 1-128 character string without control characters or lone surrogates",
+    "bad_field": "user or item is not a 1-128 character string without control characters or lone surrogates",
     "bad_type": "type is not browse, basket, purchase or the codes 1, 2, 3",
     "bad_timestamp": "ts is neither an RFC 3339 string with a time zone nor epoch milliseconds",
 }
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters, and lone surrogates (JSON can spell "\ud800"), which
+# cannot be encoded as UTF-8 for Bigtable keys and qualifiers.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class EventType(str, enum.Enum):
@@ -149,7 +152,7 @@ def _is_id(value) -> bool:
     return (
         isinstance(value, str)
         and 1 <= len(value) <= MAX_ID_CHARS
-        and not _CONTROL.search(value)
+        and not _FORBIDDEN.search(value)
     )
 
 
@@ -174,6 +177,8 @@ def _parse_ts(value) -> int:
         if isinstance(value, float) and not math.isfinite(value):
             raise EventError("bad_timestamp", f"ts {_show(value)}")
         ms = int(value)
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
+        ms = int(value)  # epoch ms as a string, as Pub/Sub attributes carry it
     elif isinstance(value, str):
         ms = _parse_rfc3339(value)
     else:

@@ -8,10 +8,16 @@ Tables (ids carry a configurable prefix, ``streamsim-`` by default)::
                     aged out after DEDUP_WINDOW by the family's GC rule
       u:norm2       sum_i r_ui^2, double
       u:events      events folded, int64
+      m:<item>      events folded on item, int64 (absolute; feeds c:<user>)
     items         row = item_row_key(item)
       n:norm2       sum_u r_ui^2, double (the stream owns it; DIMSUM reads it)
       n:users       users with r_ui > 0, int64
       n:events      events folded, int64
+      c:<user>      the user's contribution, codecs.encode_contribution(r_ui,
+                    events): an inverted index of users. The stream writes
+                    absolute values per (item, user), so norm2 and users are
+                    updated from the old cells in the same row mutation and a
+                    retried write changes nothing.
       d:dirty       empty; its cell timestamp is when the norm last changed.
                     A refresh clears marks older than its start, so a mark set
                     during the pass survives to the next one.
@@ -57,6 +63,8 @@ FOLDED = "e"
 USER_STATS = "u"
 ITEM_STATS = "n"
 DIRTY = "d"
+ITEM_COUNTS = "m"
+CONTRIBUTIONS = "c"
 NEIGHBOURS = "k"
 GENERATION = "g"
 PASS_STATS = "p"
@@ -74,10 +82,12 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         SCORES: GcRule(max_versions=1),
         FOLDED: GcRule(max_versions=1, max_age=DEDUP_WINDOW),
         USER_STATS: GcRule(max_versions=1),
+        ITEM_COUNTS: GcRule(max_versions=1),
     },
     "items": {
         ITEM_STATS: GcRule(max_versions=1),
         DIRTY: GcRule(max_versions=1),
+        CONTRIBUTIONS: GcRule(max_versions=1),
     },
     "similarities": {
         NEIGHBOURS: GcRule(max_versions=KEEP_GENERATIONS),
@@ -183,6 +193,10 @@ def id_from_row_key(key: bytes) -> str:
 
 def score_qualifier(item: str) -> bytes:
     return item.encode("utf-8")
+
+
+def contribution_qualifier(user: str) -> bytes:
+    return user.encode("utf-8")
 
 
 def folded_qualifier(event_id: str) -> bytes:

@@ -122,6 +122,11 @@ class Emulator:
         raise StackError(f"{self.name} emulator (pid {self.pid}) did not stop")
 
 
+def process_running(pid: int) -> bool:
+    """True for a live process; False once it exited, even before it is reaped."""
+    return _start_time(pid) is not None
+
+
 def _start_time(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
