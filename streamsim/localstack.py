@@ -17,14 +17,13 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 from streamsim import admin
 from streamsim.clients import reachable
+from streamsim.processes import Background
 from streamsim.settings import STATE_FILE, Settings, read_stack_state
 
 log = logging.getLogger(__name__)
@@ -93,69 +92,28 @@ def free_port(preferred: int | None = None) -> int:
 
 
 @dataclasses.dataclass
-class Emulator:
+class Emulator(Background):
     """One running emulator: enough to find it and to stop exactly it."""
 
-    name: str
-    host: str
-    pid: int
-    #: /proc start time of the pid, so a recycled pid is never killed.
-    started: int
-    log: str
+    name: str = ""
+    host: str = ""
+    log: str = ""
 
-    def alive(self) -> bool:
-        return _start_time(self.pid) == self.started
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if not self.alive():
-            return
-        # Each emulator leads its own process group (start_new_session).
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                _reap(self.pid)
-                if not self.alive():
-                    return
-                time.sleep(0.05)
-        raise StackError(f"{self.name} emulator (pid {self.pid}) did not stop")
-
-
-def process_running(pid: int) -> bool:
-    """True for a live process; False once it exited, even before it is reaped."""
-    return _start_time(pid) is not None
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has exited; only its parent's wait is missing
-        return None
-    return int(fields[19])
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    def stop(self, timeout: float = 10.0) -> bool:
+        try:
+            return super().stop(timeout)
+        except RuntimeError as exc:
+            raise StackError(f"{self.name} emulator: {exc}") from None
 
 
 def start_emulator(name: str, port: int, log_dir: Path, timeout: float = START_TIMEOUT_SECONDS) -> Emulator:
     command = emulator_command(name, port)
-    log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-emulator.log"
-    with open(log_path, "ab") as out:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    emulator = Emulator(name, f"{LOOPBACK}:{port}", process.pid, _start_time(process.pid) or 0, str(log_path))
+    process = Background.start(command, log_path)
+    emulator = Emulator(process.pid, process.started, name, f"{LOOPBACK}:{port}", str(log_path))
     deadline = time.monotonic() + timeout
     while not reachable(emulator.host, timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
+        if not emulator.alive() or time.monotonic() > deadline:
             emulator.stop()
             tail = log_path.read_text(errors="replace")[-2000:]
             raise StackError(f"the {name} emulator did not start on {emulator.host}:\n{tail}")

@@ -8,6 +8,7 @@ import pytest
 
 from streamsim import localstack
 from streamsim.clients import reachable
+from streamsim.processes import process_running
 
 STATUS_KEYS = {"project", "instance", "bigtable", "pubsub", "tables", "topics", "subscriptions"}
 
@@ -49,11 +50,11 @@ def test_up_status_down_lifecycle(cli_env):
     assert report["subscriptions"]["events"] == "life-events-fold"
     assert report["missing"] == []
     pids = [report["managed"][name]["pid"] for name in ("bigtable", "pubsub")]
-    assert all(localstack.process_running(pid) for pid in pids)
+    assert all(process_running(pid) for pid in pids)
 
     down = streamsim("down", env=cli_env)
     assert down.returncode == 0 and down.stdout.count("stopped") == 1 and "pubsub" in down.stdout
-    assert not any(localstack.process_running(pid) for pid in pids)  # the java process included
+    assert not any(process_running(pid) for pid in pids)  # the java process included
     assert not any(reachable(f"127.0.0.1:{port}") for port in ports)
 
     after = streamsim("status", "--json", env=cli_env)
