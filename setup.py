@@ -8,6 +8,7 @@ EXTRAS = {
     "streaming": ["apache-beam[gcp]>=2.60"],
     "batch": ["pyspark>=3.5", "scipy>=1.11"],
     "serving": ["aiohttp>=3.9", "prometheus-client>=0.19"],
+    "evaluate": ["scipy>=1.11", "matplotlib>=3.7"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

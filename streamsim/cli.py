@@ -14,7 +14,9 @@ import sys
 from streamsim.settings import Settings
 
 #: Modules whose ``register`` adds subcommands, in help order.
-COMMAND_MODULES = ["streamsim.stack_commands", "streaming.cli", "batch.cli", "serving.cli"]
+COMMAND_MODULES = [
+    "streamsim.stack_commands", "streaming.cli", "batch.cli", "serving.cli", "streamsim.evaluate_command",
+]
 
 
 def connection_parser() -> argparse.ArgumentParser:

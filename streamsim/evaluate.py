@@ -9,8 +9,9 @@ lists are filled from popularity as the server fills them, and we record:
 - ``ndcg@10``: 1 / log2(rank + 2) for a hit at 0-based rank < 10, else 0, averaged;
 - ``coverage``: distinct items in all top-10 lists / items in the catalogue.
 
-Methods are pure functions ``(matrix, top_k) -> similarity rows`` in the
-:data:`METHODS` registry (users x items in, items x items top-k CSR out).
+Methods are functions ``(interactions, top_k) -> (similarity rows, stats)``
+in the :data:`METHODS` registry (items x items top-k CSR out). DIMSUM uses the
+refresh pass's numeric core (``batch.dimsum``) on one node.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from scipy import sparse
 
+from batch import dimsum
 from schemas import Event, Weights
 from serving.scoring import Scorer
 
@@ -78,33 +80,49 @@ def read_held_out(path: str) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in reader if row]
 
 
-def top_k_rows(gram: sparse.spmatrix, k: int) -> sparse.csr_matrix:
-    """Keep the k largest positive off-diagonal entries of each row."""
-    gram = sparse.csr_matrix(gram)
-    gram.setdiag(0)
-    gram.eliminate_zeros()
-    indptr, indices, data = [0], [], []
-    for row in range(gram.shape[0]):
-        lo, hi = gram.indptr[row], gram.indptr[row + 1]
-        cols, vals = gram.indices[lo:hi], gram.data[lo:hi]
-        if len(vals) > k:
-            keep = np.argpartition(-vals, k - 1)[:k]
-            cols, vals = cols[keep], vals[keep]
-        order = np.lexsort((cols, -vals))
-        indices.append(cols[order])
-        data.append(vals[order])
-        indptr.append(indptr[-1] + len(order))
-    return sparse.csr_matrix(
-        (np.concatenate(data or [np.empty(0)]), np.concatenate(indices or [np.empty(0, int)]), indptr),
-        shape=gram.shape,
-    )
+def _as_rows(rows: list[tuple[np.ndarray, np.ndarray]], n_items: int) -> sparse.csr_matrix:
+    indptr = np.concatenate(([0], np.cumsum([len(cols) for cols, _ in rows])))
+    indices = np.concatenate([cols for cols, _ in rows] or [np.empty(0, np.int32)])
+    data = np.concatenate([vals for _, vals in rows] or [np.empty(0)])
+    return sparse.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
 
 
-def exact_cosine(matrix: sparse.csr_matrix, top_k: int = TOP_K) -> sparse.csr_matrix:
-    """Cosine of item columns, top-k per item (the s = 0 reference)."""
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel())
-    scaled = matrix @ sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0))
-    return top_k_rows(scaled.T @ scaled, top_k)
+def exact_cosine(interactions: Interactions, top_k: int = TOP_K) -> tuple[sparse.csr_matrix, dict]:
+    """Cosine of item columns, top-k per item: the reference DIMSUM estimates."""
+    n = len(interactions.items)
+    gram = dimsum.exact_cosines(interactions.matrix)
+    return _as_rows(dimsum.top_k_rows(gram, np.arange(n), top_k, 0.0), n), {}
+
+
+def dimsum_similarities(threshold: float, seed: int = 0):
+    """DIMSUM at ``threshold`` with the refresh pass's own numeric core, on one node."""
+
+    def method(interactions: Interactions, top_k: int = TOP_K) -> tuple[sparse.csr_matrix, dict]:
+        matrix, n = interactions.matrix, len(interactions.items)
+        params = dimsum.DimsumParams(threshold=threshold, seed=seed, top_k=top_k)
+        norm2 = np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()
+        p, q = dimsum.sampling_probabilities(norm2, params.gamma(n))
+        block = dimsum.UserBlock(0, dimsum.id_hashes(interactions.users), matrix.indptr.astype(np.int64),
+                                 matrix.indices.astype(np.int32), matrix.data)
+        sampled = dimsum.sample_block(block, n, p, q, dimsum.id_hashes(interactions.items), seed)
+        gram = dimsum.block_gram(sampled.matrix)
+        stats = {"pairs_emitted": sampled.pairs_emitted, "pairs_exact": sampled.pairs_exact,
+                 **_error_above(gram, dimsum.exact_cosines(matrix), threshold)}
+        return _as_rows(dimsum.top_k_rows(gram, np.arange(n), top_k, 0.0), n), stats
+
+    return method
+
+
+def _error_above(estimate: sparse.csr_matrix, exact: sparse.csr_matrix, threshold: float) -> dict:
+    """Mean relative error of the estimate on off-diagonal pairs whose cosine is above s."""
+    exact = sparse.triu(exact, k=1).tocsr()
+    rows, cols = exact.nonzero()
+    truth = np.asarray(exact[rows, cols]).ravel()
+    above = truth > threshold
+    if not above.any():
+        return {"mean_relative_error": 0.0}
+    guess = np.asarray(estimate.tocsr()[rows[above], cols[above]]).ravel()
+    return {"mean_relative_error": float(np.mean(np.abs(guess - truth[above]) / truth[above]))}
 
 
 def popularity(matrix: sparse.csr_matrix) -> np.ndarray:
@@ -113,10 +131,14 @@ def popularity(matrix: sparse.csr_matrix) -> np.ndarray:
     return np.lexsort((np.arange(len(users_per_item)), -users_per_item))
 
 
-SimilarityMethod = Callable[[sparse.csr_matrix, int], sparse.csr_matrix]
+SimilarityMethod = Callable[[Interactions, int], tuple[sparse.csr_matrix, dict]]
+#: Method name -> similarity rows builder; None is the popularity list alone.
 METHODS: dict[str, SimilarityMethod | None] = {
+    "dimsum@0": dimsum_similarities(0.0),
+    "dimsum@0.1": dimsum_similarities(0.1),
+    "dimsum@0.5": dimsum_similarities(0.5),
     "exact": exact_cosine,
-    "popular": None,  # no similarity rows: the fallback list alone
+    "popular": None,
 }
 
 
@@ -182,20 +204,21 @@ def evaluate(
     results = {}
     for name, method in methods.items():
         start = time.perf_counter()
-        similarities = method(interactions.matrix, top_k) if method else None
+        similarities, stats = method(interactions, top_k) if method else (None, {})
         recs = recommend(interactions, similarities, users, popular)
         recs = np.vstack([recs, np.full((len(held_out) - len(known), recs.shape[1]), -1)])
-        results[name] = hit_metrics(recs, targets, len(interactions.items))
+        results[name] = {**hit_metrics(recs, targets, len(interactions.items)), **stats}
         results[name]["seconds"] = round(time.perf_counter() - start, 3)
         log.info("%s: %s", name, results[name])
     return results
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    columns = ["hr@10", "hr@20", "ndcg@10", "coverage", "seconds"]
+    columns = ["hr@10", "hr@20", "ndcg@10", "coverage", "pairs_emitted", "mean_relative_error", "seconds"]
+    shown = {"pairs_emitted": "{:,}", "seconds": "{:.1f}"}
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, metrics in results.items():
-        cells = [f"{metrics[c]:.4f}" if c != "seconds" else f"{metrics[c]:.1f}" for c in columns]
+        cells = [shown.get(c, "{:.4f}").format(metrics[c]) if c in metrics else "" for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

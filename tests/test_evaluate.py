@@ -1,7 +1,6 @@
 """Offline evaluation metrics against hand-computed values."""
 import numpy as np
 import pytest
-from scipy import sparse
 
 from schemas import Event, EventType, Weights
 from streamsim import evaluate
@@ -37,6 +36,8 @@ def test_evaluate_small_fixture_by_hand():
     held_out = [("u3", "b"), ("u5", "a"), ("stranger", "a")]
     results = evaluate.evaluate(interactions, held_out, top_k=10)
     exact, popular = results["exact"], results["popular"]
+    assert results["dimsum@0"]["hr@10"] == exact["hr@10"]  # s = 0 is exact
+    assert results["dimsum@0"]["mean_relative_error"] == pytest.approx(0.0, abs=1e-12)
     # exact: u3 -> b at rank 0 (hit); u5 -> c's neighbours by cosine, d (0.5) before a (0.197),
     # so a at rank 1; the stranger has no history and always misses.
     assert exact["hr@10"] == pytest.approx(2 / 3)
@@ -55,14 +56,6 @@ def _ndcg_u5(interactions):
     cos = {i: m[:, j] @ c / np.linalg.norm(m[:, j]) / np.linalg.norm(c) for i, j in idx.items() if i != "c"}
     order = sorted(cos, key=lambda i: (-cos[i], idx[i]))
     return 1.0 / np.log2(order.index("a") + 2)
-
-
-def test_top_k_rows_drops_self_and_keeps_the_best():
-    gram = sparse.csr_matrix(np.array([[9.0, 1.0, 3.0, 2.0], [1.0, 9.0, 0.0, 0.0], [3, 0, 9, 3], [2, 0, 3, 9]]))
-    top = evaluate.top_k_rows(gram, 2)
-    assert top[0].indices.tolist() == [2, 3] and top[0].data.tolist() == [3.0, 2.0]
-    assert top[2].indices.tolist() == [0, 3]  # tie 3.0/3.0 broken by lower index
-    assert top[1].indices.tolist() == [0]
 
 
 def test_held_out_file_needs_a_header(tmp_path):
@@ -87,3 +80,28 @@ def test_report_has_table_and_plots(tmp_path):
     assert "| dimsum@0.5 | 0.0200 |" in report
     assert {p.split("/")[-1] for p in written} == {"report.md", "hr_vs_threshold.png", "pairs_and_error_vs_threshold.png"}
     assert all((tmp_path / name).stat().st_size > 1000 for name in ("hr_vs_threshold.png",))
+
+
+def test_evaluate_command_prints_json_and_writes_the_report(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    train = tmp_path / "train.csv"
+    train.write_text("timestamp,user,item,behavior\n" + "".join(
+        f"{1511539200 + n},{u},{i},{b}\n" for n, (u, i, b) in enumerate([
+            ("1", "10", "buy"), ("1", "11", "buy"), ("2", "10", "cart"), ("2", "11", "cart"),
+            ("2", "12", "fav"), ("3", "10", "fav"), ("3", "12", "fav"), ("4", "12", "fav"), ("4", "13", "fav"),
+        ])))
+    test = tmp_path / "test.csv"
+    test.write_text("user,item\n3,11\n4,10\n")
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "streamsim", "evaluate", "--train", str(train), "--test", str(test),
+         "--out", str(out), "--json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == {"dimsum@0", "dimsum@0.1", "dimsum@0.5", "exact", "popular"}
+    assert all({"hr@10", "hr@20", "ndcg@10", "coverage"} <= m.keys() for m in metrics.values())
+    assert metrics["exact"]["hr@10"] == 1.0  # 3 -> 11 via 10; 4 -> 10 via 12
+    assert (out / "report.md").exists() and (out / "hr_vs_threshold.png").exists()
