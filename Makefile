@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: install demo test down clean
 
@@ -18,8 +19,7 @@ $(VENV)/.installed: setup.py pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/streamsim up
-	$(VENV)/bin/streamsim status
+	$(VENV)/bin/streamsim demo $(DEMO_ARGS)
 
 down:
 	$(VENV)/bin/streamsim down

@@ -16,6 +16,7 @@ from streamsim.settings import Settings
 #: Modules whose ``register`` adds subcommands, in help order.
 COMMAND_MODULES = [
     "streamsim.stack_commands", "streaming.cli", "batch.cli", "serving.cli", "streamsim.evaluate_command",
+    "streamsim.demo_command",
 ]
 
 
