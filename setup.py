@@ -7,7 +7,7 @@ COMMON = ["numpy>=1.26", "google-cloud-bigtable>=2.20", "google-cloud-pubsub>=2.
 EXTRAS = {
     "streaming": ["apache-beam[gcp]>=2.60"],
     "batch": ["pyspark>=3.5", "scipy>=1.11"],
-    "serving": ["aiohttp>=3.9", "prometheus-client>=0.19"],
+    "serving": ["aiohttp>=3.9", "prometheus-client>=0.19", "orjson>=3.9"],
     "evaluate": ["scipy>=1.11", "matplotlib>=3.7"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2"],
 }

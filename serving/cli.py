@@ -1,5 +1,61 @@
-"""`streamsim` subcommands of the serving package."""
+"""``streamsim serve`` (and ``python -m serving``): run the recommendation API."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from schemas.events import Weights
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("serving (default: STREAMSIM_SERVE_* variables, then built-in defaults)")
+    group.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    group.add_argument("--port", type=int, help="TCP port (default 8080)")
+    group.add_argument("--poll-seconds", type=float, help="how often the generation pointer is read (default 2)")
+    group.add_argument("--cache-rows", type=int, help="similarity rows kept in memory (default 200000)")
+    group.add_argument("--rpc-deadline-seconds", type=float, help="deadline of one Bigtable read (default 0.4)")
+    group.add_argument("--app-profile-id", help="Bigtable app profile for reads")
+    group.add_argument("--weights", help='event weights, e.g. "browse=0.5,basket=2,purchase=6" (STREAMSIM_WEIGHTS)')
 
 
 def register(subparsers, parent) -> None:
-    """Add this package's subcommands (none yet)."""
+    serve = subparsers.add_parser(
+        "serve", parents=[parent], help="serve recommendations over HTTP (aiohttp; Ctrl-C or SIGTERM stops)"
+    )
+    add_arguments(serve)
+    serve.set_defaults(run=run_serve)
+
+
+def config_from_args(args: argparse.Namespace):
+    import dataclasses
+
+    from serving.config import ServingConfig
+    from streamsim.cli import settings_from_args
+
+    config = ServingConfig.from_env(
+        settings_from_args(args),
+        host=args.host,
+        port=args.port,
+        poll_seconds=args.poll_seconds,
+        cache_rows=args.cache_rows,
+        rpc_deadline_seconds=args.rpc_deadline_seconds,
+        app_profile_id=args.app_profile_id,
+    )
+    if args.weights:
+        config = dataclasses.replace(config, weights=Weights.parse(args.weights))
+    return config
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from serving.app import run
+
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"streamsim serve: {exc}", file=sys.stderr)
+        return 2
+    where = config.settings.bigtable_host or "Cloud Bigtable"
+    print(f"serving on http://{config.host}:{config.port} from {where} "
+          f"(tables {config.settings.prefix}*); SIGTERM or Ctrl-C stops", flush=True)
+    run(config)
+    return 0

@@ -1,0 +1,68 @@
+"""Serving configuration: one frozen dataclass, built from flags or ``STREAMSIM_SERVE_*``.
+
+Tests build :class:`ServingConfig` directly; ``python -m serving`` and
+``streamsim serve`` build it from the environment and their flags.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from schemas.events import Weights
+from streamsim.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    settings: Settings
+    host: str = "127.0.0.1"
+    port: int = 8080
+    weights: Weights = dataclasses.field(default_factory=Weights)
+    default_n: int = 10
+    #: How often the generation pointer is read.
+    poll_seconds: float = 2.0
+    #: One Bigtable RPC. A request's reads share a budget of
+    #: request_timeout_seconds (each RPC gets what is left), so a dead
+    #: backend is a 503 within a second.
+    rpc_deadline_seconds: float = 0.4
+    request_timeout_seconds: float = 0.9
+    #: Similarity rows kept (about 1 KB each for top-50 lists).
+    cache_rows: int = 200_000
+    #: Item ids one generation's vocabulary may hold before it is renewed.
+    vocabulary_limit: int = 2_000_000
+    #: A user's strongest items that are scored (all of them are excluded).
+    max_history: int = 200
+    #: Larger request bodies get 413; a 100-item session is about 5 KB.
+    max_body_bytes: int = 64 * 1024
+    app_profile_id: str = ""
+    #: Seconds in-flight requests get to finish after SIGTERM.
+    shutdown_timeout_seconds: float = 10.0
+
+    def __post_init__(self):
+        positive = ("poll_seconds", "rpc_deadline_seconds", "request_timeout_seconds", "cache_rows",
+                    "vocabulary_limit", "max_history", "max_body_bytes", "default_n")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not a TCP port")
+
+    @classmethod
+    def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> "ServingConfig":
+        """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name in ("settings", "weights"):
+                continue
+            explicit = overrides.get(field.name)
+            text = environ.get(f"STREAMSIM_SERVE_{field.name.upper()}")
+            if explicit is not None:
+                values[field.name] = explicit
+            elif text:
+                kind = {"int": int, "float": float}.get(str(field.type), str)
+                try:
+                    values[field.name] = kind(text)
+                except ValueError:
+                    raise ValueError(f"STREAMSIM_SERVE_{field.name.upper()}={text!r} is not a {kind.__name__}") from None
+        return cls(settings=settings, weights=Weights.from_env(environ), **values)

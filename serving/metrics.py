@@ -1,0 +1,80 @@
+"""Prometheus metrics of one app (its own registry, so tests can run several apps).
+
+- ``streamsim_serving_requests_total{route,method,status}``
+- ``streamsim_serving_request_seconds{route}`` (histogram)
+- ``streamsim_serving_cache_{hits,misses}_total``, ``..._cache_hit_ratio``, ``..._cache_rows``
+- ``streamsim_serving_generation``, ``..._generation_age_seconds``
+- ``streamsim_serving_generation_polls_total``, ``..._generation_poll_failures_total``
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from serving.generation import GenerationWatcher
+from serving.neighbours import NeighbourCache
+
+PREFIX = "streamsim_serving"
+#: Latency buckets around the targets (p99 <= 10 ms) and the 1 s 503 bound.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _StateCollector:
+    """Reads cache and generation state at scrape time (no per-request cost)."""
+
+    def __init__(self, cache: NeighbourCache, watcher: Callable[[], GenerationWatcher | None]):
+        self._cache = cache
+        self._watcher = watcher
+
+    def collect(self):
+        cache = self._cache
+        yield CounterMetricFamily(f"{PREFIX}_cache_hits", "Similarity rows found in the cache", value=cache.hits)
+        yield CounterMetricFamily(f"{PREFIX}_cache_misses", "Similarity rows read from Bigtable", value=cache.misses)
+        yield GaugeMetricFamily(f"{PREFIX}_cache_hit_ratio", "hits / (hits + misses) since start", value=cache.hit_ratio())
+        yield GaugeMetricFamily(f"{PREFIX}_cache_rows", "Similarity rows cached", value=len(cache))
+        watcher = self._watcher()
+        generation = watcher.current if watcher else None
+        if generation is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_generation", "Generation served (epoch ms)", value=generation.number)
+            yield GaugeMetricFamily(
+                f"{PREFIX}_generation_age_seconds", "Seconds since the served generation's pass started",
+                value=generation.age_seconds(),
+            )
+        if watcher is not None:
+            yield CounterMetricFamily(f"{PREFIX}_generation_polls", "Pointer polls", value=watcher.polls)
+            yield CounterMetricFamily(
+                f"{PREFIX}_generation_poll_failures", "Pointer polls that failed", value=watcher.poll_failures
+            )
+
+
+class ServingMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, cache: NeighbourCache, watcher: Callable[[], GenerationWatcher | None]):
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            f"{PREFIX}_requests", "HTTP requests answered", ["route", "method", "status"], registry=self.registry
+        )
+        self._latency = Histogram(
+            f"{PREFIX}_request_seconds", "Time to answer, by route", ["route"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.registry.register(_StateCollector(cache, watcher))
+        # labels() takes a lock and builds a key each time; keep the children.
+        self._children: dict[tuple, tuple] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self._requests.labels(route, method, str(status)),
+                self._latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,128 @@
+"""Similarity rows as the kernel wants them, and the cache that keeps them.
+
+A generation's similarity rows never change once its pointer is flipped, so
+a row read once is good for the rest of that generation: the cache is keyed
+by ``(generation, item)`` and evicts least recently used rows beyond a bound.
+Items without a row are cached too (as :data:`NO_NEIGHBOURS`), or every
+request for a cold item would read Bigtable again.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from serving.scoring import NeighbourRow
+
+
+class Vocabulary:
+    """Item id <-> dense int index, for one generation's kernel calls.
+
+    Indices are handed out in the order items are first seen, so they are
+    stable for the life of the vocabulary but mean nothing across processes.
+    It only grows; :class:`serving.generation.Generation` replaces it (and
+    drops its cached rows) when it reaches its bound.
+    """
+
+    def __init__(self):
+        self._index: dict[str, int] = {}
+        self.ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def indices(self, items: list[str]) -> np.ndarray:
+        """int32 indices of ``items``, adding the new ones."""
+        index, ids = self._index, self.ids
+        out = np.empty(len(items), dtype=np.int32)
+        for position, item in enumerate(items):
+            found = index.get(item)
+            if found is None:
+                found = index[item] = len(ids)
+                ids.append(item)
+            out[position] = found
+        return out
+
+    def known(self, items) -> np.ndarray:
+        """int32 indices of those ``items`` already in the vocabulary (no additions)."""
+        get = self._index.get
+        found = [k for k in map(get, items) if k is not None]
+        return np.array(found, dtype=np.int32) if found else _EMPTY_INDICES
+
+    def get(self, item: str) -> int | None:
+        return self._index.get(item)
+
+
+#: One item's top-K neighbours (vocabulary indices, cosines, stored order),
+#: checked once when built: the kernel's own row type.
+NeighbourList = NeighbourRow
+
+_EMPTY_INDICES = np.empty(0, dtype=np.int32)
+NO_NEIGHBOURS = NeighbourList(_EMPTY_INDICES, np.empty(0, dtype=np.float64))
+
+
+class NeighbourCache:
+    """Bounded LRU of ``(generation, item) -> NeighbourList``; counts hits and misses.
+
+    Stored as one LRU per generation view so that a lookup hashes only the
+    item id (its hash is cached on the string), not a composite key. The bound
+    is on all rows together; rows of older views are evicted first, as a
+    generation's rows are useless once the pointer has moved past it.
+    """
+
+    def __init__(self, max_rows: int):
+        if max_rows < 1:
+            raise ValueError(f"the neighbour cache needs room for at least 1 row, got {max_rows}")
+        self.max_rows = max_rows
+        self._views: OrderedDict[object, OrderedDict[str, NeighbourList]] = OrderedDict()
+        self._size = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def lookup(self, generation, items: list[str]) -> tuple[list[NeighbourList | None], list[str]]:
+        """The cached lists of ``items`` (None where not cached) and the items to read."""
+        rows = self._views.get(generation)
+        if rows is None:
+            self.misses += len(items)
+            return [None] * len(items), list(items)
+        get, touch = rows.get, rows.move_to_end
+        found: list[NeighbourList | None] = []
+        missing: list[str] = []
+        for item in items:
+            row = get(item)
+            if row is None:
+                missing.append(item)
+            else:
+                touch(item)
+            found.append(row)
+        self.misses += len(missing)
+        self.hits += len(items) - len(missing)
+        return found, missing
+
+    def store(self, generation, item: str, row: NeighbourList) -> None:
+        views = self._views
+        rows = views.get(generation)
+        if rows is None:
+            rows = views[generation] = OrderedDict()
+        if item not in rows:
+            self._size += 1
+        rows[item] = row
+        rows.move_to_end(item)
+        while self._size > self.max_rows:
+            oldest_key, oldest = next(iter(views.items()))
+            oldest.popitem(last=False)
+            self._size -= 1
+            if not oldest:
+                del views[oldest_key]
+
+    def drop_generation(self, generation) -> None:
+        rows = self._views.pop(generation, None)
+        if rows:
+            self._size -= len(rows)
+
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0

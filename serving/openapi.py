@@ -1,0 +1,159 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
+
+Tests check that every route of the app is described here, and that every
+error code the app can answer is listed in :data:`ERROR_CODES`.
+"""
+from __future__ import annotations
+
+from schemas.events import MAX_ID_CHARS
+from serving.params import MAX_EXCLUDE, MAX_REQUEST_ITEMS
+from serving.scoring import MAX_N
+
+#: Every ``error`` value the API answers, with its HTTP status.
+ERROR_CODES = {
+    "bad_parameter": 400,
+    "not_found": 404,
+    "unknown_item": 404,
+    "method_not_allowed": 405,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "internal": 500,
+    "backend_unavailable": 503,
+    "no_generation": 503,
+    "not_ready": 503,
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _errors(*statuses: int) -> dict:
+    return {
+        str(status): {
+            "description": ", ".join(code for code, s in ERROR_CODES.items() if s == status),
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+        for status in statuses
+    }
+
+
+def _ok(schema: str, description: str) -> dict:
+    return {"200": {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}}
+
+
+def _ids(name: str, description: str, limit: int) -> dict:
+    return {
+        "name": name, "in": "query", "required": False, "style": "form", "explode": False,
+        "description": f"{description} (comma-separated, 1..{limit} ids of 1..{MAX_ID_CHARS} characters)",
+        "schema": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                   "minItems": 1, "maxItems": limit},
+    }
+
+
+N_PARAM = {"name": "n", "in": "query", "required": False, "description": "how many items",
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10}}
+EXCLUDE = _ids("exclude", "items never to return", MAX_EXCLUDE)
+EXPLAIN = {"name": "explain", "in": "query", "required": False,
+           "description": "list, for each result, the history items that contributed and how much",
+           "schema": {"type": "boolean", "default": False}}
+_API_ERRORS = (400, 405, 500, 503)
+
+
+def document() -> dict:
+    recommendations_get = {
+        "summary": "Recommendations for a user or a session",
+        "description": (
+            "score_i = sum_j w_j * s_ji over the neighbour lists of the history items j: w_j = r_uj for "
+            "`user`, the event-type weights (browse/basket/purchase) for the session form. History items "
+            "and `exclude` are never returned; a short list is filled from the popularity list "
+            "(`source: popular`). Give either `user` or at least one of browsed/basket/purchased."
+        ),
+        "parameters": [
+            {"name": "user", "in": "query", "required": False,
+             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}},
+            _ids("browsed", "items browsed in the session", MAX_REQUEST_ITEMS),
+            _ids("basket", "items put in the basket", MAX_REQUEST_ITEMS),
+            _ids("purchased", "items purchased", MAX_REQUEST_ITEMS),
+            N_PARAM, EXCLUDE, EXPLAIN,
+        ],
+        "responses": {**_ok("Recommendations", "best items first"), **_errors(*_API_ERRORS)},
+    }
+    recommendations_post = {
+        "summary": "Recommendations for a session given as JSON",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Session")}}},
+        "responses": {**_ok("Recommendations", "best items first"), **_errors(400, 405, 413, 415, 500, 503)},
+    }
+    similar = {
+        "summary": "Items most similar to one item (cosine), best first",
+        "parameters": [
+            {"name": "item", "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}},
+            N_PARAM, EXCLUDE,
+        ],
+        "responses": {**_ok("Recommendations", "neighbours, best first"), **_errors(400, 404, 405, 500, 503)},
+    }
+    probe = {"content": {"application/json": {"schema": _ref("Status")}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "streamsim serving", "version": "1",
+                 "description": "Item-to-item recommendations from the latest published similarity "
+                                "generation. Every JSON answer carries `generation`."},
+        "paths": {
+            "/recommendations": {"get": recommendations_get, "post": recommendations_post},
+            "/items/{item}/similar": {"get": similar},
+            "/healthz": {"get": {"summary": "The process is up",
+                                 "responses": {"200": {"description": "alive", **probe}}}},
+            "/readyz": {"get": {"summary": "Bigtable answers and a generation is loaded",
+                                "responses": {"200": {"description": "ready", **probe}, **_errors(503)}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
+        },
+        "components": {"schemas": {
+            "Error": {
+                "type": "object", "required": ["error", "detail"],
+                "properties": {
+                    "error": {"type": "string", "enum": sorted(ERROR_CODES)},
+                    "detail": {"type": "string"},
+                    "generation": {"type": ["integer", "null"]},
+                },
+            },
+            "Recommendations": {
+                "type": "object", "required": ["generation", "items"],
+                "properties": {
+                    "generation": {"type": "integer", "description": "similarity generation used (epoch ms)"},
+                    "user": {"type": "string"},
+                    "item": {"type": "string"},
+                    "items": {"type": "array", "items": _ref("Recommendation")},
+                },
+            },
+            "Recommendation": {
+                "type": "object", "required": ["item", "score", "source"],
+                "properties": {
+                    "item": {"type": "string"},
+                    "score": {"type": "number"},
+                    "source": {"type": "string", "enum": ["similar", "popular"]},
+                    "because": {"type": "array", "description": "with explain=true",
+                                "items": {"type": "object", "properties": {
+                                    "item": {"type": "string"}, "contribution": {"type": "number"}}}},
+                },
+            },
+            "Session": {
+                "type": "object", "required": ["items"],
+                "properties": {
+                    "items": {"type": "array", "minItems": 1, "maxItems": MAX_REQUEST_ITEMS, "items": {
+                        "type": "object", "required": ["item"],
+                        "properties": {"item": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                                       "type": {"type": "string", "enum": ["browse", "basket", "purchase"],
+                                                "default": "browse"}}}},
+                    "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
+                    "exclude": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_EXCLUDE},
+                    "explain": {"type": "boolean"},
+                },
+            },
+            "Status": {"type": "object", "properties": {
+                "status": {"type": "string"}, "generation": {"type": ["integer", "null"]}}},
+        }},
+    }

@@ -1,0 +1,191 @@
+"""Request parameters: parse and check them, or raise :class:`BadRequest` (HTTP 400).
+
+Ids follow the event contract (1-128 characters, no control characters).
+Unknown or repeated query parameters are errors too: a typo such as
+``?users=u1`` should not silently turn into a different question.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from urllib.parse import unquote_plus
+
+from schemas.events import MAX_ID_CHARS, EventType, Weights
+from serving.scoring import MAX_N
+
+#: History items one request may name (the session form and POST). The seed's
+#: complex requests had about 20; 100 bounds the Bigtable read per request.
+MAX_REQUEST_ITEMS = 100
+#: Items one request may exclude.
+MAX_EXCLUDE = 1000
+
+SESSION_PARAMS = {"browsed": EventType.BROWSE, "basket": EventType.BASKET, "purchased": EventType.PURCHASE}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+class BadRequest(ValueError):
+    """A parameter breaks the API contract; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    n: int
+    exclude: tuple[str, ...]
+    explain: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RecommendationQuery:
+    """Exactly one of ``user`` and ``session`` ({item: summed weight}) is set."""
+
+    options: Options
+    user: str | None = None
+    session: dict[str, float] | None = None
+
+
+def check_id(name: str, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{name} must be a non-empty string")
+    if len(value) > MAX_ID_CHARS:
+        raise BadRequest(f"{name} is {len(value)} characters long; the limit is {MAX_ID_CHARS}")
+    if _CONTROL.search(value):
+        raise BadRequest(f"{name} contains control characters")
+    return value
+
+
+def parse_n(value, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        if not re.fullmatch(r"\+?\d{1,7}", value.strip()):
+            raise BadRequest(f"n must be an integer in 1..{MAX_N}, got {value[:20]!r}")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_N:
+        raise BadRequest(f"n must be an integer in 1..{MAX_N}, got {str(value)[:20]!r}")
+    return value
+
+
+def parse_bool(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise BadRequest(f"{name} must be true or false, got {str(value)[:20]!r}")
+
+
+def parse_id_list(name: str, value, limit: int) -> list[str]:
+    """A comma-separated string (query) or a JSON list of ids."""
+    if isinstance(value, str):
+        # Checked as a whole: this runs for every id of every session request.
+        if _CONTROL.search(value):
+            raise BadRequest(f"an item in {name} contains control characters")
+        value = value.split(",")
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        if any(_CONTROL.search(item) for item in value):
+            raise BadRequest(f"an item in {name} contains control characters")
+    else:
+        raise BadRequest(f"{name} must be a list of item ids")
+    if not value or "" in value:
+        raise BadRequest(f"{name} must be a non-empty list of non-empty item ids")
+    if len(value) > limit:
+        raise BadRequest(f"{name} has {len(value)} items; the limit is {limit}")
+    longest = max(map(len, value))
+    if longest > MAX_ID_CHARS:
+        raise BadRequest(f"an item in {name} is {longest} characters long; the limit is {MAX_ID_CHARS}")
+    return value
+
+
+def query_pairs(raw: str) -> list[tuple[str, str]]:
+    """``a=1&b=x%2Cy`` -> ``[("a", "1"), ("b", "x,y")]``, in order, repeats kept.
+
+    Our own split rather than ``request.query``: that builds a MultiDict
+    through yarl's general parser, a visible cost on a 20-item session
+    request, where most parts need no unquoting at all.
+    """
+    pairs = []
+    for part in raw.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            if "%" in part or "+" in part:
+                key, value = unquote_plus(key), unquote_plus(value)
+            pairs.append((key, value))
+    return pairs
+
+
+def _single(query, allowed: set[str]) -> dict[str, str]:
+    """Mapping or (key, value) pairs -> dict; unknown or repeated keys are errors."""
+    values: dict[str, str] = {}
+    for key, value in (query.items() if isinstance(query, Mapping) else query):
+        if key not in allowed:
+            raise BadRequest(f"unknown parameter {key[:40]!r}; expected one of {', '.join(sorted(allowed))}")
+        if key in values:
+            raise BadRequest(f"parameter {key!r} is given more than once")
+        values[key] = value
+    return values
+
+
+def _options(values: Mapping, default_n: int) -> Options:
+    exclude = values.get("exclude")
+    return Options(
+        n=parse_n(values.get("n"), default_n),
+        exclude=tuple(parse_id_list("exclude", exclude, MAX_EXCLUDE)) if exclude is not None else (),
+        explain=parse_bool("explain", values["explain"]) if "explain" in values else False,
+    )
+
+
+def _session(groups: list[tuple[list[str], EventType]], weights: Weights) -> dict[str, float]:
+    if sum(len(items) for items, _ in groups) > MAX_REQUEST_ITEMS:
+        total = sum(len(items) for items, _ in groups)
+        raise BadRequest(f"the session has {total} items; the limit is {MAX_REQUEST_ITEMS}")
+    session: dict[str, float] = {}
+    for items, event_type in groups:
+        weight = weights.of(event_type)
+        for item in items:
+            # An item browsed and then basketed counts as both, as in the stream.
+            session[item] = session.get(item, 0.0) + weight
+    return session
+
+
+def recommendation_query(query, weights: Weights, default_n: int) -> RecommendationQuery:
+    """``GET /recommendations``: ``user=U`` or the session form, plus options."""
+    values = _single(query, {"user", *SESSION_PARAMS, "n", "exclude", "explain"})
+    options = _options(values, default_n)
+    named = [name for name in SESSION_PARAMS if name in values]
+    if "user" in values:
+        if named:
+            raise BadRequest("give either user or browsed/basket/purchased, not both")
+        return RecommendationQuery(options, user=check_id("user", values["user"]))
+    if not named:
+        raise BadRequest("give user=U, or at least one of browsed, basket, purchased")
+    groups = [(parse_id_list(name, values[name], MAX_REQUEST_ITEMS), SESSION_PARAMS[name]) for name in named]
+    return RecommendationQuery(options, session=_session(groups, weights))
+
+
+def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
+    """``POST /recommendations``: ``{"items": [{"item": I, "type": T}], "n": 10, ...}``."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    values = _single(body, {"items", "n", "exclude", "explain"})
+    options = _options(values, default_n)
+    entries = values.get("items")
+    if not isinstance(entries, list) or not entries:
+        raise BadRequest("items must be a non-empty list of {\"item\": ..., \"type\": ...}")
+    if len(entries) > MAX_REQUEST_ITEMS:
+        raise BadRequest(f"items has {len(entries)} entries; the limit is {MAX_REQUEST_ITEMS}")
+    pairs = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - {"item", "type"} or "item" not in entry:
+            raise BadRequest("each entry of items must be {\"item\": ..., \"type\": ...}")
+        try:
+            event_type = EventType(entry.get("type", EventType.BROWSE.value))
+        except ValueError:
+            raise BadRequest(f"type must be browse, basket or purchase, got {str(entry.get('type'))[:20]!r}") from None
+        pairs.append(([check_id("item", entry["item"])], event_type))
+    return RecommendationQuery(options, session=_session(pairs, weights))
+
+
+def similar_query(item: str, query, default_n: int) -> tuple[str, Options]:
+    values = _single(query, {"n", "exclude"})
+    return check_id("item", item), _options(values, default_n)
