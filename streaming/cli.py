@@ -1,5 +1,128 @@
-"""`streamsim` subcommands of the streaming package."""
+"""`streamsim` subcommands of the streaming package: publish, stream, inspect.
+
+``streamsim stream`` runs the fold supervised; Beam options go after ``--``::
+
+    streamsim stream --idle-exit 10                      # local runner, emulators
+    streamsim stream -- --runner DataflowRunner --project P --region R \\
+        --setup_file ./setup.py --temp_location gs://B/tmp   # Dataflow
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from streaming.formats import FORMATS
 
 
 def register(subparsers, parent) -> None:
-    """Add this package's subcommands (none yet)."""
+    publish = subparsers.add_parser(
+        "publish", parents=[parent], help="replay a CSV/JSONL file of events onto the events topic"
+    )
+    publish.add_argument("file", help="events file (.gz read directly)")
+    publish.add_argument("--format", default="auto", choices=("auto", *FORMATS))
+    publish.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    publish.add_argument("--limit", type=int, help="publish at most this many lines")
+    publish.add_argument("--no-progress", action="store_true", help="no progress bar")
+    publish.set_defaults(run=run_publish)
+
+    stream = subparsers.add_parser(
+        "stream", parents=[parent], help="run the streaming fold (Pub/Sub -> Bigtable), supervised"
+    )
+    add_stream_arguments(stream)
+    stream.set_defaults(run=run_stream)
+
+    inspect = subparsers.add_parser("inspect", parents=[parent], help="show the folded state of a user or item")
+    inspect.add_argument("kind", choices=("user", "item"))
+    inspect.add_argument("id", help="user or item id")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    inspect.add_argument("--users", action="store_true", help="items: also list each user's r_ui")
+    inspect.set_defaults(run=run_inspect)
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
+                        help="local runner: stop once nothing was pulled for this long and all is written")
+    parser.add_argument("--max-seconds", type=float, metavar="SECONDS", help="local runner: stop after this long")
+    parser.add_argument("--max-restarts", type=int, default=5, help="restarts in a row before giving up")
+    parser.add_argument("--no-supervise", action="store_true", help="run the pipeline in this process")
+    parser.add_argument("--wait", action="store_true", help="Dataflow: wait for the job to finish")
+    parser.add_argument("beam_args", nargs=argparse.REMAINDER,
+                        help="Beam pipeline options after '--' (e.g. -- --runner DataflowRunner ...)")
+
+
+def _beam_args(args) -> list[str]:
+    extra = list(args.beam_args)
+    return extra[1:] if extra[:1] == ["--"] else extra
+
+
+def run_stream(args) -> int:
+    from streaming import runner
+    from streamsim.cli import settings_from_args
+
+    settings = settings_from_args(args)
+    beam_args = _beam_args(args)
+    if args.no_supervise:
+        return runner.run_pipeline(
+            settings, beam_args, idle_exit=args.idle_exit, max_seconds=args.max_seconds, wait=args.wait
+        )
+    child = [
+        "--project", settings.project, "--instance", settings.instance, "--prefix", settings.prefix,
+        "--state-dir", str(settings.state_dir),
+    ]
+    if settings.bigtable_host:
+        child += ["--bigtable-host", settings.bigtable_host]
+    if settings.pubsub_host:
+        child += ["--pubsub-host", settings.pubsub_host]
+    child += ["-v"] * args.verbose
+    if args.idle_exit is not None:
+        child += ["--idle-exit", str(args.idle_exit)]
+    if args.max_seconds is not None:
+        child += ["--max-seconds", str(args.max_seconds)]
+    if args.wait:
+        child.append("--wait")
+    if beam_args:
+        child += ["--", *beam_args]
+    return runner.supervise(child, max_restarts=args.max_restarts)
+
+
+def run_publish(args) -> int:
+    from streaming.formats import FormatError
+    from streaming.publish import publish_file
+    from streamsim.cli import settings_from_args
+
+    try:
+        summary = publish_file(
+            settings_from_args(args), args.file, fmt=args.format, rate=args.rate, limit=args.limit,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except (FormatError, ValueError, OSError) as exc:
+        print(f"publish: {exc}", file=sys.stderr)
+        return 2
+    rejected = sum(summary.rejected.values())
+    print(f"published {summary.published} events in {summary.seconds:.1f}s ({summary.rate:.0f}/s); rejected {rejected}")
+    for reason, count in summary.rejected.most_common():
+        print(f"  {reason}: {count} (e.g. {summary.examples[reason]})")
+    return 0
+
+
+def run_inspect(args) -> int:
+    from streaming import state
+    from streamsim.cli import settings_from_args
+
+    settings = settings_from_args(args)
+    if args.kind == "user":
+        found = state.read_user(settings, args.id)
+    else:
+        found = state.read_item(settings, args.id, with_users=args.users)
+    if args.json:
+        print(json.dumps(found, sort_keys=True))
+        return 0
+    for key, value in found.items():
+        if isinstance(value, dict):
+            print(f"{key}: {len(value)}")
+            for name, number in sorted(value.items(), key=lambda pair: (-pair[1], pair[0])):
+                print(f"  {name}\t{number:g}")
+        else:
+            print(f"{key}\t{value}")
+    return 0
