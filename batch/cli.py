@@ -1,5 +1,278 @@
-"""`streamsim` subcommands of the batch package."""
+"""`streamsim refresh | rollback | similar` (also `python -m batch ...`).
+
+``refresh`` runs a DIMSUM pass on Spark (local by default, ``--master`` or spark-submit
+otherwise), prints its statistics as JSON and stores them in ``meta``. ``--every 10m``
+repeats until interrupted. ``--dataproc CLUSTER --region R`` submits the same command as
+a Dataproc PySpark job instead (``--dry-run`` prints the gcloud line). On Google Cloud,
+schedule it with Cloud Scheduler calling the Dataproc jobs API (or a Dataproc workflow
+template) every N minutes; the pass itself is idempotent and safe to overlap only in
+the sense that the later pointer flip wins, so keep one schedule per deployment.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_EVERY = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+#: Packages a Dataproc job needs on its PYTHONPATH (the cluster provides the libraries).
+JOB_PACKAGES = ("schemas", "batch", "streamsim")
+
+
+def every_seconds(text: str) -> float:
+    match = _EVERY.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period like 30s, 10m or 1h")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def register(subparsers, parent) -> None:
-    """Add this package's subcommands (none yet)."""
+    refresh = subparsers.add_parser("refresh", parents=[parent], help="recompute item similarities (DIMSUM on Spark)")
+    refresh.add_argument("--full", action="store_true", help="recompute every row (default: only what changed)")
+    refresh.add_argument("--threshold", type=float, default=0.1, help="DIMSUM threshold s (0 = exact; default 0.1)")
+    refresh.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    refresh.add_argument("--top-k", type=int, default=50, help="neighbours kept per item (default 50)")
+    refresh.add_argument("--min-similarity", type=float, default=0.0, help="floor for a kept neighbour (default 0)")
+    refresh.add_argument("--buckets", type=int, default=64,
+                         help="user key-space buckets, a power of two (default 64; bounds read partitions)")
+    refresh.add_argument("--partitions", type=int, help="read partitions (default: 2 per Spark core)")
+    refresh.add_argument("--server-filter", action="store_true",
+                         help="incremental: let Bigtable select users holding a changed item "
+                              "(fast on Cloud Bigtable, slow on the emulator)")
+    refresh.add_argument("--master", help="Spark master (default: local[*], or spark-submit's)")
+    refresh.add_argument("--every", type=every_seconds, metavar="PERIOD", help="repeat every PERIOD (30s, 10m, 1h)")
+    refresh.add_argument("--json", action="store_true", help="print only the statistics, one JSON line per pass")
+    refresh.add_argument("--dataproc", metavar="CLUSTER", help="submit to this Dataproc cluster instead")
+    refresh.add_argument("--region", help="Dataproc region (with --dataproc)")
+    refresh.add_argument("--dry-run", action="store_true", help="with --dataproc: print the gcloud command only")
+    refresh.add_argument("--job-dir", default="dist", help="with --dataproc: where the job's zip is written (dist)")
+    refresh.set_defaults(run=run_refresh)
+
+    rollback = subparsers.add_parser("rollback", parents=[parent], help="point serving back at the previous generation")
+    rollback.add_argument("--json", action="store_true")
+    rollback.set_defaults(run=run_rollback)
+
+    # Named `similar` until the lead merges it into `streamsim inspect similar`.
+    similar = subparsers.add_parser("similar", parents=[parent], help="an item's neighbours in the current generation")
+    similar.add_argument("item")
+    similar.add_argument("--n", type=int, default=10, help="how many neighbours (default 10)")
+    similar.add_argument("--json", action="store_true")
+    similar.set_defaults(run=run_similar)
+
+
+def _options(args):
+    from batch.dimsum import DimsumParams
+    from batch.refresh import PassOptions
+
+    params = DimsumParams(threshold=args.threshold, seed=args.seed, top_k=args.top_k,
+                          min_similarity=args.min_similarity)
+    return PassOptions(params=params, full=args.full, buckets=args.buckets, partitions=args.partitions,
+                       server_filter=args.server_filter)
+
+
+def spark_session(master: str | None):
+    """The Spark session of a refresh: ``--master``, spark-submit's (Dataproc), or local[*]."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("streamsim-refresh")
+    if master:
+        builder = builder.master(master)
+    elif "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Not launched by spark-submit: a local session whose executors must import this
+        # project, so they run on this interpreter unless told otherwise.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.master("local[*]")
+    return builder.getOrCreate()
+
+
+def _summary(stats: dict) -> str:
+    check = stats["spot_check"]
+    rel = check["mean_relative_error"]
+    return (
+        f"generation {stats['generation']} ({stats['mode']}: {stats['reason']}): {stats['items']} items, "
+        f"{stats['users']} users, {stats['items_recomputed']} rows recomputed, {stats['rows_written']} written; "
+        f"pairs {stats['pairs_emitted']:,} emitted / {stats['pairs_exact']:,} exact; "
+        f"spot check {check['pairs']} pairs, mean rel. error {'-' if rel is None else f'{rel:.3g}'}; "
+        f"{stats['wall_seconds']:.1f} s"
+    )
+
+
+def run_refresh(args) -> int:
+    from streamsim.cli import settings_from_args
+
+    try:
+        options = _options(args)
+    except ValueError as exc:
+        print(f"streamsim refresh: {exc}", file=sys.stderr)
+        return 2
+    if args.dataproc:
+        return submit_dataproc(args)
+    from batch.refresh import run_pass
+
+    from pyspark.sql import SparkSession
+
+    settings = settings_from_args(args)
+    if _backend_error(settings):
+        print(f"streamsim refresh: {_backend_error(settings)}", file=sys.stderr)
+        return 1
+    # Inside a running Spark application (a notebook, a test) use its session and leave it open.
+    owned = SparkSession.getActiveSession() is None
+    spark = spark_session(args.master)
+    try:
+        while True:
+            started = time.monotonic()
+            stats = run_pass(spark, settings, options)
+            if args.json:
+                print(json.dumps(stats), flush=True)
+            else:
+                print(_summary(stats))
+                print(json.dumps(stats, indent=2), flush=True)
+            if not args.every:
+                return 0
+            time.sleep(max(0.0, args.every - (time.monotonic() - started)))
+    finally:
+        if owned:
+            spark.stop()
+
+
+def _job_zip(directory: Path) -> Path:
+    root = Path(__file__).resolve().parents[1]
+    path = directory / "streamsim-job.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in JOB_PACKAGES:
+            for file in sorted((root / package).rglob("*.py")):
+                archive.write(file, file.relative_to(root))
+    return path
+
+
+def dataproc_command(args, job_zip: Path) -> list[str]:
+    """The ``gcloud dataproc jobs submit pyspark`` line for this refresh.
+
+    The cluster needs the batch extra's libraries (google-cloud-bigtable, scipy, numpy),
+    e.g. created with ``--metadata PIP_PACKAGES='google-cloud-bigtable scipy'`` and the
+    ``pip-install`` initialization action.
+    """
+    main = Path(__file__).resolve().parent / "__main__.py"
+    forwarded = ["refresh", "--json", "--threshold", str(args.threshold), "--seed", str(args.seed),
+                 "--top-k", str(args.top_k), "--min-similarity", str(args.min_similarity),
+                 "--buckets", str(args.buckets)]
+    if args.partitions:
+        forwarded += ["--partitions", str(args.partitions)]
+    if args.full:
+        forwarded.append("--full")
+    if args.server_filter:
+        forwarded.append("--server-filter")
+    for flag in ("project", "instance", "prefix"):
+        if getattr(args, flag):
+            forwarded += [f"--{flag}", getattr(args, flag)]
+    return ["gcloud", "dataproc", "jobs", "submit", "pyspark", str(main), f"--cluster={args.dataproc}",
+            f"--region={args.region}", f"--py-files={job_zip}", "--", *forwarded]
+
+
+def submit_dataproc(args) -> int:
+    if not args.region:
+        print("streamsim refresh: --dataproc needs --region", file=sys.stderr)
+        return 2
+    job_dir = Path(args.job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    command = dataproc_command(args, _job_zip(job_dir))
+    if args.dry_run:
+        print(" ".join(command))
+        return 0
+    if not shutil.which("gcloud"):
+        print("streamsim refresh: gcloud is not installed (see --dry-run for the command)", file=sys.stderr)
+        return 1
+    return subprocess.call(command)
+
+
+def _backend_error(settings) -> str | None:
+    """A sentence if the Bigtable emulator named in the settings does not answer.
+
+    gRPC would otherwise retry against a dead port until its deadline.
+    """
+    from streamsim.clients import reachable
+
+    if settings.bigtable_host and not reachable(settings.bigtable_host):
+        return f"the Bigtable emulator at {settings.bigtable_host} is not reachable (is `streamsim up` running?)"
+    return None
+
+
+def run_rollback(args) -> int:
+    from batch.generations import Generations, GenerationError
+    from streamsim.cli import settings_from_args
+
+    settings = settings_from_args(args)
+    if _backend_error(settings):
+        print(f"streamsim rollback: {_backend_error(settings)}", file=sys.stderr)
+        return 1
+    try:
+        old, new = Generations(settings).rollback()
+    except GenerationError as exc:
+        print(f"streamsim rollback: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"from": old, "to": new}) if args.json else f"generation pointer {old} -> {new}")
+    return 0
+
+
+def run_similar(args) -> int:
+    from batch.generations import GenerationError, SimilarityReader
+    from streamsim.cli import settings_from_args
+
+    if args.n < 1:
+        print("streamsim similar: --n must be at least 1", file=sys.stderr)
+        return 2
+    settings = settings_from_args(args)
+    if _backend_error(settings):
+        print(f"streamsim similar: {_backend_error(settings)}", file=sys.stderr)
+        return 1
+    reader = SimilarityReader(settings)
+    try:
+        pointer = reader.generations.current()
+        found = reader.neighbours(args.item, pointer) if pointer is not None else None
+        if pointer is None:
+            raise GenerationError("no similarity generation yet: run `streamsim refresh` first")
+    except GenerationError as exc:
+        print(f"streamsim similar: {exc}", file=sys.stderr)
+        return 1
+    if found is None:
+        print(f"streamsim similar: item {args.item!r} has no similarity row in generation {pointer}", file=sys.stderr)
+        return 1
+    neighbours = found.neighbours[: args.n]
+    if args.json:
+        print(json.dumps({"item": args.item, "generation": pointer,
+                          "neighbours": [{"item": j, "similarity": s} for j, s in neighbours]}))
+    else:
+        print(f"{args.item}  (generation {pointer})")
+        for j, s in neighbours:
+            print(f"  {s:8.4f}  {j}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m batch [refresh|rollback|similar] ...`` (refresh when no command is given)."""
+    from streamsim.cli import connection_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "refresh")
+    parser = argparse.ArgumentParser(prog="python -m batch", description="streamsim's DIMSUM refresh")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), connection_parser())
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

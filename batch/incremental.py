@@ -1,0 +1,67 @@
+"""Which rows an incremental pass must recompute, and how the others are merged. Pure NumPy.
+
+Let A be the affected items (dirty, or whose q changed). A pair with neither item in A
+keeps its estimate bit for bit, so a clean row c can only change through its entries
+against A. The pass recomputes the rows of A (their complete lists give every new
+score s(c, a), by symmetry) and, for each clean row, merges its stored list with those
+new scores:
+
+- its stored entries outside A are the best clean entries, and every clean entry not
+  stored ranks after the stored K-th entry (the list was an exact top K);
+- so the merge of stored clean entries and new A scores is exact if the stored list was
+  not full, or if the merge's K-th entry still ranks no later than the stored K-th one.
+  Otherwise an unknown clean entry could move up: that row is recomputed in full.
+
+Ranking is :func:`batch.dimsum.top_k_rows`' order: score descending, then item position.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from batch.dimsum import merge_top_k
+
+Row = tuple[np.ndarray, np.ndarray]  # (item positions, scores), best first
+
+
+def candidate_bars(old: dict[int, Row], affected: np.ndarray, k: int) -> np.ndarray:
+    """Per item, the score a new s(c, a) must reach to matter for row c.
+
+    Rows of A are recomputed (+inf: no candidates). A full clean list without any
+    entry of A changes only if a new score reaches its K-th; every other row takes all.
+    """
+    bar = np.full(len(affected), -np.inf)
+    for position, (cols, vals) in old.items():
+        if len(cols) >= k and not affected[cols].any():
+            bar[position] = vals[k - 1]
+    bar[affected] = np.inf
+    return bar
+
+
+def merge_rows(old: dict[int, Row], affected: np.ndarray, candidates: tuple[np.ndarray, np.ndarray, np.ndarray],
+               k: int) -> tuple[dict[int, list[tuple[int, float]]], np.ndarray]:
+    """New lists of the clean rows that change, and the clean rows that need a full recompute.
+
+    ``candidates`` are (row c, item a, score) for a in A, as the recomputed A rows gave them.
+    """
+    news = defaultdict(list)
+    for c, a, v in zip(*(part.tolist() for part in candidates)):
+        news[c].append((a, v))
+    touched = set(news)
+    touched.update(p for p, (cols, _) in old.items() if not affected[p] and affected[cols].any())
+    merges, recompute = {}, []
+    empty = (np.empty(0, np.int64), np.empty(0))
+    for position in sorted(touched):
+        if affected[position]:
+            continue
+        cols, vals = old.get(position, empty)
+        kept = [(c, v) for c, v in zip(cols.tolist(), vals.tolist()) if not affected[c]]
+        merged = merge_top_k(kept + news.get(position, []), k)
+        if len(cols) >= k:
+            last_old = (-float(vals[k - 1]), int(cols[k - 1]))
+            if len(merged) < k or (-merged[-1][1], merged[-1][0]) > last_old:
+                recompute.append(position)
+                continue
+        merges[position] = merged
+    return merges, np.asarray(recompute, dtype=np.int64)
