@@ -1,4 +1,4 @@
-"""``python -m batch``: the refresh pass (and rollback, similar) without the streamsim CLI."""
+"""``python -m batch``: the refresh pass (and rollback) without the streamsim CLI."""
 import sys
 
 from batch.cli import main

@@ -1,4 +1,5 @@
-"""`streamsim refresh | rollback | similar` (also `python -m batch ...`).
+"""`streamsim refresh | rollback` (also `python -m batch ...`); `run_similar` backs
+`streamsim inspect similar`.
 
 ``refresh`` runs a DIMSUM pass on Spark (local by default, ``--master`` or spark-submit
 otherwise), prints its statistics as JSON and stores them in ``meta``. ``--every 10m``
@@ -63,12 +64,6 @@ def register(subparsers, parent) -> None:
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(run=run_rollback)
 
-    # Named `similar` until the lead merges it into `streamsim inspect similar`.
-    similar = subparsers.add_parser("similar", parents=[parent], help="an item's neighbours in the current generation")
-    similar.add_argument("item")
-    similar.add_argument("--n", type=int, default=10, help="how many neighbours (default 10)")
-    similar.add_argument("--json", action="store_true")
-    similar.set_defaults(run=run_similar)
 
 
 def _options(args):
@@ -230,11 +225,11 @@ def run_similar(args) -> int:
     from streamsim.cli import settings_from_args
 
     if args.n < 1:
-        print("streamsim similar: --n must be at least 1", file=sys.stderr)
+        print("streamsim inspect similar: --n must be at least 1", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
     if _backend_error(settings):
-        print(f"streamsim similar: {_backend_error(settings)}", file=sys.stderr)
+        print(f"streamsim inspect similar: {_backend_error(settings)}", file=sys.stderr)
         return 1
     reader = SimilarityReader(settings)
     try:
@@ -243,10 +238,10 @@ def run_similar(args) -> int:
         if pointer is None:
             raise GenerationError("no similarity generation yet: run `streamsim refresh` first")
     except GenerationError as exc:
-        print(f"streamsim similar: {exc}", file=sys.stderr)
+        print(f"streamsim inspect similar: {exc}", file=sys.stderr)
         return 1
     if found is None:
-        print(f"streamsim similar: item {args.item!r} has no similarity row in generation {pointer}", file=sys.stderr)
+        print(f"streamsim inspect similar: item {args.item!r} has no similarity row in generation {pointer}", file=sys.stderr)
         return 1
     neighbours = found.neighbours[: args.n]
     if args.json:

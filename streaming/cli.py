@@ -32,11 +32,14 @@ def register(subparsers, parent) -> None:
     add_stream_arguments(stream)
     stream.set_defaults(run=run_stream)
 
-    inspect = subparsers.add_parser("inspect", parents=[parent], help="show the folded state of a user or item")
-    inspect.add_argument("kind", choices=("user", "item"))
+    inspect = subparsers.add_parser(
+        "inspect", parents=[parent], help="show a user's or item's folded state, or an item's neighbours"
+    )
+    inspect.add_argument("kind", choices=("user", "item", "similar"))
     inspect.add_argument("id", help="user or item id")
     inspect.add_argument("--json", action="store_true", help="print JSON")
     inspect.add_argument("--users", action="store_true", help="items: also list each user's r_ui")
+    inspect.add_argument("--n", type=int, default=10, help="similar: how many neighbours (default 10)")
     inspect.set_defaults(run=run_inspect)
 
 
@@ -110,6 +113,11 @@ def run_inspect(args) -> int:
     from streaming import state
     from streamsim.cli import settings_from_args
 
+    if args.kind == "similar":  # written by the refresh pass: batch reads it
+        from batch.cli import run_similar
+
+        args.item = args.id
+        return run_similar(args)
     settings = settings_from_args(args)
     if args.kind == "user":
         found = state.read_user(settings, args.id)

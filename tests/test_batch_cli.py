@@ -7,6 +7,7 @@ import zipfile
 import pytest
 
 from batch import cli
+from streamsim.cli import main as streamsim_main
 
 
 def test_every_accepts_periods_and_rejects_the_rest():
@@ -41,11 +42,11 @@ def test_dataproc_needs_a_region(capsys):
 def test_bad_parameters_are_clear_errors(capsys):
     assert cli.main(["refresh", "--top-k", "0", "--bigtable-host", "127.0.0.1:1"]) == 2
     assert "top-k" in capsys.readouterr().err
-    assert cli.main(["similar", "x", "--n", "0"]) == 2
+    assert streamsim_main(["inspect", "similar", "x", "--n", "0"]) == 2
 
 
 def test_unreachable_emulator_is_reported_not_waited_on(capsys):
-    assert cli.main(["similar", "x", "--bigtable-host", "127.0.0.1:1"]) == 1
+    assert streamsim_main(["inspect", "similar", "x", "--bigtable-host", "127.0.0.1:1"]) == 1
     assert "not reachable" in capsys.readouterr().err
 
 

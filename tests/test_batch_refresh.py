@@ -11,6 +11,7 @@ from scipy import sparse
 
 from batch import dimsum, engine
 from batch.cli import main as batch_main
+from streamsim.cli import main as streamsim_main
 from batch.generations import Generations, GenerationError, SimilarityReader
 from batch.refresh import PassOptions, run_pass
 from batch.source import blocks_from_scores, read_items
@@ -256,12 +257,12 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
     assert visible(fresh_stack, grown["generation"]) == visible(fresh_stack, full["generation"])
 
     # The CLI reads what serving reads.
-    assert batch_main(["similar", "sku-003", "--n", "3", "--json", *connection_flags(fresh_stack)]) == 0
+    assert streamsim_main(["inspect", "similar", "sku-003", "--n", "3", "--json", *connection_flags(fresh_stack)]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["item"] == "sku-003" and answer["generation"] == full["generation"]
     expected = visible(fresh_stack, full["generation"])["sku-003"][:3]
     assert [(n["item"], n["similarity"]) for n in answer["neighbours"]] == expected
-    assert batch_main(["similar", "no-such-item", *connection_flags(fresh_stack)]) == 1
+    assert streamsim_main(["inspect", "similar", "no-such-item", *connection_flags(fresh_stack)]) == 1
     assert "no similarity row" in capsys.readouterr().err
 
 
