@@ -14,14 +14,14 @@ import time
 
 import pytest
 
-from schemas import Weights, parse_event
+from fold_oracle import fold_oracle
+from schemas import parse_event
 from streaming import state
 from streaming.formats import read_records
 from streaming.publish import EventPublisher, publish_file
 from streamsim.clients import subscriber_client
 
 pytestmark = pytest.mark.slow
-W = Weights()
 EVENTS = 2500
 ACK_DEADLINE_SECONDS = 10
 
@@ -57,19 +57,7 @@ def _stream_until_idle(settings, *beam_args):
 
 
 def _oracle(path):
-    events = {}
-    for record in read_records(path):
-        event = parse_event(record.data)
-        events.setdefault(event.event_id, event)
-    scores: dict[str, dict[str, float]] = {}
-    for e in events.values():
-        row = scores.setdefault(e.user, {})
-        row[e.item] = row.get(e.item, 0.0) + W.of(e.type)
-    norms: dict[str, float] = {}
-    for row in scores.values():
-        for item, r in row.items():
-            norms[item] = norms.get(item, 0.0) + r * r
-    return scores, norms
+    return fold_oracle(parse_event(record.data) for record in read_records(path))
 
 
 def _assert_matches_oracle(settings, path):

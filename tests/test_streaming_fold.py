@@ -9,6 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings as hyp_settings, strategies as st
 
+from fold_oracle import fold_oracle
 from schemas import Event, EventType, Weights
 from streaming import state
 from streaming.fold import ItemState, UserState, fold_item, fold_user
@@ -125,15 +126,7 @@ def _events(n_users=40, n_items=25, n=600):
 
 
 def _oracle(events):
-    scores: dict[str, dict[str, float]] = {}
-    for e in _canonical(events):
-        row = scores.setdefault(e.user, {})
-        row[e.item] = row.get(e.item, 0.0) + W.of(e.type)
-    norms: dict[str, float] = {}
-    for row in scores.values():
-        for item, r in row.items():
-            norms[item] = norms.get(item, 0.0) + r * r
-    return scores, norms
+    return fold_oracle(events, W)
 
 
 def _assert_state(settings, events):
