@@ -256,18 +256,11 @@ def run_similar(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m batch [refresh|rollback|similar] ...`` (refresh when no command is given)."""
-    from streamsim.cli import connection_parser
+    from streamsim.cli import connection_parser, run_parsed
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv.insert(0, "refresh")
     parser = argparse.ArgumentParser(prog="python -m batch", description="streamsim's DIMSUM refresh")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), connection_parser())
-    args = parser.parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.run(args) or 0
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_parsed(parser.parse_args(argv))

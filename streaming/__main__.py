@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from streaming.cli import add_stream_arguments, run_stream
-from streamsim.cli import connection_parser
+from streamsim.cli import connection_parser, run_parsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,10 +14,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Fold clickstream events from Pub/Sub into Bigtable (Beam).",
     )
     add_stream_arguments(parser)
-    args = parser.parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_stream(args)
+    parser.set_defaults(run=run_stream)
+    return run_parsed(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
