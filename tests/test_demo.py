@@ -66,6 +66,7 @@ def test_demo_report_matches_bigtable_and_leaves_nothing_running(fresh_stack):
     first_part = {parse_event(m).event_id for m in messages[: int(len(messages) * 0.9)] if not _broken(m)}
     busiest = Counter(e.user for e in valid if e.event_id in first_part).most_common(1)[0][0]
     assert f"user={busiest}&" in report["try"][0]
+    assert report["try_answered"] == [10, 10, 10]  # each curl line was tried and answered
     assert report["changed_recommendation"] is not None
 
     # Nothing it started is left: no listener on the API port, no process of this run.
