@@ -43,6 +43,9 @@ def merge_rows(old: dict[int, Row], affected: np.ndarray, candidates: tuple[np.n
                k: int) -> tuple[dict[int, list[tuple[int, float]]], np.ndarray]:
     """New lists of the clean rows that change, and the clean rows that need a full recompute.
 
+    A touched row whose merged list equals its stored one (same items, same scores) is
+    left out: the stored cell stays visible, so it needs no rewrite.
+
     ``candidates`` are (row c, item a, score) for a in A, as the recomputed A rows gave them.
     """
     news = defaultdict(list)
@@ -63,5 +66,7 @@ def merge_rows(old: dict[int, Row], affected: np.ndarray, candidates: tuple[np.n
             if len(merged) < k or (-merged[-1][1], merged[-1][0]) > last_old:
                 recompute.append(position)
                 continue
+        if merged == list(zip(cols.tolist(), vals.tolist())):
+            continue  # unchanged: carried over, no rewrite
         merges[position] = merged
     return merges, np.asarray(recompute, dtype=np.int64)

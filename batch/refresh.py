@@ -12,6 +12,15 @@ the other rows from their stored lists (``batch.incremental`` states why that is
   (unstored) clean neighbour could move up are recomputed in a second, small Spark job.
   Rows that do not change are carried over (readers resolve them to older cells).
 
+I/O of an incremental pass: the users holding an affected item come from the stream's
+inverted index (``items c:<user>``) and are read by key, not by a scan of ``users``; of
+the previous generation only the rows of items co-held with an affected item are read
+(C below). That is enough because scores never disappear (r_ui only grows): a clean
+row p can change only through a candidate s(p, a) or through a stored entry a in A, and
+either needs a user holding both p and a, who is among the users read. Rows outside C
+are neither read nor rewritten. Items written before the index existed (a norm but no
+``c`` cell) make the pass fall back to a scan of every user.
+
 The result equals a full pass on the same data (``tests/test_batch_refresh.py``).
 """
 from __future__ import annotations
@@ -28,7 +37,7 @@ from google.cloud.bigtable import row_filters
 from google.cloud.bigtable.row import DirectRow
 
 from batch import engine, incremental, source
-from batch.dimsum import DimsumParams, check_buckets, id_hashes
+from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
 from batch.generations import Generations, _commit
 from schemas import layout
 from streamsim.clients import bigtable_instance
@@ -42,6 +51,10 @@ POPULAR_SIZE = 100
 #: users holding one of them, through a server-side qualifier filter; the regex grows
 #: with the list, so beyond it a plain scan is cheaper.
 MAX_HOLDING_ITEMS = 2000
+#: Up to this fraction of all items, an incremental pass finds the users holding the
+#: affected items through the inverted index; beyond it (e.g. γ moved and most q_i
+#: changed) the index holds about as much as the users table, so a scan is cheaper.
+MAX_INDEX_FRACTION = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,13 +167,41 @@ def run_pass(spark, settings: Settings, options: PassOptions = PassOptions(), *,
     shared_index = sc.broadcast(index)
     buckets = options.buckets
     cached = []
+    selections = []
+
+    def holder_keys(holding: np.ndarray) -> list[bytes] | None:
+        """Sorted row keys of the users holding ``holding`` items, None to scan instead."""
+        if len(holding) > MAX_INDEX_FRACTION * len(items):
+            return None
+        users, unindexed = source.read_holders(settings, [items.ids[i] for i in holding.tolist()])
+        if unindexed:
+            log.warning("%d of %d items to recompute have no inverted-index cells (state written before "
+                        "the index existed, e.g. %s): scanning every user instead",
+                        len(unindexed), len(holding), unindexed[0])
+            return None
+        return sorted(layout.user_row_key(u) for u in users)
 
     def user_blocks(holding: np.ndarray | None):
         """Cached blocks of all users, or of the users with a score on ``holding`` items."""
+        keys = None if holding is None else holder_keys(holding)
+        if keys is not None:
+            selections.append("index")
+            # Each read partition gets the keys of its bucket range: blocks stay per bucket.
+            of_key = np.array([bucket_of_key(k, buckets) for k in keys], dtype=np.int64)
+            tasks = [(r, [k for k, b in zip(keys, of_key.tolist()) if r[0] <= b < r[1]]) for r in ranges]
+            rdd = (
+                sc.parallelize(tasks, len(tasks))
+                .flatMap(lambda t: source.read_user_blocks(settings, t[0], buckets, shared_index.value,
+                                                           keys=t[1]) if t[1] else ())
+                .cache()
+            )
+            cached.append(rdd)
+            return rdd
         names = None
         if (options.server_filter and holding is not None
                 and len(holding) <= min(MAX_HOLDING_ITEMS, len(items) // 10)):
             names = [items.ids[i] for i in holding.tolist()]
+        selections.append("scan" if names is None else "server_filter")
         rdd = (
             sc.parallelize(ranges, len(ranges))
             .flatMap(lambda r: source.read_user_blocks(settings, r, buckets, shared_index.value, names))
@@ -170,20 +211,28 @@ def run_pass(spark, settings: Settings, options: PassOptions = PassOptions(), *,
         return rdd
 
     merges: dict[int, list[tuple[int, float]]] = {}
+    users_read, old_rows_read = 0, 0
     if mode == "full":
         with phases("read_users"):
             blocks = user_blocks(None)
-            users = blocks.map(lambda b: b.users).sum()
+            users = users_read = blocks.map(lambda b: b.users).sum()
         with phases("dimsum"):
             result = engine.similarity_rows(sc, blocks, items.norm2, item_hash, params)
             recomputed, extra_top = np.arange(n), {}
     else:
-        with phases("read_generation"):
-            affected = _affected(items, params, base_stats, dirty)
-            old = _stored_rows(gens, base, index, affected)
+        affected = _affected(items, params, base_stats, dirty)
         with phases("read_users"):
             blocks = user_blocks(np.flatnonzero(affected))
-            users = blocks.map(lambda b: b.users).sum()
+            users = users_read = blocks.map(lambda b: b.users).sum()
+        with phases("read_generation"):
+            # C: items co-held with an affected item (module docstring: only their rows can change).
+            co_held = blocks.map(lambda b: np.unique(b.holding(affected).indices)).fold(
+                np.empty(0, np.int32), np.union1d)
+            wanted = np.zeros(n, dtype=bool)
+            wanted[co_held] = True
+            wanted &= ~affected
+            old = _stored_rows(gens, base, items, wanted)
+            old_rows_read = int(wanted.sum())
         with phases("dimsum"):
             recomputed = np.flatnonzero(affected)
             result = engine.similarity_rows(sc, blocks, items.norm2, item_hash, params, rows=recomputed,
@@ -192,7 +241,9 @@ def run_pass(spark, settings: Settings, options: PassOptions = PassOptions(), *,
             merges, again = incremental.merge_rows(old, affected, result.candidates, params.top_k)
             extra_top = {}
             if len(again):
-                extra_top = engine.similarity_rows(sc, user_blocks(again), items.norm2, item_hash, params,
+                again_blocks = user_blocks(again)
+                users_read += again_blocks.map(lambda b: b.users).sum()
+                extra_top = engine.similarity_rows(sc, again_blocks, items.norm2, item_hash, params,
                                                    rows=again).top
                 recomputed = np.union1d(recomputed, again)
             result.clean_rows_recomputed = len(again)
@@ -226,8 +277,15 @@ def run_pass(spark, settings: Settings, options: PassOptions = PassOptions(), *,
         **options.identity(),
         "gamma": None if math.isinf(gamma) else gamma,
         "items": n,
-        # Users read: with server_filter, an incremental pass reads only those holding an affected item.
+        # Users of the blocks the pass computed from: incremental passes read only those
+        # holding an affected item (through the index, or server_filter).
         "users": int(users),
+        # User rows read in all (incremental: plus the holders of clean rows recomputed).
+        "users_read": int(users_read),
+        # How users were selected, per read: "scan", "index" or "server_filter".
+        "user_selection": "+".join(selections),
+        # Previous-generation rows looked up (incremental only; only items co-held with A).
+        "similarity_rows_read": old_rows_read,
         "read_partitions": len(ranges),
         "pairs_emitted": result.pairs_emitted,
         "pairs_exact": result.pairs_exact,
@@ -261,12 +319,13 @@ def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, d
     return affected
 
 
-def _stored_rows(gens: Generations, base: int, index: dict[str, int], affected: np.ndarray) -> dict:
-    """The clean rows as visible at ``base``: position -> (neighbour positions, scores)."""
+def _stored_rows(gens: Generations, base: int, items: source.ItemTable, wanted: np.ndarray) -> dict:
+    """The ``wanted`` rows as visible at ``base``: position -> (neighbour positions, scores)."""
+    index = items.index()
     old = {}
-    for item, ids, scores in gens.read_all(base):
+    for item, ids, scores in gens.read_items(base, [items.ids[i] for i in np.flatnonzero(wanted).tolist()]):
         position = index.get(item)
-        if position is None or affected[position]:
+        if position is None or not wanted[position]:
             continue
         cols = np.array([index.get(i, -1) for i in ids], dtype=np.int64)
         keep = cols >= 0

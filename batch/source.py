@@ -15,6 +15,7 @@ import numpy as np
 from scipy import sparse
 from google.cloud.bigtable import row_filters
 
+from batch import raw_reads
 from batch.dimsum import MAX_BUCKETS, UserBlock, bucket_of_key, id_hashes
 from schemas import codecs, layout
 from streamsim.clients import bigtable_instance, export_emulator_env
@@ -45,23 +46,30 @@ def read_items(settings: Settings) -> ItemTable:
     table = bigtable_instance(settings).table(settings.tables.items)
     chain = row_filters.RowFilterChain(
         [
-            row_filters.FamilyNameRegexFilter(f"^({layout.ITEM_STATS}|{layout.DIRTY})$"),
+            # Whole-family column ranges, not a family regex: the emulator evaluates a regex
+            # per cell, and item rows also hold the c:<user> index (Tmall, 31k items: 11.3 s
+            # with the regex vs 4.3 s with ranges).
+            row_filters.RowFilterUnion(
+                [row_filters.ColumnRangeFilter(layout.ITEM_STATS), row_filters.ColumnRangeFilter(layout.DIRTY)]
+            ),
             row_filters.CellsColumnLimitFilter(1),
         ]
     )
     found = []
-    for row in table.read_rows(filter_=chain):
-        stats = row.cells.get(layout.ITEM_STATS, {})
+    # Raw messages: one small row per item, where the client's row objects cost most.
+    for key, cells in raw_reads.read_rows(table, chain):
+        stats = cells.get(layout.ITEM_STATS, {})
         if layout.NORM2 not in stats:
             continue
-        users_cells = stats.get(layout.USERS)
-        mark = row.cells.get(layout.DIRTY, {}).get(layout.DIRTY_MARK)
+        users_cell = stats.get(layout.USERS)
+        mark = cells.get(layout.DIRTY, {}).get(layout.DIRTY_MARK)
         found.append(
             (
-                layout.id_from_row_key(row.row_key),
-                codecs.decode_double(stats[layout.NORM2][0].value),
-                codecs.decode_int64(users_cells[0].value) if users_cells else 0,
-                int(mark[0].timestamp.timestamp() * 1_000_000) if mark else 0,
+                layout.id_from_row_key(key),
+                codecs.decode_double(stats[layout.NORM2][0]),
+                codecs.decode_int64(users_cell[0]) if users_cell else 0,
+                # Bigtable stamps cells in ms: the same µs the client's datetime gave.
+                mark[1] if mark else 0,
             )
         )
     found.sort()
@@ -106,14 +114,10 @@ def bucket_ranges(settings: Settings, buckets: int, partitions: int) -> list[tup
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
 
 
+# A family's column range rather than a family regex: cheaper on the emulator (see read_items).
 _SCORE_FILTER = row_filters.RowFilterChain(
-    [row_filters.FamilyNameRegexFilter(f"^{layout.SCORES}$"), row_filters.CellsColumnLimitFilter(1)]
+    [row_filters.ColumnRangeFilter(layout.SCORES), row_filters.CellsColumnLimitFilter(1)]
 )
-
-
-#: Row keys per ReadRows request when reading users by key (keeps requests well
-#: under Bigtable's request-size limit).
-KEYS_PER_READ = 1000
 
 
 def _re2_literal(raw: bytes) -> bytes:
@@ -134,29 +138,58 @@ def holding_filter(items: list[str]) -> row_filters.RowFilter:
     )
 
 
-def _user_rows(table, start_key, end_key, holding: list[str] | None):
-    if holding is None:
-        yield from table.read_rows(start_key=start_key, end_key=end_key, filter_=_SCORE_FILTER)
-        return
-    from google.cloud.bigtable.row_set import RowSet
+_HOLDERS_FILTER = row_filters.RowFilterChain(
+    [
+        row_filters.ColumnRangeFilter(layout.CONTRIBUTIONS),
+        row_filters.CellsColumnLimitFilter(1),
+        # Only the qualifiers (user ids) are needed.
+        row_filters.StripValueTransformerFilter(True),
+    ]
+)
 
+
+def read_holders(settings: Settings, items: list[str]) -> tuple[set[str], list[str]]:
+    """The users holding any of ``items``, from the stream's inverted index (``c:<user>``).
+
+    Returns (user ids, items without any ``c`` cell). An item that has a norm but no
+    index cells was written before the index existed: the caller cannot trust the user
+    set then and must scan.
+    """
+    table = bigtable_instance(settings).table(settings.tables.items)
+    users: set[str] = set()
+    indexed: set[str] = set()
+    keys = sorted({layout.item_row_key(item) for item in items})
+    for key, cells in raw_reads.read_rows(table, _HOLDERS_FILTER, keys=keys):
+        qualifiers = cells.get(layout.CONTRIBUTIONS, {})
+        if qualifiers:
+            indexed.add(layout.id_from_row_key(key))
+            users.update(q.decode("utf-8") for q in qualifiers)
+    return users, sorted(set(items) - indexed)
+
+
+def _user_rows(table, start_key, end_key, holding: list[str] | None, keys: list[bytes] | None):
+    """(row key, cells) of the users to read, in key order (raw messages: see ``raw_reads``)."""
+    if keys is not None:
+        yield from raw_reads.read_rows(table, _SCORE_FILTER, keys=keys)
+        return
+    if holding is None:
+        yield from raw_reads.read_rows(table, _SCORE_FILTER, start_key=start_key, end_key=end_key)
+        return
     # Two reads: the server filters the (cheap, valueless) key scan, then the full rows of
     # the matching users come back in key order.
-    keys = [row.row_key for row in table.read_rows(start_key=start_key, end_key=end_key,
-                                                      filter_=holding_filter(holding))]
-    for start in range(0, len(keys), KEYS_PER_READ):
-        row_set = RowSet()
-        for key in keys[start : start + KEYS_PER_READ]:
-            row_set.add_row_key(key)
-        yield from table.read_rows(row_set=row_set, filter_=_SCORE_FILTER)
+    found = [key for key, _ in raw_reads.read_rows(table, holding_filter(holding), start_key=start_key,
+                                                   end_key=end_key)]
+    yield from raw_reads.read_rows(table, _SCORE_FILTER, keys=found)
 
 
 def read_user_blocks(settings: Settings, bucket_range: tuple[int, int], buckets: int,
-                     item_index: Mapping[str, int], holding: list[str] | None = None) -> Iterator[UserBlock]:
+                     item_index: Mapping[str, int], holding: list[str] | None = None,
+                     keys: list[bytes] | None = None) -> Iterator[UserBlock]:
     """The users of buckets [start, end), one :class:`UserBlock` per non-empty bucket.
 
     With ``holding``, only users with a score on one of those items (all their scores):
-    exactly the users that contribute to those items' rows of the Gram. Runs in a Spark
+    exactly the users that contribute to those items' rows of the Gram. With ``keys``
+    (sorted user row keys, all inside the range), only those rows, read by key. Runs in a Spark
     executor: builds its own client. Scores of items the pass does not know (no norm
     yet) are left out; they count in the next pass.
     """
@@ -172,10 +205,10 @@ def read_user_blocks(settings: Settings, bucket_range: tuple[int, int], buckets:
         return UserBlock(current, id_hashes(users), np.asarray(indptr, dtype=np.int64),
                          np.asarray(indices, dtype=np.int32), values)
 
-    for row in _user_rows(table, start_key, end_key, holding):
+    for row_key, cells in _user_rows(table, start_key, end_key, holding, keys):
         try:
-            bucket = bucket_of_key(row.row_key, buckets)
-            user = layout.id_from_row_key(row.row_key)
+            bucket = bucket_of_key(row_key, buckets)
+            user = layout.id_from_row_key(row_key)
         except ValueError:
             skipped += 1
             continue
@@ -183,11 +216,11 @@ def read_user_blocks(settings: Settings, bucket_range: tuple[int, int], buckets:
             if users:
                 yield flush()
             current, users, indptr, indices, raw = bucket, [], [0], [], []
-        for qualifier, cells in row.cells.get(layout.SCORES, {}).items():
+        for qualifier, (value, _) in cells.get(layout.SCORES, {}).items():
             position = item_index.get(qualifier.decode("utf-8"))
             if position is not None:
                 indices.append(position)
-                raw.append(cells[0].value)
+                raw.append(value)
         users.append(user)
         indptr.append(len(indices))
     if users:

@@ -18,17 +18,24 @@ def _commit(table, rows: list[DirectRow]) -> None:
             assert status.code == 0, status
 
 
-def write_scores(settings: Settings, scores: dict[str, dict[str, float]], *, mark_dirty: bool = True) -> None:
-    """Users' r_ui, user norm², and item norm²/users from them (absolute values)."""
+def write_scores(settings: Settings, scores: dict[str, dict[str, float]], *, mark_dirty: bool = True,
+                 index: bool = True) -> None:
+    """Users' r_ui, user norm², and item norm²/users from them (absolute values).
+
+    With ``index`` (as the stream does) each item row also gets ``c:<user>`` =
+    ``encode_contribution(r_ui, 1)`` for its users; without, the items look like state
+    written before the inverted index existed.
+    """
     instance = bigtable_instance(settings)
     users, items = instance.table(settings.tables.users), instance.table(settings.tables.items)
-    user_rows, norms, counts = [], {}, {}
+    user_rows, norms, counts, holders = [], {}, {}, {}
     for user, row in scores.items():
         mutation = DirectRow(layout.user_row_key(user), users)
         for item, r in row.items():
             mutation.set_cell(layout.SCORES, layout.score_qualifier(item), codecs.encode_double(r))
             norms[item] = norms.get(item, 0.0) + r * r
             counts[item] = counts.get(item, 0) + 1
+            holders.setdefault(item, []).append((user, r))
         mutation.set_cell(layout.USER_STATS, layout.NORM2, codecs.encode_double(sum(r * r for r in row.values())))
         user_rows.append(mutation)
     _commit(users, user_rows)
@@ -37,6 +44,10 @@ def write_scores(settings: Settings, scores: dict[str, dict[str, float]], *, mar
         mutation = DirectRow(layout.item_row_key(item), items)
         mutation.set_cell(layout.ITEM_STATS, layout.NORM2, codecs.encode_double(norm2))
         mutation.set_cell(layout.ITEM_STATS, layout.USERS, codecs.encode_int64(counts[item]))
+        if index:
+            for user, r in holders[item]:
+                mutation.set_cell(layout.CONTRIBUTIONS, layout.contribution_qualifier(user),
+                                  codecs.encode_contribution(r, 1))
         if mark_dirty:
             mutation.set_cell(layout.DIRTY, layout.DIRTY_MARK, b"")
         item_rows.append(mutation)

@@ -235,8 +235,11 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
     assert incremental["dirty_items"] == 3
     assert 3 <= incremental["items_recomputed"] < incremental["items"] / 2
     assert incremental["marks_cleared"] == 3
-    # Only users holding a dirty item were read (server-side qualifier filter).
-    assert 0 < incremental["users"] < first["users"]
+    # Only users holding a dirty item were read (through the stream's inverted index).
+    # (a second read, by index too, for clean rows recomputed in full).
+    assert set(incremental["user_selection"].split("+")) == {"index"}
+    assert incremental["users"] == sum(any(i in row for i in touched) for row in new_scores.values())
+    assert 0 < incremental["users"] <= incremental["users_read"] < first["users_read"]
     items = read_items(fresh_stack)
     assert [i for i, m in zip(items.ids, items.dirty_micros.tolist()) if m] == ["sku-050"]
 
@@ -264,6 +267,40 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
     assert [(n["item"], n["similarity"]) for n in answer["neighbours"]] == expected
     assert streamsim_main(["inspect", "similar", "no-such-item", *connection_flags(fresh_stack)]) == 1
     assert "no similarity row" in capsys.readouterr().err
+
+
+def test_incremental_pass_reads_only_users_holding_dirty_items(spark, fresh_stack):
+    scores = sparse_scores(7, users=300, items=40)
+    write_scores(fresh_stack, scores)
+    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
+    first = run_pass(spark, fresh_stack, options)
+    assert first["users_read"] == len(scores) and first["user_selection"] == "scan"
+
+    # New events on i1 for some users, and a first one for some others.
+    changed = {user: dict(row) for user, row in scores.items()}
+    for user in list(changed)[:50]:
+        changed[user]["i1"] = changed[user].get("i1", 0.0) + 6.0
+    write_scores(fresh_stack, changed, mark_dirty=False)
+    mark_dirty(fresh_stack, ["i1"])
+    incremental = run_pass(spark, fresh_stack, options)
+    holders = sum("i1" in row for row in changed.values())
+    assert incremental["mode"] == "incremental" and incremental["user_selection"] == "index"
+    assert incremental["users_read"] == holders < len(scores)
+    co_held = {item for row in changed.values() if "i1" in row for item in row} - {"i1"}
+    assert incremental["similarity_rows_read"] == len(co_held) < incremental["items"]
+    full = run_pass(spark, fresh_stack, dataclasses.replace(options, full=True))
+    assert visible(fresh_stack, incremental["generation"]) == visible(fresh_stack, full["generation"])
+
+    # An item written without the index (state from before it existed): scan every user.
+    for user in list(changed)[-30:]:
+        changed[user]["i-new"] = 2.0
+    write_scores(fresh_stack, changed, mark_dirty=False, index=False)
+    mark_dirty(fresh_stack, ["i-new"])
+    fallback = run_pass(spark, fresh_stack, options)
+    assert fallback["mode"] == "incremental" and fallback["user_selection"] == "scan"
+    assert fallback["users_read"] == len(changed)
+    full = run_pass(spark, fresh_stack, dataclasses.replace(options, full=True))
+    assert visible(fresh_stack, fallback["generation"]) == visible(fresh_stack, full["generation"])
 
 
 def connection_flags(settings) -> list[str]:
