@@ -18,6 +18,8 @@ from urllib.parse import quote
 from google.cloud.bigtable_v2.types import bigtable as _bigtable
 from google.cloud.bigtable_v2.types import data as _data
 
+from streamsim.bigtable_wire import merge_chunks, newest_by_column
+
 _ReadRowsRequest = _bigtable.ReadRowsRequest.pb()
 _ReadRowsResponse = _bigtable.ReadRowsResponse.pb()
 
@@ -50,27 +52,10 @@ def _call(table):
 
 
 def _merge(responses) -> Iterator[tuple[bytes, Row]]:
-    key, family, qualifier, micros, current, value = None, None, None, 0, {}, []
-    for response in responses:
-        for chunk in response.chunks:
-            if chunk.reset_row:
-                key, current, value = None, {}, []
-                continue
-            if chunk.row_key:
-                key = chunk.row_key
-            if chunk.HasField("family_name"):
-                family = chunk.family_name.value
-            if chunk.HasField("qualifier"):
-                qualifier = chunk.qualifier.value
-                micros = chunk.timestamp_micros
-            value.append(chunk.value)
-            if chunk.value_size == 0:  # the last (or only) piece of this cell
-                # Cells of a column come newest first: keep the first.
-                current.setdefault(family, {}).setdefault(qualifier, (b"".join(value), micros))
-                value = []
-            if chunk.commit_row:
-                yield key, current
-                key, current = None, {}
+    chunks = (chunk for response in responses for chunk in response.chunks)
+    for key, cells in merge_chunks(chunks):
+        yield key, {family: {q: (cell.value, cell.timestamp_micros) for q, cell in columns.items()}
+                    for family, columns in newest_by_column(cells).items()}
 
 
 def read_rows(table, row_filter, *, keys: list[bytes] | None = None, start_key: bytes | None = None,

@@ -15,13 +15,13 @@ import asyncio
 import contextvars
 import logging
 import re
-from collections.abc import Iterable
 
 import grpc
 import numpy as np
 from google.cloud.bigtable_v2.types import ReadRowsRequest, ReadRowsResponse
 
 from schemas import codecs, layout
+from streamsim.bigtable_wire import Cell, merge_chunks
 from streamsim.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,50 +85,6 @@ def _as_of(generation: int):
     """Cells of ``generation`` or older (the end of a timestamp range is exclusive)."""
     end = layout.generation_cell_micros(generation + 1)
     return _Filter(timestamp_range_filter={"start_timestamp_micros": 0, "end_timestamp_micros": end})
-
-
-class Cell:
-    __slots__ = ("family", "qualifier", "timestamp_micros", "value")
-
-    def __init__(self, family: str, qualifier: bytes, timestamp_micros: int, value: bytes):
-        self.family = family
-        self.qualifier = qualifier
-        self.timestamp_micros = timestamp_micros
-        self.value = value
-
-
-def merge_chunks(chunks: Iterable) -> Iterable[tuple[bytes, list[Cell]]]:
-    """Rows ``(key, cells)`` from ``ReadRows`` cell chunks, per the RPC's contract.
-
-    A chunk carries the row key, family and qualifier only when they change;
-    a large value is split over chunks that announce ``value_size``;
-    ``reset_row`` drops the row read so far and ``commit_row`` completes it.
-    """
-    key = family = qualifier = None
-    timestamp = 0
-    cells: list[Cell] = []
-    parts: list[bytes] = []
-    for chunk in chunks:
-        if chunk.reset_row:
-            key = family = qualifier = None
-            cells, parts = [], []
-            continue
-        if chunk.row_key:
-            key = chunk.row_key
-        if chunk.HasField("family_name"):
-            family = chunk.family_name.value
-        if chunk.HasField("qualifier"):
-            qualifier = chunk.qualifier.value
-        if not parts:  # the first chunk of a cell carries its timestamp
-            timestamp = chunk.timestamp_micros
-        parts.append(chunk.value)
-        if chunk.value_size == 0:
-            cells.append(Cell(family, qualifier, timestamp, b"".join(parts) if len(parts) > 1 else parts[0]))
-            parts = []
-        if chunk.commit_row:
-            yield key, cells
-            key = family = qualifier = None
-            cells = []
 
 
 class BigtableStore:

@@ -20,6 +20,8 @@ from urllib.parse import quote
 from google.cloud.bigtable_v2.types import bigtable as _bigtable
 from google.cloud.bigtable_v2.types import data as _data
 
+from streamsim.bigtable_wire import merge_chunks, newest_by_column
+
 MutateRowsRequest = _bigtable.MutateRowsRequest.pb()
 MutateRowsResponse = _bigtable.MutateRowsResponse.pb()
 ReadRowsRequest = _bigtable.ReadRowsRequest.pb()
@@ -64,29 +66,13 @@ class RawTable:
         request.rows.row_keys.extend(keys)
         if row_filter is not None:
             request.filter.CopyFrom(row_filter)
-        rows: dict[bytes, dict[str, dict[bytes, bytes]]] = {}
-        key, family, qualifier, current, value = None, None, None, {}, []
-        for response in self._read(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata):
-            for chunk in response.chunks:
-                if chunk.reset_row:
-                    key, current, value = None, {}, []
-                    continue
-                if chunk.row_key:
-                    key = chunk.row_key
-                if chunk.HasField("family_name"):
-                    family = chunk.family_name.value
-                if chunk.HasField("qualifier"):
-                    qualifier = chunk.qualifier.value
-                value.append(chunk.value)
-                if chunk.value_size == 0:  # the last (or only) piece of this cell
-                    columns = current.setdefault(family, {})
-                    # Cells of a column come newest first: keep the first.
-                    columns.setdefault(qualifier, b"".join(value))
-                    value = []
-                if chunk.commit_row:
-                    rows[key] = current
-                    key, current = None, {}
-        return rows
+        responses = self._read(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata)
+        chunks = (chunk for response in responses for chunk in response.chunks)
+        return {
+            key: {family: {q: cell.value for q, cell in columns.items()}
+                  for family, columns in newest_by_column(cells).items()}
+            for key, cells in merge_chunks(chunks)
+        }
 
 
 def set_cell(family: str, qualifier: bytes, value: bytes, timestamp_micros: int = -1):
