@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: install demo test down clean
+.PHONY: install demo test lint down clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ down:
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff comes with the dev extra; the configuration is in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf build *.egg-info serving/*.c serving/*.so

@@ -1,7 +1,8 @@
 """streamsim: a streaming item-to-item recommender (Pub/Sub, Beam, Bigtable, Spark, aiohttp)."""
-import numpy
-from Cython.Build import cythonize
-from setuptools import Extension, setup
+
+import os
+
+from setuptools import Extension, find_packages, setup
 
 COMMON = ["numpy>=1.26", "google-cloud-bigtable>=2.20", "google-cloud-pubsub>=2.18", "tqdm>=4.60"]
 EXTRAS = {
@@ -9,9 +10,25 @@ EXTRAS = {
     "batch": ["pyspark>=3.5", "scipy>=1.11"],
     "serving": ["aiohttp>=3.9", "prometheus-client>=0.19", "orjson>=3.9"],
     "evaluate": ["scipy>=1.11", "matplotlib>=3.7"],
-    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "ruff==0.17.6"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+
+def extensions():
+    """The serving kernel, unless STREAMSIM_NO_EXTENSION is set.
+
+    Dataflow workers install the project from ``--setup_file`` to fold events; they never
+    score, so they need neither a C compiler nor Cython for it.
+    """
+    if os.environ.get("STREAMSIM_NO_EXTENSION"):
+        return []
+    import numpy
+    from Cython.Build import cythonize
+
+    kernel = Extension("serving._scoring", ["serving/_scoring.pyx"], include_dirs=[numpy.get_include()])
+    return cythonize([kernel], language_level=3)
+
 
 setup(
     name="streamsim",
@@ -20,12 +37,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["schemas", "streaming", "batch", "serving", "streamsim"],
-    ext_modules=cythonize(
-        [Extension("serving._scoring", ["serving/_scoring.pyx"], include_dirs=[numpy.get_include()])],
-        language_level=3,
-    ),
+    # The product card's packages at the top level; runtime, sources and the app under one name.
+    packages=find_packages(include=["schemas", "streaming", "batch", "serving", "streamsim", "streamsim.*"]),
+    ext_modules=extensions(),
     install_requires=COMMON,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["streamsim = streamsim.cli:main"]},
+    entry_points={"console_scripts": ["streamsim = streamsim.app.cli:main"]},
 )

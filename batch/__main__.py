@@ -1,4 +1,5 @@
 """``python -m batch``: the refresh pass (and rollback) without the streamsim CLI."""
+
 import sys
 
 from batch.cli import main

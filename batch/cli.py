@@ -1,5 +1,4 @@
-"""`streamsim refresh | rollback` (also `python -m batch ...`); `run_similar` backs
-`streamsim inspect similar`.
+"""`streamsim refresh | rollback` (also `python -m batch refresh|rollback ...`).
 
 ``refresh`` runs a DIMSUM pass on Spark (local by default, ``--master`` or spark-submit
 otherwise), prints its statistics as JSON and stores them in ``meta``. ``--every 10m``
@@ -9,6 +8,7 @@ schedule it with Cloud Scheduler calling the Dataproc jobs API (or a Dataproc wo
 template) every N minutes; the pass itself is idempotent and safe to overlap only in
 the sense that the later pointer flip wins, so keep one schedule per deployment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,8 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+
+from streamsim.runtime.cli import backend_error, connection_parser, run_parsed, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,19 @@ def register(subparsers, parent) -> None:
     refresh.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     refresh.add_argument("--top-k", type=int, default=50, help="neighbours kept per item (default 50)")
     refresh.add_argument("--min-similarity", type=float, default=0.0, help="floor for a kept neighbour (default 0)")
-    refresh.add_argument("--buckets", type=int, default=64,
-                         help="user key-space buckets, a power of two (default 64; bounds read partitions)")
+    refresh.add_argument(
+        "--buckets",
+        type=int,
+        default=64,
+        help="user key-space buckets, a power of two (default 64; bounds read partitions)",
+    )
     refresh.add_argument("--partitions", type=int, help="read partitions (default: 2 per Spark core)")
-    refresh.add_argument("--server-filter", action="store_true",
-                         help="incremental: let Bigtable select users holding a changed item "
-                              "(fast on Cloud Bigtable, slow on the emulator)")
+    refresh.add_argument(
+        "--server-filter",
+        action="store_true",
+        help="incremental: let Bigtable select users holding a changed item "
+        "(fast on Cloud Bigtable, slow on the emulator)",
+    )
     refresh.add_argument("--master", help="Spark master (default: local[*], or spark-submit's)")
     refresh.add_argument("--every", type=every_seconds, metavar="PERIOD", help="repeat every PERIOD (30s, 10m, 1h)")
     refresh.add_argument("--json", action="store_true", help="print only the statistics, one JSON line per pass")
@@ -65,15 +74,20 @@ def register(subparsers, parent) -> None:
     rollback.set_defaults(run=run_rollback)
 
 
-
 def _options(args):
     from batch.dimsum import DimsumParams
     from batch.refresh import PassOptions
 
-    params = DimsumParams(threshold=args.threshold, seed=args.seed, top_k=args.top_k,
-                          min_similarity=args.min_similarity)
-    return PassOptions(params=params, full=args.full, buckets=args.buckets, partitions=args.partitions,
-                       server_filter=args.server_filter)
+    params = DimsumParams(
+        threshold=args.threshold, seed=args.seed, top_k=args.top_k, min_similarity=args.min_similarity
+    )
+    return PassOptions(
+        params=params,
+        full=args.full,
+        buckets=args.buckets,
+        partitions=args.partitions,
+        server_filter=args.server_filter,
+    )
 
 
 def spark_session(master: str | None):
@@ -104,8 +118,6 @@ def _summary(stats: dict) -> str:
 
 
 def run_refresh(args) -> int:
-    from streamsim.cli import settings_from_args
-
     try:
         options = _options(args)
     except ValueError as exc:
@@ -113,13 +125,14 @@ def run_refresh(args) -> int:
         return 2
     if args.dataproc:
         return submit_dataproc(args)
-    from batch.refresh import run_pass
-
     from pyspark.sql import SparkSession
 
+    from batch.refresh import run_pass
+
     settings = settings_from_args(args)
-    if _backend_error(settings):
-        print(f"streamsim refresh: {_backend_error(settings)}", file=sys.stderr)
+    problem = backend_error(settings)
+    if problem:
+        print(f"streamsim refresh: {problem}", file=sys.stderr)
         return 1
     # Inside a running Spark application (a notebook, a test) use its session and leave it open.
     owned = SparkSession.getActiveSession() is None
@@ -159,20 +172,40 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
     ``pip-install`` initialization action.
     """
     main = Path(__file__).resolve().parent / "__main__.py"
-    forwarded = ["refresh", "--json", "--threshold", str(args.threshold), "--seed", str(args.seed),
-                 "--top-k", str(args.top_k), "--min-similarity", str(args.min_similarity),
-                 "--buckets", str(args.buckets)]
+    forwarded = [
+        "refresh",
+        "--json",
+        "--threshold",
+        str(args.threshold),
+        "--seed",
+        str(args.seed),
+        "--top-k",
+        str(args.top_k),
+        "--min-similarity",
+        str(args.min_similarity),
+        "--buckets",
+        str(args.buckets),
+    ]
     if args.partitions:
         forwarded += ["--partitions", str(args.partitions)]
     if args.full:
         forwarded.append("--full")
     if args.server_filter:
         forwarded.append("--server-filter")
-    for flag in ("project", "instance", "prefix"):
-        if getattr(args, flag):
-            forwarded += [f"--{flag}", getattr(args, flag)]
-    return ["gcloud", "dataproc", "jobs", "submit", "pyspark", str(main), f"--cluster={args.dataproc}",
-            f"--region={args.region}", f"--py-files={job_zip}", "--", *forwarded]
+    forwarded += settings_from_args(args).to_argv(remote=True)
+    return [
+        "gcloud",
+        "dataproc",
+        "jobs",
+        "submit",
+        "pyspark",
+        str(main),
+        f"--cluster={args.dataproc}",
+        f"--region={args.region}",
+        f"--py-files={job_zip}",
+        "--",
+        *forwarded,
+    ]
 
 
 def submit_dataproc(args) -> int:
@@ -191,25 +224,13 @@ def submit_dataproc(args) -> int:
     return subprocess.call(command)
 
 
-def _backend_error(settings) -> str | None:
-    """A sentence if the Bigtable emulator named in the settings does not answer.
-
-    gRPC would otherwise retry against a dead port until its deadline.
-    """
-    from streamsim.clients import reachable
-
-    if settings.bigtable_host and not reachable(settings.bigtable_host):
-        return f"the Bigtable emulator at {settings.bigtable_host} is not reachable (is `streamsim up` running?)"
-    return None
-
-
 def run_rollback(args) -> int:
-    from batch.generations import Generations, GenerationError
-    from streamsim.cli import settings_from_args
+    from batch.generations import GenerationError, Generations
 
     settings = settings_from_args(args)
-    if _backend_error(settings):
-        print(f"streamsim rollback: {_backend_error(settings)}", file=sys.stderr)
+    problem = backend_error(settings)
+    if problem:
+        print(f"streamsim rollback: {problem}", file=sys.stderr)
         return 1
     try:
         old, new = Generations(settings).rollback()
@@ -220,47 +241,8 @@ def run_rollback(args) -> int:
     return 0
 
 
-def run_similar(args) -> int:
-    from batch.generations import GenerationError, SimilarityReader
-    from streamsim.cli import settings_from_args
-
-    if args.n < 1:
-        print("streamsim inspect similar: --n must be at least 1", file=sys.stderr)
-        return 2
-    settings = settings_from_args(args)
-    if _backend_error(settings):
-        print(f"streamsim inspect similar: {_backend_error(settings)}", file=sys.stderr)
-        return 1
-    reader = SimilarityReader(settings)
-    try:
-        pointer = reader.generations.current()
-        found = reader.neighbours(args.item, pointer) if pointer is not None else None
-        if pointer is None:
-            raise GenerationError("no similarity generation yet: run `streamsim refresh` first")
-    except GenerationError as exc:
-        print(f"streamsim inspect similar: {exc}", file=sys.stderr)
-        return 1
-    if found is None:
-        print(f"streamsim inspect similar: item {args.item!r} has no similarity row in generation {pointer}", file=sys.stderr)
-        return 1
-    neighbours = found.neighbours[: args.n]
-    if args.json:
-        print(json.dumps({"item": args.item, "generation": pointer,
-                          "neighbours": [{"item": j, "similarity": s} for j, s in neighbours]}))
-    else:
-        print(f"{args.item}  (generation {pointer})")
-        for j, s in neighbours:
-            print(f"  {s:8.4f}  {j}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m batch [refresh|rollback|similar] ...`` (refresh when no command is given)."""
-    from streamsim.cli import connection_parser, run_parsed
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv.insert(0, "refresh")
+    """``python -m batch refresh|rollback ...``."""
     parser = argparse.ArgumentParser(prog="python -m batch", description="streamsim's DIMSUM refresh")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), connection_parser())
     return run_parsed(parser.parse_args(argv))

@@ -1,6 +1,6 @@
 """DIMSUM's numeric core: sampling, per-bucket Gram, top-K. Pure NumPy/SciPy, no Spark.
 
-The estimator (DESIGN.md; Zadeh & Carlsson, Spark's ``columnSimilarities``): threshold s,
+The estimator (docs/design.md; Zadeh & Carlsson, Spark's ``columnSimilarities``): threshold s,
 γ = 10·ln(n)/s with n the number of items, sg = √γ, p_i = min(1, sg/‖c_i‖),
 q_i = min(sg, ‖c_i‖); s = 0 means exact (p = 1, q = ‖c_i‖).
 
@@ -16,6 +16,7 @@ into fixed *buckets* of the salted row-key space (see :func:`bucket_of_key`), ea
 Gram is computed over its users in key order, and bucket Grams are added in bucket order
 (:func:`sum_in_bucket_order`), whatever the number of Spark partitions.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -128,22 +129,27 @@ class UserBlock:
     def users(self) -> int:
         return len(self.user_hash)
 
-    def holding(self, item_mask: np.ndarray) -> "UserBlock":
+    def holding(self, item_mask: np.ndarray) -> UserBlock:
         """The users with an entry on a masked item, in the same order (all their entries).
 
         Exactly the users that contribute to those items' Gram rows, so the rows computed
         from this block equal the full block's bit for bit.
         """
         counts = np.diff(self.indptr)
-        hits = np.bincount(np.repeat(np.arange(self.users), counts), weights=item_mask[self.indices],
-                           minlength=self.users)
+        hits = np.bincount(
+            np.repeat(np.arange(self.users), counts), weights=item_mask[self.indices], minlength=self.users
+        )
         keep = hits > 0
         if keep.all():
             return self
         entry_keep = np.repeat(keep, counts)
-        return UserBlock(self.bucket, self.user_hash[keep],
-                         np.concatenate(([0], np.cumsum(counts[keep], dtype=np.int64))),
-                         self.indices[entry_keep], self.values[entry_keep])
+        return UserBlock(
+            self.bucket,
+            self.user_hash[keep],
+            np.concatenate(([0], np.cumsum(counts[keep], dtype=np.int64))),
+            self.indices[entry_keep],
+            self.values[entry_keep],
+        )
 
     def matrix(self, n_items: int) -> sparse.csr_matrix:
         return sparse.csr_matrix((self.values, self.indices, self.indptr), shape=(self.users, n_items))
@@ -156,8 +162,9 @@ class SampledBlock:
     pairs_exact: int  # Σ_u C(entries of u, 2)
 
 
-def sample_block(block: UserBlock, n_items: int, p: np.ndarray, q: np.ndarray,
-                 item_hash: np.ndarray, seed: int) -> SampledBlock:
+def sample_block(
+    block: UserBlock, n_items: int, p: np.ndarray, q: np.ndarray, item_hash: np.ndarray, seed: int
+) -> SampledBlock:
     counts = np.diff(block.indptr)
     indices, values = block.indices, block.values
     if np.all(p[indices] >= 1.0):
@@ -201,8 +208,9 @@ def sum_in_bucket_order(parts: Iterable[tuple[int, sparse.csr_matrix]]) -> spars
     return total.tocsr()
 
 
-def top_k_rows(gram: sparse.csr_matrix, row_items: np.ndarray, k: int, floor: float
-               ) -> list[tuple[np.ndarray, np.ndarray]]:
+def top_k_rows(
+    gram: sparse.csr_matrix, row_items: np.ndarray, k: int, floor: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per row: the k best (item positions, scores) above ``floor``, without the row's own item.
 
     Order: score descending, ties by item position (= item id order), so equal inputs give

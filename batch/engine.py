@@ -6,6 +6,7 @@ Gram is shuffled keyed by row block. Stage 2 adds a row block's bucket Grams in 
 order and keeps the top K per row. No Python loop runs per emitted pair: both stages are
 SciPy sparse products and sums; the only Python loop is per output row (top-K selection).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,9 +94,17 @@ def _reduce(item, plan: _Plan):
     return positions, tops, cands
 
 
-def similarity_rows(sc, blocks, norm2: np.ndarray, item_hash: np.ndarray, params: DimsumParams,
-                    rows: np.ndarray | None = None, source_rows: np.ndarray | None = None,
-                    bar: np.ndarray | None = None, reduce_partitions: int | None = None) -> GramResult:
+def similarity_rows(
+    sc,
+    blocks,
+    norm2: np.ndarray,
+    item_hash: np.ndarray,
+    params: DimsumParams,
+    rows: np.ndarray | None = None,
+    source_rows: np.ndarray | None = None,
+    bar: np.ndarray | None = None,
+    reduce_partitions: int | None = None,
+) -> GramResult:
     """Top-K rows ``rows`` (all if None) of the DIMSUM estimate over ``blocks`` (an RDD).
 
     Incremental passes also give ``source_rows`` (bool per item: rows whose complete
@@ -107,8 +116,7 @@ def similarity_rows(sc, blocks, norm2: np.ndarray, item_hash: np.ndarray, params
     n_rows = n if rows is None else len(rows)
     parts = reduce_partitions or max(1, 2 * sc.defaultParallelism)
     size = max(1, math.ceil(n_rows / parts))
-    plan = _Plan(n, p, q, item_hash, params.seed, rows, size, params.top_k, params.min_similarity,
-                 source_rows, bar)
+    plan = _Plan(n, p, q, item_hash, params.seed, rows, size, params.top_k, params.min_similarity, source_rows, bar)
     shared = sc.broadcast(plan)
     counters = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
     n_blocks = max(1, math.ceil(n_rows / size))
@@ -155,15 +163,15 @@ def exact_cosines_of_pairs(blocks, norm2: np.ndarray, left: np.ndarray, right: n
     return total / np.sqrt(norm2[left] * norm2[right])
 
 
-def spot_check(blocks, norm2: np.ndarray, result: GramResult, params: DimsumParams,
-               sample_pairs: int = 300) -> dict:
+def spot_check(blocks, norm2: np.ndarray, result: GramResult, params: DimsumParams, sample_pairs: int = 300) -> dict:
     """Estimate vs exact cosine on a seeded sample of the kept neighbour pairs.
 
     The sample is drawn from the pairs the pass kept (what serving will use), so it leans
     towards pairs the estimate ranks high.
     """
-    pairs = [(row, col, val) for row, (cols, vals) in result.top.items()
-             for col, val in zip(cols.tolist(), vals.tolist())]
+    pairs = [
+        (row, col, val) for row, (cols, vals) in result.top.items() for col, val in zip(cols.tolist(), vals.tolist())
+    ]
     if not pairs:
         return {"pairs": 0, "pairs_above_threshold": 0, "mean_relative_error": None, "within_20pct": None}
     rng = np.random.default_rng(params.seed)

@@ -14,6 +14,7 @@ new scores:
 
 Ranking is :func:`batch.dimsum.top_k_rows`' order: score descending, then item position.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -39,8 +40,9 @@ def candidate_bars(old: dict[int, Row], affected: np.ndarray, k: int) -> np.ndar
     return bar
 
 
-def merge_rows(old: dict[int, Row], affected: np.ndarray, candidates: tuple[np.ndarray, np.ndarray, np.ndarray],
-               k: int) -> tuple[dict[int, list[tuple[int, float]]], np.ndarray]:
+def merge_rows(
+    old: dict[int, Row], affected: np.ndarray, candidates: tuple[np.ndarray, np.ndarray, np.ndarray], k: int
+) -> tuple[dict[int, list[tuple[int, float]]], np.ndarray]:
     """New lists of the clean rows that change, and the clean rows that need a full recompute.
 
     A touched row whose merged list equals its stored one (same items, same scores) is

@@ -21,8 +21,9 @@ either needs a user holding both p and a, who is among the users read. Rows outs
 are neither read nor rewritten. Items written before the index existed (a norm but no
 ``c`` cell) make the pass fall back to a scan of every user.
 
-The result equals a full pass on the same data (``tests/test_batch_refresh.py``).
+The result equals a full pass on the same data (``tests/batch/test_refresh.py``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,18 +31,15 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
-from google.cloud.bigtable import row_filters
-from google.cloud.bigtable.row import DirectRow
 
 from batch import engine, incremental, source
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
-from batch.generations import Generations, _commit
+from batch.generations import Generations
 from schemas import layout
-from streamsim.clients import bigtable_instance
-from streamsim.settings import Settings
+from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +79,13 @@ class PassOptions:
     def identity(self) -> dict:
         """What must match between a base generation and an incremental pass."""
         p = self.params
-        return {"threshold": p.threshold, "seed": p.seed, "top_k": p.top_k,
-                "min_similarity": p.min_similarity, "buckets": self.buckets}
+        return {
+            "threshold": p.threshold,
+            "seed": p.seed,
+            "top_k": p.top_k,
+            "min_similarity": p.min_similarity,
+            "buckets": self.buckets,
+        }
 
 
 class _Phases:
@@ -100,214 +103,107 @@ class _Phases:
         log.info("phase %s done in %.2f s", name, self.seconds[name])
 
 
-def _choose_mode(gens: Generations, options: PassOptions, base: int | None) -> tuple[str, str, dict | None]:
-    if options.full:
-        return "full", "--full", None
-    if base is None:
-        return "full", "no generation yet", None
-    stats = gens.pass_stats(base)
-    if not stats or stats.get("state") != "complete":
-        return "full", f"no complete statistics for generation {base}", None
-    if any(stats.get(k) != v for k, v in options.identity().items()):
-        return "full", "parameters differ from the current generation", None
-    if any(g > base for g in gens.passes()):
-        # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
-        return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
-    return "incremental", "dirty items", stats
-
-
-def _popular(items: source.ItemTable, size: int) -> list[tuple[str, float]]:
-    order = np.lexsort((np.arange(len(items)), -items.norm2, -items.users))[:size]
-    return [(items.ids[i], float(items.users[i])) for i in order.tolist()]
-
-
-def _clear_marks(settings: Settings, items: source.ItemTable, consumed: np.ndarray, start_micros: int) -> int:
-    from datetime import datetime, timezone
-
-    table = bigtable_instance(settings).table(settings.tables.items)
-    # Only cells older than the pass start: a mark set while the pass ran survives.
-    before = row_filters.TimestampRange(end=datetime.fromtimestamp(start_micros / 1e6, tz=timezone.utc))
-    rows = []
-    for i in np.flatnonzero(consumed).tolist():
-        row = DirectRow(layout.item_row_key(items.ids[i]), table)
-        row.delete_cell(layout.DIRTY, layout.DIRTY_MARK, time_range=before)
-        rows.append(row)
-    _commit(table, rows)
-    return len(rows)
-
-
-def run_pass(spark, settings: Settings, options: PassOptions = PassOptions(), *,
-             before_flip: Callable[[int], None] | None = None) -> dict:
+def run_pass(
+    spark, settings: Settings, options: PassOptions = PassOptions(), *, before_flip: Callable[[int], None] | None = None
+) -> dict:
     """Run one pass and return its statistics (also stored in ``meta pass#<gen>``).
 
     ``before_flip(generation)`` runs after every row is written and before the pointer
     moves (tests use it to read "during" a pass).
     """
-    sc = spark.sparkContext
-    params = options.params
-    phases = _Phases()
     wall = time.perf_counter()
-    gens = Generations(settings)
-    known = gens.passes()
-    # A generation is the pass start in ms; strictly after any recorded one.
-    generation = max(int(time.time() * 1000), max(known, default=0) + 1)
-    start_micros = layout.generation_cell_micros(generation)
-
-    with phases("read_items"):
-        items = source.read_items(settings)
-        base = gens.current()
-        mode, reason, base_stats = _choose_mode(gens, options, base)
-    n = len(items)
-    log.info("pass %d: %s (%s), %d items", generation, mode, reason, n)
-    gens.begin_pass(generation, {"mode": mode, **options.identity()})
-    index = items.index()
-    item_hash = id_hashes(items.ids)
-    dirty = (items.dirty_micros > 0) & (items.dirty_micros < start_micros)
-    ranges = source.bucket_ranges(settings, options.buckets, options.partitions or 2 * sc.defaultParallelism)
-    shared_index = sc.broadcast(index)
-    buckets = options.buckets
-    cached = []
-    selections = []
-
-    def holder_keys(holding: np.ndarray) -> list[bytes] | None:
-        """Sorted row keys of the users holding ``holding`` items, None to scan instead."""
-        if len(holding) > MAX_INDEX_FRACTION * len(items):
-            return None
-        users, unindexed = source.read_holders(settings, [items.ids[i] for i in holding.tolist()])
-        if unindexed:
-            log.warning("%d of %d items to recompute have no inverted-index cells (state written before "
-                        "the index existed, e.g. %s): scanning every user instead",
-                        len(unindexed), len(holding), unindexed[0])
-            return None
-        return sorted(layout.user_row_key(u) for u in users)
-
-    def user_blocks(holding: np.ndarray | None):
-        """Cached blocks of all users, or of the users with a score on ``holding`` items."""
-        keys = None if holding is None else holder_keys(holding)
-        if keys is not None:
-            selections.append("index")
-            # Each read partition gets the keys of its bucket range: blocks stay per bucket.
-            of_key = np.array([bucket_of_key(k, buckets) for k in keys], dtype=np.int64)
-            tasks = [(r, [k for k, b in zip(keys, of_key.tolist()) if r[0] <= b < r[1]]) for r in ranges]
-            rdd = (
-                sc.parallelize(tasks, len(tasks))
-                .flatMap(lambda t: source.read_user_blocks(settings, t[0], buckets, shared_index.value,
-                                                           keys=t[1]) if t[1] else ())
-                .cache()
-            )
-            cached.append(rdd)
-            return rdd
-        names = None
-        if (options.server_filter and holding is not None
-                and len(holding) <= min(MAX_HOLDING_ITEMS, len(items) // 10)):
-            names = [items.ids[i] for i in holding.tolist()]
-        selections.append("scan" if names is None else "server_filter")
-        rdd = (
-            sc.parallelize(ranges, len(ranges))
-            .flatMap(lambda r: source.read_user_blocks(settings, r, buckets, shared_index.value, names))
-            .cache()
-        )
-        cached.append(rdd)
-        return rdd
-
-    merges: dict[int, list[tuple[int, float]]] = {}
-    users_read, old_rows_read = 0, 0
-    if mode == "full":
-        with phases("read_users"):
-            blocks = user_blocks(None)
-            users = users_read = blocks.map(lambda b: b.users).sum()
-        with phases("dimsum"):
-            result = engine.similarity_rows(sc, blocks, items.norm2, item_hash, params)
-            recomputed, extra_top = np.arange(n), {}
-    else:
-        affected = _affected(items, params, base_stats, dirty)
-        with phases("read_users"):
-            blocks = user_blocks(np.flatnonzero(affected))
-            users = users_read = blocks.map(lambda b: b.users).sum()
-        with phases("read_generation"):
-            # C: items co-held with an affected item (module docstring: only their rows can change).
-            co_held = blocks.map(lambda b: np.unique(b.holding(affected).indices)).fold(
-                np.empty(0, np.int32), np.union1d)
-            wanted = np.zeros(n, dtype=bool)
-            wanted[co_held] = True
-            wanted &= ~affected
-            old = _stored_rows(gens, base, items, wanted)
-            old_rows_read = int(wanted.sum())
-        with phases("dimsum"):
-            recomputed = np.flatnonzero(affected)
-            result = engine.similarity_rows(sc, blocks, items.norm2, item_hash, params, rows=recomputed,
-                                            source_rows=affected,
-                                            bar=incremental.candidate_bars(old, affected, params.top_k))
-            merges, again = incremental.merge_rows(old, affected, result.candidates, params.top_k)
-            extra_top = {}
-            if len(again):
-                again_blocks = user_blocks(again)
-                users_read += again_blocks.map(lambda b: b.users).sum()
-                extra_top = engine.similarity_rows(sc, again_blocks, items.norm2, item_hash, params,
-                                                   rows=again).top
-                recomputed = np.union1d(recomputed, again)
-            result.clean_rows_recomputed = len(again)
-            log.info("incremental: %d dirty, %d affected, %d merged, %d clean rows recomputed",
-                     int(dirty.sum()), int(affected.sum()), len(merges), len(again))
-
-    with phases("write"):
-        def rows():
-            for position in recomputed.tolist():
-                cols, vals = result.top.get(position) or extra_top.get(position) or ((), ())
-                yield items.ids[position], [(items.ids[c], v) for c, v in zip(list(cols), list(vals))]
-            for position, pairs in merges.items():
-                yield items.ids[position], [(items.ids[c], v) for c, v in pairs]
-
-        written = gens.write_rows(generation, rows())
-        gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, params.top_k)))
-
-    with phases("spot_check"):
-        # On the rows computed from ``blocks`` (whose users are exactly those rows' users).
-        check = engine.spot_check(blocks, items.norm2, result, params, options.spot_check_pairs)
-    for rdd in cached:
-        rdd.unpersist()
-    shared_index.unpersist()
-
-    gamma = params.gamma(n)
-    stats = {
-        "generation": generation,
-        "mode": mode,
-        "reason": reason,
-        "base_generation": base,
-        **options.identity(),
-        "gamma": None if math.isinf(gamma) else gamma,
-        "items": n,
-        # Users of the blocks the pass computed from: incremental passes read only those
-        # holding an affected item (through the index, or server_filter).
-        "users": int(users),
-        # User rows read in all (incremental: plus the holders of clean rows recomputed).
-        "users_read": int(users_read),
-        # How users were selected, per read: "scan", "index" or "server_filter".
-        "user_selection": "+".join(selections),
-        # Previous-generation rows looked up (incremental only; only items co-held with A).
-        "similarity_rows_read": old_rows_read,
-        "read_partitions": len(ranges),
-        "pairs_emitted": result.pairs_emitted,
-        "pairs_exact": result.pairs_exact,
-        "dirty_items": int(dirty.sum()),
-        "items_recomputed": int(len(recomputed)),
-        "clean_rows_recomputed": result.clean_rows_recomputed,
-        "rows_merged": len(merges),
-        "rows_written": written,
-        "spot_check": check,
-    }
-    with phases("publish"):
-        gens.finish_pass({**stats, "phases_seconds": phases.seconds})
-        if before_flip is not None:
-            before_flip(generation)
-        gens.flip_pointer(generation)
-        # After the flip: a crash in between leaves marks set, which only costs a recomputation.
-        stats["marks_cleared"] = _clear_marks(settings, items, dirty, start_micros)
-    stats["phases_seconds"] = phases.seconds
+    ctx = _Context(spark.sparkContext, settings, options, Generations(settings), _Phases())
+    plan = _plan(ctx)
+    reads = _UserReads(ctx, plan)
+    try:
+        with ctx.phases("read_users"):
+            blocks = reads.blocks(_select_users(ctx, plan.items, plan.recompute))
+            users = int(blocks.map(lambda b: b.users).sum())
+        computed = _compute(ctx, plan, reads, blocks, users)
+    finally:
+        reads.close()
+    stats = _publish(ctx, plan, computed, reads.selections, before_flip)
+    stats["phases_seconds"] = ctx.phases.seconds
     stats["wall_seconds"] = round(time.perf_counter() - wall, 3)
-    gens.finish_pass(stats)
-    log.info("pass %d complete: %d rows written in %.1f s", generation, written, stats["wall_seconds"])
+    ctx.gens.finish_pass(stats)
+    log.info(
+        "pass %d complete: %d rows written in %.1f s", plan.generation, stats["rows_written"], stats["wall_seconds"]
+    )
     return stats
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What every phase of a pass uses. It holds the SparkContext: no Spark closure may refer
+    to it (closures take plain locals instead)."""
+
+    sc: object
+    settings: Settings
+    options: PassOptions
+    gens: Generations
+    phases: _Phases
+
+
+# --- plan: the mode, the affected set, which users each read selects ----------
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a pass does, fixed before any user row is read."""
+
+    #: The pass start in ms, strictly after any recorded generation.
+    generation: int
+    items: source.ItemTable
+    #: The generation the pointer named at the start (None before the first pass).
+    base: int | None
+    mode: str
+    reason: str
+    #: Items marked dirty before the pass started (their marks are cleared at the end).
+    dirty: np.ndarray
+    #: Incremental: A, the items whose rows are recomputed. Full: None (every row).
+    affected: np.ndarray | None
+    #: Bucket ranges of the user key space, one per read partition.
+    ranges: list[tuple[int, int]]
+
+    @property
+    def start_micros(self) -> int:
+        return layout.generation_cell_micros(self.generation)
+
+    @property
+    def recompute(self) -> np.ndarray | None:
+        """Positions of the rows computed from the first read (None: all)."""
+        return None if self.affected is None else np.flatnonzero(self.affected)
+
+
+def _plan(ctx: _Context) -> _Plan:
+    gens, options = ctx.gens, ctx.options
+    known = gens.passes()
+    generation = max(int(time.time() * 1000), max(known, default=0) + 1)
+    with ctx.phases("read_items"):
+        items = source.read_items(ctx.settings)
+        base = gens.current()
+        mode, reason, base_stats = _choose_mode(known, options, base)
+    log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
+    gens.begin_pass(generation, {"mode": mode, **options.identity()})
+    dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
+    affected = None if mode == "full" else _affected(items, options.params, base_stats, dirty)
+    ranges = source.bucket_ranges(ctx.settings, options.buckets, options.partitions or 2 * ctx.sc.defaultParallelism)
+    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges)
+
+
+def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None) -> tuple[str, str, dict | None]:
+    """(mode, reason, statistics of the base generation if incremental), from the recorded passes."""
+    if options.full:
+        return "full", "--full", None
+    if base is None:
+        return "full", "no generation yet", None
+    stats = known.get(base)
+    if not stats or stats.get("state") != "complete":
+        return "full", f"no complete statistics for generation {base}", None
+    if any(stats.get(k) != v for k, v in options.identity().items()):
+        return "full", "parameters differ from the current generation", None
+    if any(g > base for g in known):
+        # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
+        return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
+    return "incremental", "dirty items", stats
 
 
 def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, dirty: np.ndarray) -> np.ndarray:
@@ -317,6 +213,175 @@ def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, d
         # q_i = min(sg, ‖c_i‖) is unchanged only where both sg exceed the norm.
         affected |= np.sqrt(items.norm2) > math.sqrt(min(gamma_new, gamma_old))
     return affected
+
+
+@dataclasses.dataclass(frozen=True)
+class _Selection:
+    """The users one read takes; ``how`` is what ``user_selection`` records."""
+
+    how: str  # "scan", "index" or "server_filter"
+    #: "index": sorted row keys of the users holding the items.
+    keys: list[bytes] | None = None
+    #: "server_filter": the items, of which Bigtable returns the holders.
+    holding: list[str] | None = None
+
+
+def _select_users(ctx: _Context, items: source.ItemTable, holding: np.ndarray | None) -> _Selection:
+    """All users (``holding`` None), or the users with a score on the ``holding`` items."""
+    if holding is None:
+        return _Selection("scan")
+    keys = _holder_keys(ctx.settings, items, holding)
+    if keys is not None:
+        return _Selection("index", keys=keys)
+    if ctx.options.server_filter and len(holding) <= min(MAX_HOLDING_ITEMS, len(items) // 10):
+        return _Selection("server_filter", holding=[items.ids[i] for i in holding.tolist()])
+    return _Selection("scan")
+
+
+def _holder_keys(settings: Settings, items: source.ItemTable, holding: np.ndarray) -> list[bytes] | None:
+    """Sorted row keys of the users holding ``holding`` items, None to scan instead."""
+    if len(holding) > MAX_INDEX_FRACTION * len(items):
+        return None
+    users, unindexed = source.read_holders(settings, [items.ids[i] for i in holding.tolist()])
+    if unindexed:
+        log.warning(
+            "%d of %d items to recompute have no inverted-index cells (state written before "
+            "the index existed, e.g. %s): scanning every user instead",
+            len(unindexed),
+            len(holding),
+            unindexed[0],
+        )
+        return None
+    return sorted(layout.user_row_key(u) for u in users)
+
+
+# --- read: user blocks on Spark ----------------------------------------------
+class _UserReads:
+    """The user reads of a pass: one cached RDD of :class:`batch.dimsum.UserBlock` per read."""
+
+    def __init__(self, ctx: _Context, plan: _Plan):
+        self._sc, self._settings = ctx.sc, ctx.settings
+        self._buckets, self._ranges = ctx.options.buckets, plan.ranges
+        self._index = ctx.sc.broadcast(plan.items.index())
+        self._cached = []
+        #: How each read selected its users, in order.
+        self.selections: list[str] = []
+
+    def blocks(self, selection: _Selection):
+        """The selected users' blocks, one per non-empty bucket, cached until :meth:`close`."""
+        self.selections.append(selection.how)
+        # Spark pickles the closures: they take locals, never ``self`` (which holds the context).
+        settings, buckets, index, holding = self._settings, self._buckets, self._index, selection.holding
+        if selection.keys is not None:
+            # Each read partition gets the keys of its bucket range: blocks stay per bucket.
+            keys = selection.keys
+            of_key = [bucket_of_key(k, buckets) for k in keys]
+            tasks = [(r, [k for k, b in zip(keys, of_key) if r[0] <= b < r[1]]) for r in self._ranges]
+            rdd = self._sc.parallelize(tasks, len(tasks)).flatMap(
+                lambda t: source.read_user_blocks(settings, t[0], buckets, index.value, keys=t[1]) if t[1] else ()
+            )
+        else:
+            rdd = self._sc.parallelize(self._ranges, len(self._ranges)).flatMap(
+                lambda r: source.read_user_blocks(settings, r, buckets, index.value, holding)
+            )
+        rdd = rdd.cache()
+        self._cached.append(rdd)
+        return rdd
+
+    def close(self) -> None:
+        for rdd in self._cached:
+            rdd.unpersist()
+        self._index.unpersist()
+
+
+# --- compute: the engine, the incremental merge, the spot check ---------------
+@dataclasses.dataclass
+class _Computed:
+    """The rows a pass writes, and the figures its statistics report."""
+
+    result: engine.GramResult
+    #: Positions of the rows computed (incremental: A plus the clean rows recomputed).
+    recomputed: np.ndarray
+    #: Users of the blocks ``result`` was computed from.
+    users: int
+    #: User rows read in all (incremental: plus the holders of clean rows recomputed).
+    users_read: int
+    spot_check: dict = dataclasses.field(default_factory=dict)
+    #: Clean rows recomputed in the second job: position -> (neighbour positions, scores).
+    extra_top: dict = dataclasses.field(default_factory=dict)
+    #: Clean rows merged from their stored lists: position -> [(neighbour position, score)].
+    merges: dict = dataclasses.field(default_factory=dict)
+    #: Previous-generation rows looked up (incremental only).
+    old_rows_read: int = 0
+
+    def rows(self, ids: list[str]) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+        """(item, neighbours) of every row to write."""
+        for position in self.recomputed.tolist():
+            cols, vals = self.result.top.get(position) or self.extra_top.get(position) or ((), ())
+            yield ids[position], [(ids[c], v) for c, v in zip(list(cols), list(vals))]
+        for position, pairs in self.merges.items():
+            yield ids[position], [(ids[c], v) for c, v in pairs]
+
+
+def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) -> _Computed:
+    items, params = plan.items, ctx.options.params
+    item_hash = id_hashes(items.ids)
+    if plan.affected is None:
+        with ctx.phases("dimsum"):
+            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, params)
+        computed = _Computed(result, np.arange(len(items)), users, users)
+    else:
+        computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash)
+    with ctx.phases("spot_check"):
+        # On the rows computed from ``blocks`` (whose users are exactly those rows' users).
+        computed.spot_check = engine.spot_check(
+            blocks, items.norm2, computed.result, params, ctx.options.spot_check_pairs
+        )
+    return computed
+
+
+def _compute_incremental(
+    ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray
+) -> _Computed:
+    """Recompute A, merge the clean rows that can change, recompute the few that must be."""
+    items, params, affected = plan.items, ctx.options.params, plan.affected
+    with ctx.phases("read_generation"):
+        # C: items co-held with an affected item (module docstring: only their rows can change).
+        co_held = blocks.map(lambda b: np.unique(b.holding(affected).indices)).fold(np.empty(0, np.int32), np.union1d)
+        wanted = np.zeros(len(items), dtype=bool)
+        wanted[co_held] = True
+        wanted &= ~affected
+        old = _stored_rows(ctx.gens, plan.base, items, wanted)
+    with ctx.phases("dimsum"):
+        recomputed = np.flatnonzero(affected)
+        result = engine.similarity_rows(
+            ctx.sc,
+            blocks,
+            items.norm2,
+            item_hash,
+            params,
+            rows=recomputed,
+            source_rows=affected,
+            bar=incremental.candidate_bars(old, affected, params.top_k),
+        )
+        merges, again = incremental.merge_rows(old, affected, result.candidates, params.top_k)
+        users_read, extra_top = users, {}
+        if len(again):
+            again_blocks = reads.blocks(_select_users(ctx, items, again))
+            users_read += int(again_blocks.map(lambda b: b.users).sum())
+            extra_top = engine.similarity_rows(ctx.sc, again_blocks, items.norm2, item_hash, params, rows=again).top
+            recomputed = np.union1d(recomputed, again)
+        result.clean_rows_recomputed = len(again)
+        log.info(
+            "incremental: %d dirty, %d affected, %d merged, %d clean rows recomputed",
+            int(plan.dirty.sum()),
+            int(affected.sum()),
+            len(merges),
+            len(again),
+        )
+    return _Computed(
+        result, recomputed, users, users_read, extra_top=extra_top, merges=merges, old_rows_read=int(wanted.sum())
+    )
 
 
 def _stored_rows(gens: Generations, base: int, items: source.ItemTable, wanted: np.ndarray) -> dict:
@@ -331,3 +396,64 @@ def _stored_rows(gens: Generations, base: int, items: source.ItemTable, wanted: 
         keep = cols >= 0
         old[position] = (cols[keep], np.asarray(scores)[keep])
     return old
+
+
+# --- publish: rows, popularity, statistics, the pointer flip, the marks -------
+def _publish(
+    ctx: _Context, plan: _Plan, computed: _Computed, selections: list[str], before_flip: Callable[[int], None] | None
+) -> dict:
+    """Write the generation, then make it current; returns the statistics so far.
+
+    Every write goes through the gateway, which retries transient failures: a blip at
+    the flip does not lose a pass whose rows are all written.
+    """
+    gens, items, generation = ctx.gens, plan.items, plan.generation
+    with ctx.phases("write"):
+        written = gens.write_rows(generation, computed.rows(items.ids))
+        gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, ctx.options.params.top_k)))
+    stats = _statistics(ctx.options, plan, computed, selections, written)
+    with ctx.phases("publish"):
+        gens.finish_pass({**stats, "phases_seconds": ctx.phases.seconds})
+        if before_flip is not None:
+            before_flip(generation)
+        gens.flip_pointer(generation)
+        # After the flip: a crash in between leaves marks set, which only costs a recomputation.
+        consumed = [items.ids[i] for i in np.flatnonzero(plan.dirty).tolist()]
+        stats["marks_cleared"] = source.clear_marks(ctx.settings, consumed, plan.start_micros)
+    return stats
+
+
+def _popular(items: source.ItemTable, size: int) -> list[tuple[str, float]]:
+    order = np.lexsort((np.arange(len(items)), -items.norm2, -items.users))[:size]
+    return [(items.ids[i], float(items.users[i])) for i in order.tolist()]
+
+
+def _statistics(options: PassOptions, plan: _Plan, computed: _Computed, selections: list[str], written: int) -> dict:
+    result, gamma = computed.result, options.params.gamma(len(plan.items))
+    return {
+        "generation": plan.generation,
+        "mode": plan.mode,
+        "reason": plan.reason,
+        "base_generation": plan.base,
+        **options.identity(),
+        "gamma": None if math.isinf(gamma) else gamma,
+        "items": len(plan.items),
+        # Users of the blocks the pass computed from: incremental passes read only those
+        # holding an affected item (through the index, or server_filter).
+        "users": computed.users,
+        # User rows read in all (incremental: plus the holders of clean rows recomputed).
+        "users_read": computed.users_read,
+        # How users were selected, per read: "scan", "index" or "server_filter".
+        "user_selection": "+".join(selections),
+        # Previous-generation rows looked up (incremental only; only items co-held with A).
+        "similarity_rows_read": computed.old_rows_read,
+        "read_partitions": len(plan.ranges),
+        "pairs_emitted": result.pairs_emitted,
+        "pairs_exact": result.pairs_exact,
+        "dirty_items": int(plan.dirty.sum()),
+        "items_recomputed": int(len(computed.recomputed)),
+        "clean_rows_recomputed": result.clean_rows_recomputed,
+        "rows_merged": len(computed.merges),
+        "rows_written": written,
+        "spot_check": computed.spot_check,
+    }

@@ -1,25 +1,26 @@
-"""What a pass reads from Bigtable: the items' norms and dirty marks, and user rows by bucket.
+"""What a pass reads from Bigtable (the items' norms and dirty marks, user rows by bucket),
+and the dirty marks it clears. Every call goes through the Bigtable gateway.
 
 User rows are read in parallel by key range. Ranges are unions of whole buckets of the
 salted key space (``dimsum.bucket_of_key``) so that every bucket is read, in key order, by
 exactly one Spark partition; the bucket, not the partition, is the unit of summation, which
 keeps the result independent of the number of partitions.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 from scipy import sparse
-from google.cloud.bigtable import row_filters
 
-from batch import raw_reads
 from batch.dimsum import MAX_BUCKETS, UserBlock, bucket_of_key, id_hashes
-from schemas import codecs, layout
-from streamsim.clients import bigtable_instance, export_emulator_env
-from streamsim.settings import Settings
+from schemas import layout
+from schemas.rows import decode_item
+from streamsim.runtime.bigtable import delete_cells, entry, filters, open_tables
+from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,43 +42,37 @@ class ItemTable:
         return len(self.ids)
 
 
+#: Item stats and dirty marks: whole-family column ranges (``filters``), because item rows
+#: also hold the ``c:<user>`` index, which this read must not bring back.
+_ITEMS_FILTER = filters.chain(filters.families(layout.ITEM_STATS, layout.DIRTY), filters.newest())
+
+
 def read_items(settings: Settings) -> ItemTable:
     """Every item with a norm² (items the stream has not normed yet are left out)."""
-    table = bigtable_instance(settings).table(settings.tables.items)
-    chain = row_filters.RowFilterChain(
-        [
-            # Whole-family column ranges, not a family regex: the emulator evaluates a regex
-            # per cell, and item rows also hold the c:<user> index (Tmall, 31k items: 11.3 s
-            # with the regex vs 4.3 s with ranges).
-            row_filters.RowFilterUnion(
-                [row_filters.ColumnRangeFilter(layout.ITEM_STATS), row_filters.ColumnRangeFilter(layout.DIRTY)]
-            ),
-            row_filters.CellsColumnLimitFilter(1),
-        ]
-    )
     found = []
-    # Raw messages: one small row per item, where the client's row objects cost most.
-    for key, cells in raw_reads.read_rows(table, chain):
-        stats = cells.get(layout.ITEM_STATS, {})
-        if layout.NORM2 not in stats:
+    for key, row in open_tables(settings).items.read_rows(row_filter=_ITEMS_FILTER):
+        if layout.NORM2 not in row.get(layout.ITEM_STATS, {}):
             continue
-        users_cell = stats.get(layout.USERS)
-        mark = cells.get(layout.DIRTY, {}).get(layout.DIRTY_MARK)
-        found.append(
-            (
-                layout.id_from_row_key(key),
-                codecs.decode_double(stats[layout.NORM2][0]),
-                codecs.decode_int64(users_cell[0]) if users_cell else 0,
-                # Bigtable stamps cells in ms: the same µs the client's datetime gave.
-                mark[1] if mark else 0,
-            )
-        )
+        item = decode_item(row)
+        found.append((layout.id_from_row_key(key), item.norm2, item.users, item.dirty_micros))
     found.sort()
     return ItemTable(
         ids=[f[0] for f in found],
         norm2=np.array([f[1] for f in found], dtype=np.float64),
         users=np.array([f[2] for f in found], dtype=np.int64),
         dirty_micros=np.array([f[3] for f in found], dtype=np.int64),
+    )
+
+
+def clear_marks(settings: Settings, item_ids: Iterable[str], before_micros: int) -> int:
+    """Delete the dirty marks of ``item_ids`` stamped before ``before_micros``; returns rows written.
+
+    Only older cells: a mark the stream set after ``before_micros`` (while a pass ran)
+    survives for the next pass.
+    """
+    return open_tables(settings).items.mutate(
+        entry(layout.item_row_key(item), [delete_cells(layout.DIRTY, layout.DIRTY_MARK, before_micros=before_micros)])
+        for item in item_ids
     )
 
 
@@ -95,9 +90,7 @@ def bucket_ranges(settings: Settings, buckets: int, partitions: int) -> list[tup
     partitions = max(1, min(partitions, buckets))
     cuts = set()
     try:
-        table = bigtable_instance(settings).table(settings.tables.users)
-        for sample in table.sample_row_keys():
-            key = sample.row_key
+        for key in open_tables(settings).users.sample_row_keys():
             try:
                 cuts.add(bucket_of_key(key, buckets))
             except ValueError:
@@ -114,38 +107,9 @@ def bucket_ranges(settings: Settings, buckets: int, partitions: int) -> list[tup
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
 
 
-# A family's column range rather than a family regex: cheaper on the emulator (see read_items).
-_SCORE_FILTER = row_filters.RowFilterChain(
-    [row_filters.ColumnRangeFilter(layout.SCORES), row_filters.CellsColumnLimitFilter(1)]
-)
-
-
-def _re2_literal(raw: bytes) -> bytes:
-    """Escape a byte string for Bigtable's RE2 filters (ids may hold any punctuation)."""
-    return b"".join(bytes([c]) if c >= 0x80 or chr(c).isalnum() else b"\\" + bytes([c]) for c in raw)
-
-
-def holding_filter(items: list[str]) -> row_filters.RowFilter:
-    """Rows with a score on any of ``items``; returns one stripped cell per row."""
-    pattern = b"^(" + b"|".join(_re2_literal(i.encode("utf-8")) for i in items) + b")$"
-    return row_filters.RowFilterChain(
-        [
-            row_filters.FamilyNameRegexFilter(f"^{layout.SCORES}$"),
-            row_filters.ColumnQualifierRegexFilter(pattern),
-            row_filters.StripValueTransformerFilter(True),
-            row_filters.CellsRowLimitFilter(1),
-        ]
-    )
-
-
-_HOLDERS_FILTER = row_filters.RowFilterChain(
-    [
-        row_filters.ColumnRangeFilter(layout.CONTRIBUTIONS),
-        row_filters.CellsColumnLimitFilter(1),
-        # Only the qualifiers (user ids) are needed.
-        row_filters.StripValueTransformerFilter(True),
-    ]
-)
+_SCORE_FILTER = filters.newest_in(layout.SCORES)
+#: The ``c:<user>`` index of an item: only the qualifiers (user ids) are needed.
+_HOLDERS_FILTER = filters.chain(filters.family(layout.CONTRIBUTIONS), filters.newest(), filters.strip_values())
 
 
 def read_holders(settings: Settings, items: list[str]) -> tuple[set[str], list[str]]:
@@ -155,12 +119,11 @@ def read_holders(settings: Settings, items: list[str]) -> tuple[set[str], list[s
     index cells was written before the index existed: the caller cannot trust the user
     set then and must scan.
     """
-    table = bigtable_instance(settings).table(settings.tables.items)
     users: set[str] = set()
     indexed: set[str] = set()
-    keys = sorted({layout.item_row_key(item) for item in items})
-    for key, cells in raw_reads.read_rows(table, _HOLDERS_FILTER, keys=keys):
-        qualifiers = cells.get(layout.CONTRIBUTIONS, {})
+    keys = {layout.item_row_key(item) for item in items}
+    for key, row in open_tables(settings).items.read_rows(keys, row_filter=_HOLDERS_FILTER):
+        qualifiers = row.get(layout.CONTRIBUTIONS, {})
         if qualifiers:
             indexed.add(layout.id_from_row_key(key))
             users.update(q.decode("utf-8") for q in qualifiers)
@@ -168,33 +131,37 @@ def read_holders(settings: Settings, items: list[str]) -> tuple[set[str], list[s
 
 
 def _user_rows(table, start_key, end_key, holding: list[str] | None, keys: list[bytes] | None):
-    """(row key, cells) of the users to read, in key order (raw messages: see ``raw_reads``)."""
+    """(row key, row) of the users to read, in key order."""
     if keys is not None:
-        yield from raw_reads.read_rows(table, _SCORE_FILTER, keys=keys)
+        yield from table.read_rows(keys, row_filter=_SCORE_FILTER)
         return
     if holding is None:
-        yield from raw_reads.read_rows(table, _SCORE_FILTER, start_key=start_key, end_key=end_key)
+        yield from table.read_rows(start=start_key, end=end_key, row_filter=_SCORE_FILTER)
         return
     # Two reads: the server filters the (cheap, valueless) key scan, then the full rows of
     # the matching users come back in key order.
-    found = [key for key, _ in raw_reads.read_rows(table, holding_filter(holding), start_key=start_key,
-                                                   end_key=end_key)]
-    yield from raw_reads.read_rows(table, _SCORE_FILTER, keys=found)
+    holds = filters.any_qualifier_of(layout.SCORES, [layout.score_qualifier(item) for item in holding])
+    found = [key for key, _ in table.read_rows(start=start_key, end=end_key, row_filter=holds)]
+    yield from table.read_rows(found, row_filter=_SCORE_FILTER)
 
 
-def read_user_blocks(settings: Settings, bucket_range: tuple[int, int], buckets: int,
-                     item_index: Mapping[str, int], holding: list[str] | None = None,
-                     keys: list[bytes] | None = None) -> Iterator[UserBlock]:
+def read_user_blocks(
+    settings: Settings,
+    bucket_range: tuple[int, int],
+    buckets: int,
+    item_index: Mapping[str, int],
+    holding: list[str] | None = None,
+    keys: list[bytes] | None = None,
+) -> Iterator[UserBlock]:
     """The users of buckets [start, end), one :class:`UserBlock` per non-empty bucket.
 
     With ``holding``, only users with a score on one of those items (all their scores):
     exactly the users that contribute to those items' rows of the Gram. With ``keys``
     (sorted user row keys, all inside the range), only those rows, read by key. Runs in a Spark
-    executor: builds its own client. Scores of items the pass does not know (no norm
-    yet) are left out; they count in the next pass.
+    executor, over that process's channel (``open_tables``). Scores of items the pass does
+    not know (no norm yet) are left out; they count in the next pass.
     """
-    export_emulator_env(settings)
-    table = bigtable_instance(settings).table(settings.tables.users)
+    table = open_tables(settings).users
     start, end = bucket_range
     start_key = bucket_start_key(start, buckets) if start > 0 else None
     end_key = bucket_start_key(end, buckets) if end < buckets else None
@@ -202,10 +169,11 @@ def read_user_blocks(settings: Settings, bucket_range: tuple[int, int], buckets:
 
     def flush():
         values = np.frombuffer(b"".join(raw), dtype=">f8").astype(np.float64)
-        return UserBlock(current, id_hashes(users), np.asarray(indptr, dtype=np.int64),
-                         np.asarray(indices, dtype=np.int32), values)
+        return UserBlock(
+            current, id_hashes(users), np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int32), values
+        )
 
-    for row_key, cells in _user_rows(table, start_key, end_key, holding, keys):
+    for row_key, row in _user_rows(table, start_key, end_key, holding, keys):
         try:
             bucket = bucket_of_key(row_key, buckets)
             user = layout.id_from_row_key(row_key)
@@ -216,11 +184,11 @@ def read_user_blocks(settings: Settings, bucket_range: tuple[int, int], buckets:
             if users:
                 yield flush()
             current, users, indptr, indices, raw = bucket, [], [0], [], []
-        for qualifier, (value, _) in cells.get(layout.SCORES, {}).items():
+        for qualifier, cell in row.get(layout.SCORES, {}).items():
             position = item_index.get(qualifier.decode("utf-8"))
             if position is not None:
                 indices.append(position)
-                raw.append(value)
+                raw.append(cell.value)
         users.append(user)
         indptr.append(len(indices))
     if users:
@@ -229,8 +197,9 @@ def read_user_blocks(settings: Settings, bucket_range: tuple[int, int], buckets:
         log.warning("skipped %d user rows whose keys are not streamsim keys", skipped)
 
 
-def blocks_from_scores(scores: Mapping[str, Mapping[str, float]], item_index: Mapping[str, int],
-                       buckets: int) -> list[UserBlock]:
+def blocks_from_scores(
+    scores: Mapping[str, Mapping[str, float]], item_index: Mapping[str, int], buckets: int
+) -> list[UserBlock]:
     """The blocks a pass would read, from in-memory rows (tests, benchmarks)."""
     users = list(scores)
     indptr, indices, values = [0], [], []
@@ -261,6 +230,13 @@ def blocks_from_csr(users: list[str], matrix: sparse.csr_matrix, buckets: int) -
         if lo == hi:
             continue
         part = matrix[lo:hi]
-        blocks.append(UserBlock(int(bucket_of[lo]), hashes[lo:hi], part.indptr.astype(np.int64),
-                                part.indices.astype(np.int32), part.data.astype(np.float64)))
+        blocks.append(
+            UserBlock(
+                int(bucket_of[lo]),
+                hashes[lo:hi],
+                part.indptr.astype(np.int64),
+                part.indices.astype(np.int32),
+                part.data.astype(np.float64),
+            )
+        )
     return blocks

@@ -7,46 +7,56 @@ exact top-K (what serving uses); the mean relative error and the fraction within
 a seeded sample of each method's returned top-K pairs whose exact cosine is >= s. It
 also times an incremental pass (1% of the items dirty) against a full one.
 
-    .venv/bin/python benchmarks/dimsum.py --dataset tmall
-    .venv/bin/python benchmarks/dimsum.py --dataset synthetic --scale 0.2
+    .venv/bin/python -m benchmarks.dimsum --dataset tmall [--data PATH]
+    .venv/bin/python -m benchmarks.dimsum --dataset synthetic --scale 0.2
 
-Data: Tmall from ../shared/data/tmall-multibehavior/train_interactions.csv.gz with
-fav 0.5 (browse), cart 2, buy 6; the synthetic set is seeded power-law (Zipf items,
-log-normal user activity): ``--scale 1`` is 1M users, 50k items, 10M events.
+(from the repository root). Data: Tmall from ``--data`` (default
+../shared/data/tmall-multibehavior/train_interactions.csv.gz), read as the ``taobao``
+source format and weighted as the stream weighs events (``schemas.Weights``: browse
+(fav) 0.5, basket (cart) 2, purchase (buy) 6); the synthetic set is seeded power-law
+(Zipf items, log-normal user activity): ``--scale 1`` is 1M users, 50k items, 10M events.
 """
+
 from __future__ import annotations
 
 import argparse
-import gzip
+import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
+from batch import dimsum, engine, incremental
+from batch.refresh import PassOptions, run_pass
+from batch.source import blocks_from_csr
+from schemas import Weights, layout, parse_event
+from streamsim.app import localstack
+from streamsim.runtime.bigtable import entry, open_tables, set_cell
+from streamsim.runtime.provision import provision_bigtable
+from streamsim.runtime.seeding import write_scores
+from streamsim.runtime.settings import Settings
+from streamsim.sources.formats import read_records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from batch import dimsum, engine, incremental  # noqa: E402
-from batch.source import blocks_from_csr  # noqa: E402
-
-TMALL = ROOT.parent / "shared" / "data" / "tmall-multibehavior" / "train_interactions.csv.gz"
-TMALL_WEIGHTS = {"fav": 0.5, "cart": 2.0, "buy": 6.0}
+DEFAULT_TMALL = ROOT.parent / "shared" / "data" / "tmall-multibehavior" / "train_interactions.csv.gz"
 
 
-def load_tmall():
-    users, items, weights = [], [], []
-    with gzip.open(TMALL, "rt") as lines:
-        next(lines)
-        for line in lines:
-            _, user, item, behaviour = line.rstrip("\n").split(",")
-            users.append(user)
-            items.append(item)
-            weights.append(TMALL_WEIGHTS[behaviour])
-    return aggregate(np.array(users), np.array(items), np.array(weights))
+def load_tmall(path: Path):
+    weights = Weights()
+    users, items, values = [], [], []
+    for record in read_records(path, "taobao"):
+        if record.data is None:
+            continue
+        event = parse_event(record.data)
+        users.append(event.user)
+        items.append(event.item)
+        values.append(weights.of(event.type))
+    return aggregate(np.array(users), np.array(items), np.array(values))
 
 
 def synthetic(scale: float, seed: int = 7, n_items: int = 50_000):
@@ -84,7 +94,8 @@ def mllib(sc, rows_rdd, s, k):
     """MLlib's pairs (timed: computed and counted), then its top K per item in Spark SQL."""
     from pyspark.mllib.common import callMLlibFunc
     from pyspark.mllib.linalg.distributed import RowMatrix
-    from pyspark.sql import Window, functions as F
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
 
     similarities = RowMatrix(rows_rdd).columnSimilarities(s)
     # The entries as a JVM DataFrame (what CoordinateMatrix.entries wraps): ranking them in
@@ -92,7 +103,8 @@ def mllib(sc, rows_rdd, s, k):
     entries = callMLlibFunc("getMatrixEntries", similarities._java_matrix_wrapper._java_model).cache()
     pairs, seconds = timed(entries.count)
     both = entries.select("i", "j", "value").unionByName(
-        entries.select(F.col("j").alias("i"), F.col("i").alias("j"), "value"))
+        entries.select(F.col("j").alias("i"), F.col("i").alias("j"), "value")
+    )
     rank = F.row_number().over(Window.partitionBy("i").orderBy(F.desc("value"), F.asc("j")))
     top = both.withColumn("rank", rank).where(F.col("rank") <= k).orderBy("i", "rank").collect()
     entries.unpersist()
@@ -145,10 +157,14 @@ def run(spark, name, users, item_ids, matrix, thresholds, k, partitions, buckets
     blocks, prep = timed(lambda: blocks_from_csr(users, matrix, buckets))
     blocks_rdd = sc.parallelize(blocks, partitions).cache()
     blocks_rdd.count()
-    rows_rdd = sc.parallelize(
-        [(n, row.indices.tolist(), row.data.tolist()) for row in (matrix[r] for r in range(matrix.shape[0]))],
-        partitions,
-    ).map(lambda t: __import__("pyspark.mllib.linalg", fromlist=["Vectors"]).Vectors.sparse(*t)).cache()
+    rows_rdd = (
+        sc.parallelize(
+            [(n, row.indices.tolist(), row.data.tolist()) for row in (matrix[r] for r in range(matrix.shape[0]))],
+            partitions,
+        )
+        .map(lambda t: __import__("pyspark.mllib.linalg", fromlist=["Vectors"]).Vectors.sparse(*t))
+        .cache()
+    )
     rows_rdd.count()
     print(f"(blocks built in {prep:.1f} s; both inputs cached before timing)", flush=True)
 
@@ -157,14 +173,24 @@ def run(spark, name, users, item_ids, matrix, thresholds, k, partitions, buckets
     results = []
     for s in thresholds:
         mine, mine_seconds = (exact, exact_seconds) if s == 0 else ours(sc, blocks_rdd, norm2, item_hash, s, k)
-        row = {"dataset": name, "s": s, "ours_s": round(mine_seconds, 2),
-               "pairs_emitted": mine.pairs_emitted, "pairs_exact": mine.pairs_exact,
-               "emitted_ratio": round(mine.pairs_exact / max(mine.pairs_emitted, 1), 2)}
+        row = {
+            "dataset": name,
+            "s": s,
+            "ours_s": round(mine_seconds, 2),
+            "pairs_emitted": mine.pairs_emitted,
+            "pairs_exact": mine.pairs_exact,
+            "emitted_ratio": round(mine.pairs_exact / max(mine.pairs_emitted, 1), 2),
+        }
         row.update({f"ours_{key}": v for key, v in quality(mine.top, exact.top, normed, s, k, rng).items()})
         if not (s == 0 and skip_mllib_exact):
             theirs, mllib_pairs, mllib_seconds = mllib(sc, rows_rdd, s, k)
-            row.update({"mllib_s": round(mllib_seconds, 2), "mllib_pairs_out": mllib_pairs,
-                        "time_ratio": round(mine_seconds / mllib_seconds, 3)})
+            row.update(
+                {
+                    "mllib_s": round(mllib_seconds, 2),
+                    "mllib_pairs_out": mllib_pairs,
+                    "time_ratio": round(mine_seconds / mllib_seconds, 3),
+                }
+            )
             row.update({f"mllib_{key}": v for key, v in quality(theirs, exact.top, normed, s, k, rng).items()})
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -179,17 +205,31 @@ def run(spark, name, users, item_ids, matrix, thresholds, k, partitions, buckets
     old = {i: row for i, row in full.top.items() if not affected[i]}
 
     def incremental_pass():
-        first = engine.similarity_rows(sc, blocks_rdd, norm2, item_hash, params, rows=np.flatnonzero(affected),
-                                       source_rows=affected, bar=incremental.candidate_bars(old, affected, k))
+        first = engine.similarity_rows(
+            sc,
+            blocks_rdd,
+            norm2,
+            item_hash,
+            params,
+            rows=np.flatnonzero(affected),
+            source_rows=affected,
+            bar=incremental.candidate_bars(old, affected, k),
+        )
         merges, again = incremental.merge_rows(old, affected, first.candidates, k)
         if len(again):
             engine.similarity_rows(sc, blocks_rdd, norm2, item_hash, params, rows=again)
         return merges, again
 
     (merges, again), inc_seconds = timed(incremental_pass)
-    row = {"dataset": name, "incremental_1pct_s": round(inc_seconds, 2), "full_s": round(full_seconds, 2),
-           "incremental_ratio": round(inc_seconds / full_seconds, 3), "affected": int(affected.sum()),
-           "rows_merged": len(merges), "clean_rows_recomputed": int(len(again))}
+    row = {
+        "dataset": name,
+        "incremental_1pct_s": round(inc_seconds, 2),
+        "full_s": round(full_seconds, 2),
+        "incremental_ratio": round(inc_seconds / full_seconds, 3),
+        "affected": int(affected.sum()),
+        "rows_merged": len(merges),
+        "clean_rows_recomputed": int(len(again)),
+    }
     print(json.dumps(row), flush=True)
     results.append(row)
     blocks_rdd.unpersist()
@@ -199,81 +239,56 @@ def run(spark, name, users, item_ids, matrix, thresholds, k, partitions, buckets
 
 def bigtable_passes(spark, name, users, item_ids, matrix, s, k, partitions):
     """The real pass on a Bigtable emulator of our own: full, then incremental after 1% dirty."""
-    import dataclasses
-    import tempfile
-
-    from google.cloud.bigtable.row import DirectRow
-
-    from batch.refresh import PassOptions, run_pass
-    from schemas import codecs, layout
-    from streamsim import admin, localstack
-    from streamsim.clients import bigtable_instance
-    from streamsim.settings import Settings
-
     log_dir = Path(tempfile.mkdtemp(prefix="dimsum-bench-"))
     emulator = localstack.start_emulator("bigtable", localstack.free_port(), log_dir)
     try:
-        settings = Settings(project="bench", instance="bench", bigtable_host=emulator.host, prefix="b-",
-                            state_dir=log_dir)
-        instance = bigtable_instance(settings, admin=True)
-        for logical, table_id in settings.tables.as_dict().items():
-            instance.table(table_id).create(
-                column_families={f: admin._gc_rule(r) for f, r in layout.FAMILIES[logical].items()})
-
-        def commit(table, rows):
-            for start in range(0, len(rows), 1000):
-                assert all(st.code == 0 for st in table.mutate_rows(rows[start : start + 1000]))
-
-        def write_items(positions, dirty, index=False):
-            table = instance.table(settings.tables.items)
-            rows = []
-            for i in positions:
-                row = DirectRow(layout.item_row_key(item_ids[i]), table)
-                row.set_cell(layout.ITEM_STATS, layout.NORM2, codecs.encode_double(float(norm2[i])))
-                row.set_cell(layout.ITEM_STATS, layout.USERS, codecs.encode_int64(int(counts[i])))
-                if index:
-                    # The stream's inverted index: c:<user> = (r_ui, events) for the item's users.
-                    lo, hi = by_item.indptr[i], by_item.indptr[i + 1]
-                    for u, r in zip(by_item.indices[lo:hi].tolist(), by_item.data[lo:hi].tolist()):
-                        row.set_cell(layout.CONTRIBUTIONS, layout.contribution_qualifier(users[u]),
-                                     codecs.encode_contribution(r, 1))
-                if dirty:
-                    row.set_cell(layout.DIRTY, layout.DIRTY_MARK, b"")
-                rows.append(row)
-            commit(table, rows)
+        settings = Settings(
+            project="bench", instance="bench", bigtable_host=emulator.host, prefix="b-", state_dir=log_dir
+        )
+        provision_bigtable(settings)
 
         start = time.perf_counter()
-        table = instance.table(settings.tables.users)
-        rows = []
-        for u, user in enumerate(users):
-            row = DirectRow(layout.user_row_key(user), table)
-            lo, hi = matrix.indptr[u], matrix.indptr[u + 1]
-            for i, r in zip(matrix.indices[lo:hi].tolist(), matrix.data[lo:hi].tolist()):
-                row.set_cell(layout.SCORES, item_ids[i].encode(), codecs.encode_double(r))
-            rows.append(row)
-        commit(table, rows)
-        norm2 = np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()
-        by_item = matrix.tocsc()
-        by_item.sort_indices()
-        counts = np.diff(by_item.indptr)
-        write_items(range(len(item_ids)), dirty=True, index=True)
+        # User rows (r_ui, norm²) and item rows (norm², users, the c:<user> index), all items dirty:
+        # the state the stream leaves.
+        write_scores(
+            settings,
+            {
+                user: dict(zip([item_ids[i] for i in matrix.indices[lo:hi].tolist()], matrix.data[lo:hi].tolist()))
+                for user, lo, hi in zip(users, matrix.indptr[:-1].tolist(), matrix.indptr[1:].tolist())
+            },
+            mark_dirty=True,
+            index=True,
+        )
         print(f"(loaded {len(users):,} users into the emulator in {time.perf_counter() - start:.1f} s)")
+
+        def mark_dirty(positions):
+            open_tables(settings).items.mutate(
+                entry(layout.item_row_key(item_ids[i]), [set_cell(layout.DIRTY, layout.DIRTY_MARK, b"")])
+                for i in positions
+            )
 
         options = PassOptions(params=dimsum.DimsumParams(threshold=s, top_k=k), partitions=partitions)
         full = run_pass(spark, settings, options)
         rng = np.random.default_rng(1)
-        write_items(rng.choice(len(item_ids), size=max(1, len(item_ids) // 100), replace=False).tolist(), dirty=True)
+        mark_dirty(rng.choice(len(item_ids), size=max(1, len(item_ids) // 100), replace=False).tolist())
         inc = run_pass(spark, settings, options)
         full_again = run_pass(spark, settings, dataclasses.replace(options, full=True))
-        row = {"dataset": name, "bigtable_full_s": full["wall_seconds"], "bigtable_incremental_s": inc["wall_seconds"],
-               "bigtable_full_again_s": full_again["wall_seconds"],
-               "bigtable_incremental_ratio": round(inc["wall_seconds"] / full_again["wall_seconds"], 3),
-               "full_phases": full_again["phases_seconds"], "incremental_phases": inc["phases_seconds"],
-               "incremental_rows_recomputed": inc["items_recomputed"], "incremental_rows_merged": inc["rows_merged"],
-               "incremental_user_selection": inc["user_selection"], "incremental_users_read": inc["users_read"],
-               "full_users_read": full_again["users_read"],
-               "incremental_similarity_rows_read": inc["similarity_rows_read"],
-               "spot_check": full_again["spot_check"]}
+        row = {
+            "dataset": name,
+            "bigtable_full_s": full["wall_seconds"],
+            "bigtable_incremental_s": inc["wall_seconds"],
+            "bigtable_full_again_s": full_again["wall_seconds"],
+            "bigtable_incremental_ratio": round(inc["wall_seconds"] / full_again["wall_seconds"], 3),
+            "full_phases": full_again["phases_seconds"],
+            "incremental_phases": inc["phases_seconds"],
+            "incremental_rows_recomputed": inc["items_recomputed"],
+            "incremental_rows_merged": inc["rows_merged"],
+            "incremental_user_selection": inc["user_selection"],
+            "incremental_users_read": inc["users_read"],
+            "full_users_read": full_again["users_read"],
+            "incremental_similarity_rows_read": inc["similarity_rows_read"],
+            "spot_check": full_again["spot_check"],
+        }
         print(json.dumps(row), flush=True)
         return [row]
     finally:
@@ -281,7 +296,7 @@ def bigtable_passes(spark, name, users, item_ids, matrix, s, k, partitions):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dimsum", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["tmall", "synthetic", "both"], default="both")
     parser.add_argument("--scale", type=float, default=1.0, help="synthetic size (1 = 1M users, 10M events)")
     parser.add_argument("--items", type=int, default=50_000, help="synthetic item count")
@@ -292,31 +307,43 @@ def main(argv=None):
     parser.add_argument("--buckets", type=int, default=64)
     parser.add_argument("--skip-mllib-exact", action="store_true", help="MLlib at s=0 is the slowest run")
     parser.add_argument("--out", help="append result rows as JSON lines here")
-    parser.add_argument("--bigtable", action="store_true",
-                        help="also run the real pass on a Bigtable emulator (full vs incremental, I/O phases)")
+    parser.add_argument(
+        "--bigtable",
+        action="store_true",
+        help="also run the real pass on a Bigtable emulator (full vs incremental, I/O phases)",
+    )
     parser.add_argument("--only-bigtable", action="store_true", help="skip the in-memory comparison")
+    parser.add_argument("--data", type=Path, default=DEFAULT_TMALL, help="Tmall interactions (taobao format)")
     args = parser.parse_args(argv)
+    if args.dataset in ("tmall", "both") and not args.data.is_file():
+        sys.exit(f"benchmarks.dimsum: Tmall data not found at {args.data}; pass --data PATH (or --dataset synthetic)")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.master(args.master).appName("streamsim-dimsum-bench")
-             .config("spark.ui.enabled", "false").config("spark.driver.memory", "6g")
-             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark = (
+        SparkSession.builder.master(args.master)
+        .appName("streamsim-dimsum-bench")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "6g")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     results = []
     try:
         sets = []
         if args.dataset in ("tmall", "both"):
-            sets.append(("tmall", load_tmall))
+            sets.append(("tmall", lambda: load_tmall(args.data)))
         if args.dataset in ("synthetic", "both"):
             sets.append((f"synthetic x{args.scale}", lambda: synthetic(args.scale, n_items=args.items)))
         for name, load in sets:
             data, seconds = timed(load)
             print(f"({name} loaded in {seconds:.1f} s)")
             if not args.only_bigtable:
-                results += run(spark, name, *data, thresholds, args.top_k, args.partitions, args.buckets,
-                               args.skip_mllib_exact)
+                results += run(
+                    spark, name, *data, thresholds, args.top_k, args.partitions, args.buckets, args.skip_mllib_exact
+                )
             if args.bigtable or args.only_bigtable:
                 results += bigtable_passes(spark, name, *data, 0.1, args.top_k, args.partitions)
     finally:

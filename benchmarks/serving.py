@@ -1,10 +1,11 @@
 """Serving benchmark: HTTP throughput and latency, and the kernel vs a dict scorer.
 
-    .venv/bin/python benchmarks/serving.py [--seconds 5] [--rounds 3] [--connections 32]
+    .venv/bin/python -m benchmarks.serving [--seconds 5] [--rounds 3] [--connections 32]
 
-Starts its own Bigtable emulator on a free port, seeds a catalogue through
-``schemas`` (top-50 neighbour lists), then measures in one run, with every
-server pinned to CPU 0 (``taskset``) and wrk + the emulator on CPU 1:
+(from the repository root). Starts its own Bigtable emulator on a free port, creates
+the tables (``streamsim.runtime.provision``), seeds a catalogue with
+``streamsim.runtime.seeding`` (top-50 neighbour lists), then measures in one run, with
+every server pinned to CPU 0 (``taskset``) and wrk + the emulator on CPU 1:
 
 - a bare aiohttp JSON handler (the baseline);
 - session queries with 20 items (cache warmed first) and user queries;
@@ -16,6 +17,7 @@ Cases are interleaved over rounds and ratios are taken within a round
 (against the baselines measured in it); needs ``wrk``
 (Debian package) and ``taskset``. Numbers vary with machine load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from bigtable_rows import write_generation, write_scores  # noqa: E402
-from schemas import layout  # noqa: E402
-from serving.scoring import NeighbourRow, Scorer  # noqa: E402
-from streamsim import localstack  # noqa: E402
-from streamsim.clients import bigtable_instance  # noqa: E402
-from streamsim.settings import Settings  # noqa: E402
+from serving.scoring import NeighbourRow, Scorer
+from streamsim.app import localstack
+from streamsim.runtime.provision import provision_bigtable
+from streamsim.runtime.seeding import write_generation, write_scores
+from streamsim.runtime.settings import Settings
 
 GENERATION = 1_700_000_000_000
 SERVER_CPU, LOAD_CPU = "0", "1"
@@ -64,9 +62,9 @@ BARE_SERVER = textwrap.dedent(
 READ_RATE = textwrap.dedent(
     """
     import asyncio, json, sys, time
-    from streamsim.settings import Settings
+    from streamsim.runtime.settings import Settings
     from serving.store import BigtableStore
-    host, prefix, seconds, concurrency, users = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    host, prefix, seconds, concurrency, users = sys.argv[1], sys.argv[2], float(sys.argv[3]), *map(int, sys.argv[4:6])
     async def main():
         store = BigtableStore(Settings(project="bench", instance="bench", bigtable_host=host, prefix=prefix))
         done = 0
@@ -112,17 +110,6 @@ def make_catalogue(n_items: int, n_users: int, k: int, history: int, seed: int =
     return Catalogue(items, neighbours, users)
 
 
-def create_tables(settings: Settings) -> None:
-    from google.cloud.bigtable import column_family
-
-    instance = bigtable_instance(settings, admin=True)
-    for logical, table_id in settings.tables.as_dict().items():
-        instance.table(table_id).create(column_families={
-            family: column_family.MaxVersionsGCRule(rule.max_versions or 1)
-            for family, rule in layout.FAMILIES[logical].items()
-        })
-
-
 def pinned(cpu: str, command: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(["taskset", "-c", cpu, *command], **kwargs)
 
@@ -151,8 +138,19 @@ def wrk(port: int, paths: list[str], seconds: float, connections: int, workdir: 
         "local paths = {\n" + listing + "\n}\nlocal i = 0\n"
         "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n"
     )
-    command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-               "-s", str(script), f"http://127.0.0.1:{port}"]
+    command = [
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
     cpu_before = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds(pid) - cpu_before if pid else float("nan")
@@ -165,11 +163,16 @@ def wrk(port: int, paths: list[str], seconds: float, connections: int, workdir: 
         value, unit = re.search(rf"^\s+{name}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
-    return {"rps": rate, "p50_ms": percentile("50"), "p99_ms": percentile("99"),
-            # CPU per request of the server process: what throughput on a
-            # core of its own would be, whatever else the machine is doing.
-            "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
-            "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(0) if errors else ""}
+    return {
+        "rps": rate,
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        # CPU per request of the server process: what throughput on a
+        # core of its own would be, whatever else the machine is doing.
+        "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
+    }
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -222,17 +225,26 @@ def kernel_benchmark(catalogue: Catalogue) -> list[dict]:
         python = time_per_call(lambda: seed_style_scorer(history, catalogue.neighbours, 10), 200)
         kernel = time_per_call(lambda: scorer.top_n(items, scores, offsets, weights, 10, excluded=excluded), 5000)
         # The serving path: one cached NeighbourRow per history item.
-        lists_as_rows = [NeighbourRow(items[offsets[j]:offsets[j + 1]], scores[offsets[j]:offsets[j + 1]])
-                         for j in range(size)]
+        lists_as_rows = [
+            NeighbourRow(items[offsets[j] : offsets[j + 1]], scores[offsets[j] : offsets[j + 1]]) for j in range(size)
+        ]
         assert scorer.top_n_rows(lists_as_rows, weights, 10, excluded=excluded).items.tolist() == top.items.tolist()
         by_rows = time_per_call(lambda: scorer.top_n_rows(lists_as_rows, weights, 10, excluded=excluded), 5000)
-        rows.append({"history": size, "python_us": python * 1e6, "kernel_us": kernel * 1e6, "rows_us": by_rows * 1e6,
-                     "speedup": python / kernel, "rows_speedup": python / by_rows})
+        rows.append(
+            {
+                "history": size,
+                "python_us": python * 1e6,
+                "kernel_us": kernel * 1e6,
+                "rows_us": by_rows * 1e6,
+                "speedup": python / kernel,
+                "rows_speedup": python / by_rows,
+            }
+        )
     return rows
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all cases")
     parser.add_argument("--connections", type=int, default=32)
@@ -241,15 +253,18 @@ def main() -> int:
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
-            print(f"benchmarks/serving.py needs {tool} (apt-get install wrk util-linux)", file=sys.stderr)
+            print(f"benchmarks.serving needs {tool} (apt-get install wrk util-linux)", file=sys.stderr)
             return 2
 
     catalogue = make_catalogue(args.items, args.users, k=50, history=20)
     print("kernel vs seed-style dict scorer (top-50 lists, n=10, best of 5):")
     for row in kernel_benchmark(catalogue):
-        print(f"  {row['history']:>3} items: python {row['python_us']:8.1f} us   kernel {row['kernel_us']:6.1f} us"
-              f" ({row['speedup']:5.1f}x)   kernel on cached rows {row['rows_us']:6.1f} us ({row['rows_speedup']:5.1f}x)"
-              "  target >= 20x")
+        print(
+            f"  {row['history']:>3} items: python {row['python_us']:8.1f} us   kernel {row['kernel_us']:6.1f} us"
+            f" ({row['speedup']:5.1f}x)   kernel on cached rows {row['rows_us']:6.1f} us"
+            f" ({row['rows_speedup']:5.1f}x)"
+            "  target >= 20x"
+        )
 
     workdir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     port = localstack.free_port()
@@ -258,13 +273,18 @@ def main() -> int:
     try:
         # The emulator shares CPU 1 with wrk; the servers have CPU 0 to themselves.
         subprocess.run(["taskset", "-pc", LOAD_CPU, str(emulator.pid)], check=True, capture_output=True)
-        settings = Settings(project="bench", instance="bench", bigtable_host=emulator.host, prefix="bench-",
-                            state_dir=workdir)
+        settings = Settings(
+            project="bench", instance="bench", bigtable_host=emulator.host, prefix="bench-", state_dir=workdir
+        )
         os.environ.update(settings.emulator_env())
-        create_tables(settings)
+        provision_bigtable(settings)
         write_scores(settings, catalogue.users, mark_dirty=False)
-        write_generation(settings, GENERATION, catalogue.neighbours,
-                         popular=[(item, 1000.0 - k) for k, item in enumerate(catalogue.items[:100])])
+        write_generation(
+            settings,
+            GENERATION,
+            catalogue.neighbours,
+            popular=[(item, 1000.0 - k) for k, item in enumerate(catalogue.items[:100])],
+        )
         print(f"\nseeded {len(catalogue.items)} items (top-50 lists), {len(catalogue.users)} users x 20 items")
 
         rng = random.Random(11)
@@ -280,10 +300,17 @@ def main() -> int:
         # Both servers live on CPU 0 for the whole run; only the one under wrk is busy.
         bare = pinned(SERVER_CPU, [sys.executable, "-c", BARE_SERVER, str(bare_port)])
         processes.append(bare)
-        server = pinned(SERVER_CPU, [
-            sys.executable, "-m", "serving", "--port", str(serve_port), "--bigtable-host", emulator.host,
-            "--project", "bench", "--instance", "bench", "--prefix", "bench-", "--state-dir", str(workdir),
-        ])
+        server = pinned(
+            SERVER_CPU,
+            [
+                sys.executable,
+                "-m",
+                "serving",
+                "--port",
+                str(serve_port),
+                *settings.to_argv(),
+            ],
+        )
         processes.append(server)
         wait_http(f"http://127.0.0.1:{bare_port}/recommendations")
         wait_http(f"http://127.0.0.1:{serve_port}/readyz")
@@ -296,14 +323,29 @@ def main() -> int:
         rounds: list[dict] = []
         for _ in range(args.rounds):
             measured = {
-                "bare aiohttp handler": wrk(bare_port, ["/recommendations"], args.seconds, args.connections, workdir,
-                                            bare.pid),
-                "session, 20 items (warm)": wrk(serve_port, sessions, args.seconds, args.connections, workdir,
-                                                server.pid),
+                "bare aiohttp handler": wrk(
+                    bare_port, ["/recommendations"], args.seconds, args.connections, workdir, bare.pid
+                ),
+                "session, 20 items (warm)": wrk(
+                    serve_port, sessions, args.seconds, args.connections, workdir, server.pid
+                ),
                 "user queries": wrk(serve_port, user_paths, args.seconds, args.connections, workdir, server.pid),
             }
-            reader = pinned(SERVER_CPU, [sys.executable, "-c", READ_RATE, emulator.host, "bench-", str(args.seconds),
-                                         str(args.connections), str(args.users)], stdout=subprocess.PIPE, text=True)
+            reader = pinned(
+                SERVER_CPU,
+                [
+                    sys.executable,
+                    "-c",
+                    READ_RATE,
+                    emulator.host,
+                    "bench-",
+                    str(args.seconds),
+                    str(args.connections),
+                    str(args.users),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             measured["reads alone"] = json.loads(reader.communicate(timeout=args.seconds + 60)[0])
             rounds.append(measured)
         with urllib.request.urlopen(f"http://127.0.0.1:{serve_port}/metrics", timeout=5) as response:
@@ -316,23 +358,33 @@ def main() -> int:
         emulator.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\nHTTP, servers on CPU {SERVER_CPU}, wrk -c{args.connections} on CPU {LOAD_CPU}, "
-          f"{args.rounds} interleaved rounds of {args.seconds:g} s")
-    print(f"  {'round':5} {'case':26} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU us/req':>10}"
-          "  ratio by req/s | by CPU per request")
+    print(
+        f"\nHTTP, servers on CPU {SERVER_CPU}, wrk -c{args.connections} on CPU {LOAD_CPU}, "
+        f"{args.rounds} interleaved rounds of {args.seconds:g} s"
+    )
+    print(
+        f"  {'round':5} {'case':26} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU us/req':>10}"
+        "  ratio by req/s | by CPU per request"
+    )
     ratios: dict[str, list[float]] = {"session": [], "user": [], "session_cpu": [], "user_cpu": []}
     for number, measured in enumerate(rounds, 1):
         bare_row, reads = measured["bare aiohttp handler"], measured["reads alone"]
         for name in ("bare aiohttp handler", "session, 20 items (warm)", "user queries"):
             row = measured[name]
             if name == "user queries":
-                by_rate, by_cpu, what = row["rps"] / reads["reads_per_second"], reads["cpu_us"] / row["cpu_us"], "of reads"
+                by_rate, by_cpu = row["rps"] / reads["reads_per_second"], reads["cpu_us"] / row["cpu_us"]
+                what = "of reads"
             else:
                 by_rate, by_cpu, what = row["rps"] / bare_row["rps"], bare_row["cpu_us"] / row["cpu_us"], "of bare"
-            print(f"  {number:5} {name:26} {row['rps']:9.0f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
-                  f"{row['non2xx']:8d} {row['cpu_us']:10.0f}  {by_rate:5.2f} | {by_cpu:5.2f} {what} {row['socket_errors']}")
-        print(f"  {number:5} {'single-row reads alone':26} {reads['reads_per_second']:9.0f} {'':27} "
-              f"{reads['cpu_us']:10.0f}  (BigtableStore.read_history, c={args.connections}, same CPU)")
+            print(
+                f"  {number:5} {name:26} {row['rps']:9.0f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
+                f"{row['non2xx']:8d} {row['cpu_us']:10.0f}  {by_rate:5.2f} | {by_cpu:5.2f} {what} "
+                f"{row['socket_errors']}"
+            )
+        print(
+            f"  {number:5} {'single-row reads alone':26} {reads['reads_per_second']:9.0f} {'':27} "
+            f"{reads['cpu_us']:10.0f}  (BigtableStore.read_history, c={args.connections}, same CPU)"
+        )
         session, user = measured["session, 20 items (warm)"], measured["user queries"]
         ratios["session"].append(session["rps"] / bare_row["rps"])
         ratios["session_cpu"].append(bare_row["cpu_us"] / session["cpu_us"])
@@ -342,8 +394,10 @@ def main() -> int:
     print(f"  cache hit ratio at the end: {hit_ratio:.3f}")
     median = {name: statistics.median(values) for name, values in ratios.items()}
     print("\ntargets (median over rounds; 'by CPU' = CPU time per request, robust to other load):")
-    print(f"  session >= 50% of bare: {median['session']:.0%} by req/s, {median['session_cpu']:.0%} by CPU;"
-          f"  p99 <= 10 ms: {statistics.median(session_p99):.2f} ms (best round {min(session_p99):.2f} ms)")
+    print(
+        f"  session >= 50% of bare: {median['session']:.0%} by req/s, {median['session_cpu']:.0%} by CPU;"
+        f"  p99 <= 10 ms: {statistics.median(session_p99):.2f} ms (best round {min(session_p99):.2f} ms)"
+    )
     print(f"  user >= 80% of reads alone: {median['user']:.0%} by req/s, {median['user_cpu']:.0%} by CPU")
     return 0
 

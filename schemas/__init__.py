@@ -5,6 +5,7 @@
   and qualifiers; Pub/Sub topic and subscription names.
 - :mod:`schemas.codecs`: value codecs (doubles, int64, packed top-K neighbours).
 """
+
 from schemas.codecs import (
     decode_double,
     decode_int64,

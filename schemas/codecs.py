@@ -14,10 +14,11 @@ columnar packed format so that serving can decode a row with two
     5+8n    2n        item id lengths in bytes, uint16 big-endian
     5+10n   sum(len)  item ids, UTF-8, concatenated
 """
+
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -97,8 +98,3 @@ def decode_neighbours_arrays(data: bytes) -> tuple[list[str], np.ndarray]:
 def decode_neighbours(data: bytes) -> list[tuple[str, float]]:
     items, scores = decode_neighbours_arrays(data)
     return list(zip(items, scores.tolist()))
-
-
-def top_k(neighbours: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
-    """The k best pairs, highest score first, ties broken by item id."""
-    return sorted(neighbours, key=lambda pair: (-pair[1], pair[0]))[:k]

@@ -8,14 +8,16 @@ Wire format: the data of one Pub/Sub message is a UTF-8 JSON object::
 ========== ==============================================================
 field      rule
 ========== ==============================================================
-event_id   string, 1-128 characters, no control characters; a re-sent
-           event (retry, replay) keeps its id
-user, item string, 1-128 characters, no control characters
+event_id   an id (see below); a re-sent event (retry, replay) keeps its id
+user, item an id
 type       ``browse`` | ``basket`` | ``purchase``, or the seed's codes
            1 | 2 | 3 (as numbers or strings)
 ts         RFC 3339 string with a time zone, or epoch milliseconds (a
            number, or a string of digits)
 ========== ==============================================================
+
+An *id* is a string of 1-128 characters without control characters or lone
+surrogates (:func:`is_valid_id`); the serving API takes ids by the same rule.
 
 Unknown fields are ignored so that publishers can add context without
 breaking consumers. ``event_id`` and ``ts`` may also come as message
@@ -25,6 +27,7 @@ Every way to break the contract raises :class:`EventError` with a stable
 ``code`` (see :data:`ERROR_CODES`), which the pipeline copies into the
 dead-letter message's attributes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,6 +61,29 @@ ERROR_CODES = {
 # Control characters, and lone surrogates (JSON can spell "\ud800"), which
 # cannot be encoded as UTF-8 for Bigtable keys and qualifiers.
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def id_problem(value) -> str | None:
+    """Why ``value`` is not an id, as the end of a sentence; None if it is one.
+
+    The one place the id rule lives: the stream and the serving API both
+    store ids in Bigtable keys, so they must accept exactly the same ones.
+    """
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > MAX_ID_CHARS:
+        return f"is {len(value)} characters long; the limit is {MAX_ID_CHARS}"
+    bad = _FORBIDDEN.search(value)
+    if bad is None:
+        return None
+    if "\ud800" <= bad.group() <= "\udfff":
+        return "contains a lone surrogate, which UTF-8 cannot encode"
+    return "contains control characters"
+
+
+def is_valid_id(value) -> bool:
+    """True for a user, item or event id that keeps the contract above."""
+    return id_problem(value) is None
 
 
 class EventType(str, enum.Enum):
@@ -137,23 +163,15 @@ def parse_event(data: bytes, attributes: Mapping[str, str] | None = None) -> Eve
         raise EventError("missing_field", f"'{name}' is required")
 
     event_id = field("event_id")
-    if not _is_id(event_id):
+    if not is_valid_id(event_id):
         raise EventError("bad_id", f"event_id {_show(event_id)}")
     user, item = field("user"), field("item")
     for name, value in (("user", user), ("item", item)):
-        if not _is_id(value):
+        if not is_valid_id(value):
             raise EventError("bad_field", f"{name} {_show(value)}")
     event_type = _parse_type(field("type"))
     ts_ms = _parse_ts(field("ts"))
     return Event(event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms)
-
-
-def _is_id(value) -> bool:
-    return (
-        isinstance(value, str)
-        and 1 <= len(value) <= MAX_ID_CHARS
-        and not _FORBIDDEN.search(value)
-    )
 
 
 def _show(value) -> str:
@@ -223,7 +241,7 @@ class Weights:
         return getattr(self, EventType(event_type).value)
 
     @classmethod
-    def parse(cls, text: str) -> "Weights":
+    def parse(cls, text: str) -> Weights:
         """``"browse=1,basket=3,purchase=5"`` (missing names keep defaults)."""
         values = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
@@ -238,7 +256,7 @@ class Weights:
         return cls(**values)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Weights":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Weights:
         """Weights from ``STREAMSIM_WEIGHTS``, else the defaults."""
         text = environ.get("STREAMSIM_WEIGHTS", "")
         return cls.parse(text) if text else cls()

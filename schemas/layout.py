@@ -33,6 +33,7 @@ A generation is the epoch milliseconds at which its pass started. Readers of
 ``similarities`` take the newest cell not newer than the pointer, so a
 half-written pass is invisible and a rollback is a pointer flip.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -115,7 +116,7 @@ class TableIds:
     meta: str
 
     @classmethod
-    def for_prefix(cls, prefix: str = DEFAULT_PREFIX) -> "TableIds":
+    def for_prefix(cls, prefix: str = DEFAULT_PREFIX) -> TableIds:
         ids = cls(**{name: f"{prefix}{name}" for name in FAMILIES})
         for table_id in ids.as_dict().values():
             if not _TABLE_ID.match(table_id):
@@ -138,7 +139,7 @@ class PubSubNames:
     dead_letter_subscription: str
 
     @classmethod
-    def for_prefix(cls, prefix: str = DEFAULT_PREFIX) -> "PubSubNames":
+    def for_prefix(cls, prefix: str = DEFAULT_PREFIX) -> PubSubNames:
         names = cls(
             events_topic=f"{prefix}events",
             events_subscription=f"{prefix}events-fold",

@@ -1,10 +1,11 @@
 """The aiohttp application: ``create_app(config)``, routes, one error middleware.
 
-Errors are always JSON ``{"error": code, "detail": ..., "generation": ...}``
-with the codes of :data:`serving.openapi.ERROR_CODES`; no traceback ever
-reaches a client. Every JSON answer carries the generation it used (or the
-one loaded, for probes and errors; null before the first).
+Errors are always JSON ``{"error": code, "detail": ..., "generation": ...}``:
+handlers raise, and the middleware answers from :data:`serving.errors.ERRORS`;
+no traceback ever reaches a client. Every JSON answer carries the generation
+it used (or the one loaded, for probes and errors; null before the first).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,12 +18,12 @@ import time
 import orjson
 from aiohttp import web
 
-from serving import openapi, params
+from serving import errors, openapi, params
 from serving.config import ServingConfig
 from serving.generation import GenerationWatcher
 from serving.metrics import ServingMetrics
 from serving.neighbours import NeighbourCache
-from serving.recommender import Answer, NoGeneration, Recommender, UnknownItem
+from serving.recommender import Answer, Recommender
 from serving.store import BackendUnavailable, BigtableStore, request_deadline
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ WATCHER = web.AppKey("watcher", GenerationWatcher)
 RECOMMENDER = web.AppKey("recommender", Recommender)
 
 _METHODS = {"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"}
-_AIOHTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def json_response(body: dict, status: int = 200, headers=None) -> web.Response:
@@ -48,11 +48,6 @@ def _generation(app: web.Application) -> int | None:
     return watcher.current.number if watcher is not None and watcher.current is not None else None
 
 
-def error_response(app: web.Application, status: int, code: str, detail: str, headers=None) -> web.Response:
-    body = {"error": code, "detail": detail, "generation": _generation(app)}
-    return json_response(body, status, headers)
-
-
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler) -> web.StreamResponse:
     """Turn every exception into a JSON error and count every answer."""
@@ -61,22 +56,11 @@ async def errors_and_metrics(request: web.Request, handler) -> web.StreamRespons
     budget = request_deadline.set(asyncio.get_running_loop().time() + app[CONFIG].request_timeout_seconds)
     try:
         response = await handler(request)
-    except params.BadRequest as exc:
-        response = error_response(app, 400, "bad_parameter", str(exc))
-    except UnknownItem as exc:
-        response = error_response(app, 404, "unknown_item", str(exc))
-    except BackendUnavailable as exc:
-        response = error_response(app, 503, "backend_unavailable", str(exc))
-    except NoGeneration as exc:
-        response = error_response(app, 503, "no_generation", str(exc))
-    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
-        code = _AIOHTTP_ERRORS.get(exc.status, "bad_parameter" if exc.status < 500 else "internal")
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        detail = exc.text if exc.status == 413 and exc.text else exc.reason
-        response = error_response(app, exc.status, code, detail, headers)
-    except Exception:  # noqa: BLE001 - the contract is a JSON 500, never a traceback
-        log.exception("unhandled error on %s %s", request.method, request.rel_url)
-        response = error_response(app, 500, "internal", "unexpected server error (logged)")
+    except Exception as exc:  # noqa: BLE001 - the contract is a JSON error, never a traceback
+        if errors.unexpected(exc):
+            log.exception("unhandled error on %s %s", request.method, request.rel_url)
+        status, body, headers = errors.error_answer(exc, _generation(app))
+        response = json_response(body, status, headers)
     finally:
         request_deadline.reset(budget)
     route = request.match_info.route.resource
@@ -107,12 +91,14 @@ async def post_recommendations(request: web.Request) -> web.Response:
     if request.rel_url.raw_query_string:
         raise params.BadRequest("POST /recommendations takes its parameters in the JSON body")
     if request.content_type != "application/json":
-        return error_response(request.app, 415, "unsupported_media_type", "send the body as application/json")
+        raise errors.UnsupportedMediaType("send the body as application/json")
     raw = await request.read()  # HTTPRequestEntityTooLarge beyond client_max_size
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise params.BadRequest("the body is not valid JSON") from None
+        # Decoded strictly first: json.loads(bytes) would let UTF-8-encoded
+        # surrogates (b"\xed\xa0\x80") through as lone surrogates.
+        body = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise params.BadRequest("the body is not valid UTF-8 JSON") from None
     return await _recommend(request.app[RECOMMENDER], params.session_body(body, config.weights, config.default_n))
 
 
@@ -141,7 +127,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready when Bigtable answers now and a generation is loaded."""
     generation = await request.app[WATCHER].refresh()  # BackendUnavailable -> 503
     if generation is None:
-        return error_response(request.app, 503, "not_ready", "Bigtable answers but no generation is published yet")
+        raise errors.NotReady("Bigtable answers but no generation is published yet")
     return json_response({"status": "ready", "generation": generation.number})
 
 

@@ -1,10 +1,12 @@
 """``streamsim serve`` (and ``python -m serving``): run the recommendation API."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 
 from schemas.events import Weights
+from streamsim.runtime.cli import settings_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +32,6 @@ def config_from_args(args: argparse.Namespace):
     import dataclasses
 
     from serving.config import ServingConfig
-    from streamsim.cli import settings_from_args
 
     config = ServingConfig.from_env(
         settings_from_args(args),
@@ -55,7 +56,10 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"streamsim serve: {exc}", file=sys.stderr)
         return 2
     where = config.settings.bigtable_host or "Cloud Bigtable"
-    print(f"serving on http://{config.host}:{config.port} from {where} "
-          f"(tables {config.settings.prefix}*); SIGTERM or Ctrl-C stops", flush=True)
+    print(
+        f"serving on http://{config.host}:{config.port} from {where} "
+        f"(tables {config.settings.prefix}*); SIGTERM or Ctrl-C stops",
+        flush=True,
+    )
     run(config)
     return 0

@@ -3,6 +3,7 @@
 Tests build :class:`ServingConfig` directly; ``python -m serving`` and
 ``streamsim serve`` build it from the environment and their flags.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,7 @@ import os
 from collections.abc import Mapping
 
 from schemas.events import Weights
-from streamsim.settings import Settings
+from streamsim.runtime.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +41,16 @@ class ServingConfig:
     shutdown_timeout_seconds: float = 10.0
 
     def __post_init__(self):
-        positive = ("poll_seconds", "rpc_deadline_seconds", "request_timeout_seconds", "cache_rows",
-                    "vocabulary_limit", "max_history", "max_body_bytes", "default_n")
+        positive = (
+            "poll_seconds",
+            "rpc_deadline_seconds",
+            "request_timeout_seconds",
+            "cache_rows",
+            "vocabulary_limit",
+            "max_history",
+            "max_body_bytes",
+            "default_n",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -49,7 +58,7 @@ class ServingConfig:
             raise ValueError(f"port {self.port} is not a TCP port")
 
     @classmethod
-    def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> "ServingConfig":
+    def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> ServingConfig:
         """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
         values = {}
         for field in dataclasses.fields(cls):
@@ -64,5 +73,7 @@ class ServingConfig:
                 try:
                     values[field.name] = kind(text)
                 except ValueError:
-                    raise ValueError(f"STREAMSIM_SERVE_{field.name.upper()}={text!r} is not a {kind.__name__}") from None
+                    raise ValueError(
+                        f"STREAMSIM_SERVE_{field.name.upper()}={text!r} is not a {kind.__name__}"
+                    ) from None
         return cls(settings=settings, weights=Weights.from_env(environ), **values)

@@ -5,6 +5,7 @@ The refresh pass writes a generation's rows, then flips the pointer in
 (or a rollback) without a restart. Each :class:`Generation` carries its own
 vocabulary, so requests that started on the old one finish on it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +40,7 @@ class Generation:
     def cache_key(self) -> tuple[int, int]:
         return (self.number, self.serial)
 
-    def renewed(self) -> "Generation":
+    def renewed(self) -> Generation:
         """The same generation with an empty vocabulary."""
         return Generation(self.number, self.popular_items, self.popular_scores)
 
@@ -72,7 +73,9 @@ class GenerationWatcher:
             self.current = Generation(pointer, items, scores)
             log.info(
                 "serving generation %d (was %s; %d popular items)",
-                pointer, current.number if current else None, len(items),
+                pointer,
+                current.number if current else None,
+                len(items),
             )
         return self.current
 

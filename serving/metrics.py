@@ -6,6 +6,7 @@
 - ``streamsim_serving_generation``, ``..._generation_age_seconds``
 - ``streamsim_serving_generation_polls_total``, ``..._generation_poll_failures_total``
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,14 +33,17 @@ class _StateCollector:
         cache = self._cache
         yield CounterMetricFamily(f"{PREFIX}_cache_hits", "Similarity rows found in the cache", value=cache.hits)
         yield CounterMetricFamily(f"{PREFIX}_cache_misses", "Similarity rows read from Bigtable", value=cache.misses)
-        yield GaugeMetricFamily(f"{PREFIX}_cache_hit_ratio", "hits / (hits + misses) since start", value=cache.hit_ratio())
+        yield GaugeMetricFamily(
+            f"{PREFIX}_cache_hit_ratio", "hits / (hits + misses) since start", value=cache.hit_ratio()
+        )
         yield GaugeMetricFamily(f"{PREFIX}_cache_rows", "Similarity rows cached", value=len(cache))
         watcher = self._watcher()
         generation = watcher.current if watcher else None
         if generation is not None:
             yield GaugeMetricFamily(f"{PREFIX}_generation", "Generation served (epoch ms)", value=generation.number)
             yield GaugeMetricFamily(
-                f"{PREFIX}_generation_age_seconds", "Seconds since the served generation's pass started",
+                f"{PREFIX}_generation_age_seconds",
+                "Seconds since the served generation's pass started",
                 value=generation.age_seconds(),
             )
         if watcher is not None:
@@ -58,8 +62,11 @@ class ServingMetrics:
             f"{PREFIX}_requests", "HTTP requests answered", ["route", "method", "status"], registry=self.registry
         )
         self._latency = Histogram(
-            f"{PREFIX}_request_seconds", "Time to answer, by route", ["route"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            f"{PREFIX}_request_seconds",
+            "Time to answer, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.registry.register(_StateCollector(cache, watcher))
         # labels() takes a lock and builds a key each time; keep the children.

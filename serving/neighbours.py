@@ -6,6 +6,7 @@ by ``(generation, item)`` and evicts least recently used rows beyond a bound.
 Items without a row are cached too (as :data:`NO_NEIGHBOURS`), or every
 request for a cold item would read Bigtable again.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -53,16 +54,14 @@ class Vocabulary:
         return self._index.get(item)
 
 
-#: One item's top-K neighbours (vocabulary indices, cosines, stored order),
-#: checked once when built: the kernel's own row type.
-NeighbourList = NeighbourRow
-
+# One item's top-K neighbours are the kernel's own row type, ``NeighbourRow``
+# (vocabulary indices, cosines, stored order), checked once when built.
 _EMPTY_INDICES = np.empty(0, dtype=np.int32)
-NO_NEIGHBOURS = NeighbourList(_EMPTY_INDICES, np.empty(0, dtype=np.float64))
+NO_NEIGHBOURS = NeighbourRow(_EMPTY_INDICES, np.empty(0, dtype=np.float64))
 
 
 class NeighbourCache:
-    """Bounded LRU of ``(generation, item) -> NeighbourList``; counts hits and misses.
+    """Bounded LRU of ``(generation, item) -> NeighbourRow``; counts hits and misses.
 
     Stored as one LRU per generation view so that a lookup hashes only the
     item id (its hash is cached on the string), not a composite key. The bound
@@ -74,7 +73,7 @@ class NeighbourCache:
         if max_rows < 1:
             raise ValueError(f"the neighbour cache needs room for at least 1 row, got {max_rows}")
         self.max_rows = max_rows
-        self._views: OrderedDict[object, OrderedDict[str, NeighbourList]] = OrderedDict()
+        self._views: OrderedDict[object, OrderedDict[str, NeighbourRow]] = OrderedDict()
         self._size = 0
         self.hits = 0
         self.misses = 0
@@ -82,14 +81,14 @@ class NeighbourCache:
     def __len__(self) -> int:
         return self._size
 
-    def lookup(self, generation, items: list[str]) -> tuple[list[NeighbourList | None], list[str]]:
+    def lookup(self, generation, items: list[str]) -> tuple[list[NeighbourRow | None], list[str]]:
         """The cached lists of ``items`` (None where not cached) and the items to read."""
         rows = self._views.get(generation)
         if rows is None:
             self.misses += len(items)
             return [None] * len(items), list(items)
         get, touch = rows.get, rows.move_to_end
-        found: list[NeighbourList | None] = []
+        found: list[NeighbourRow | None] = []
         missing: list[str] = []
         for item in items:
             row = get(item)
@@ -102,7 +101,7 @@ class NeighbourCache:
         self.hits += len(items) - len(missing)
         return found, missing
 
-    def store(self, generation, item: str, row: NeighbourList) -> None:
+    def store(self, generation, item: str, row: NeighbourRow) -> None:
         views = self._views
         rows = views.get(generation)
         if rows is None:

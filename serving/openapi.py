@@ -1,27 +1,16 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
-Tests check that every route of the app is described here, and that every
-error code the app can answer is listed in :data:`ERROR_CODES`.
+Tests check that every route of the app is described here. The error
+responses are read from :data:`serving.errors.ERRORS`, the table the error
+middleware answers from, so the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 from schemas.events import MAX_ID_CHARS
+from serving.errors import ERROR_CODES, ERRORS
 from serving.params import MAX_EXCLUDE, MAX_REQUEST_ITEMS
 from serving.scoring import MAX_N
-
-#: Every ``error`` value the API answers, with its HTTP status.
-ERROR_CODES = {
-    "bad_parameter": 400,
-    "not_found": 404,
-    "unknown_item": 404,
-    "method_not_allowed": 405,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "internal": 500,
-    "backend_unavailable": 503,
-    "no_generation": 503,
-    "not_ready": 503,
-}
 
 
 def _ref(name: str) -> dict:
@@ -31,7 +20,7 @@ def _ref(name: str) -> dict:
 def _errors(*statuses: int) -> dict:
     return {
         str(status): {
-            "description": ", ".join(code for code, s in ERROR_CODES.items() if s == status),
+            "description": "; ".join(f"{e.code}: {e.description}" for e in ERRORS.values() if e.status == status),
             "content": {"application/json": {"schema": _ref("Error")}},
         }
         for status in statuses
@@ -44,19 +33,36 @@ def _ok(schema: str, description: str) -> dict:
 
 def _ids(name: str, description: str, limit: int) -> dict:
     return {
-        "name": name, "in": "query", "required": False, "style": "form", "explode": False,
+        "name": name,
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": False,
         "description": f"{description} (comma-separated, 1..{limit} ids of 1..{MAX_ID_CHARS} characters)",
-        "schema": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
-                   "minItems": 1, "maxItems": limit},
+        "schema": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+            "minItems": 1,
+            "maxItems": limit,
+        },
     }
 
 
-N_PARAM = {"name": "n", "in": "query", "required": False, "description": "how many items",
-           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10}}
+N_PARAM = {
+    "name": "n",
+    "in": "query",
+    "required": False,
+    "description": "how many items",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10},
+}
 EXCLUDE = _ids("exclude", "items never to return", MAX_EXCLUDE)
-EXPLAIN = {"name": "explain", "in": "query", "required": False,
-           "description": "list, for each result, the history items that contributed and how much",
-           "schema": {"type": "boolean", "default": False}}
+EXPLAIN = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "description": "list, for each result, the history items that contributed and how much",
+    "schema": {"type": "boolean", "default": False},
+}
 _API_ERRORS = (400, 405, 500, 503)
 
 
@@ -70,12 +76,18 @@ def document() -> dict:
             "(`source: popular`). Give either `user` or at least one of browsed/basket/purchased."
         ),
         "parameters": [
-            {"name": "user", "in": "query", "required": False,
-             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}},
+            {
+                "name": "user",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+            },
             _ids("browsed", "items browsed in the session", MAX_REQUEST_ITEMS),
             _ids("basket", "items put in the basket", MAX_REQUEST_ITEMS),
             _ids("purchased", "items purchased", MAX_REQUEST_ITEMS),
-            N_PARAM, EXCLUDE, EXPLAIN,
+            N_PARAM,
+            EXCLUDE,
+            EXPLAIN,
         ],
         "responses": {**_ok("Recommendations", "best items first"), **_errors(*_API_ERRORS)},
     }
@@ -87,73 +99,119 @@ def document() -> dict:
     similar = {
         "summary": "Items most similar to one item (cosine), best first",
         "parameters": [
-            {"name": "item", "in": "path", "required": True,
-             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}},
-            N_PARAM, EXCLUDE,
+            {
+                "name": "item",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+            },
+            N_PARAM,
+            EXCLUDE,
         ],
         "responses": {**_ok("Recommendations", "neighbours, best first"), **_errors(400, 404, 405, 500, 503)},
     }
     probe = {"content": {"application/json": {"schema": _ref("Status")}}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "streamsim serving", "version": "1",
-                 "description": "Item-to-item recommendations from the latest published similarity "
-                                "generation. Every JSON answer carries `generation`."},
+        "info": {
+            "title": "streamsim serving",
+            "version": "1",
+            "description": "Item-to-item recommendations from the latest published similarity "
+            "generation. Every JSON answer carries `generation`.",
+        },
         "paths": {
             "/recommendations": {"get": recommendations_get, "post": recommendations_post},
             "/items/{item}/similar": {"get": similar},
-            "/healthz": {"get": {"summary": "The process is up",
-                                 "responses": {"200": {"description": "alive", **probe}}}},
-            "/readyz": {"get": {"summary": "Bigtable answers and a generation is loaded",
-                                "responses": {"200": {"description": "ready", **probe}, **_errors(503)}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
-                "200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {
-                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
+            "/healthz": {
+                "get": {"summary": "The process is up", "responses": {"200": {"description": "alive", **probe}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Bigtable answers and a generation is loaded",
+                    "responses": {"200": {"description": "ready", **probe}, **_errors(503)},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+                }
+            },
         },
-        "components": {"schemas": {
-            "Error": {
-                "type": "object", "required": ["error", "detail"],
-                "properties": {
-                    "error": {"type": "string", "enum": sorted(ERROR_CODES)},
-                    "detail": {"type": "string"},
-                    "generation": {"type": ["integer", "null"]},
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail"],
+                    "properties": {
+                        "error": {"type": "string", "enum": sorted(ERROR_CODES)},
+                        "detail": {"type": "string"},
+                        "generation": {"type": ["integer", "null"]},
+                    },
                 },
-            },
-            "Recommendations": {
-                "type": "object", "required": ["generation", "items"],
-                "properties": {
-                    "generation": {"type": "integer", "description": "similarity generation used (epoch ms)"},
-                    "user": {"type": "string"},
-                    "item": {"type": "string"},
-                    "items": {"type": "array", "items": _ref("Recommendation")},
+                "Recommendations": {
+                    "type": "object",
+                    "required": ["generation", "items"],
+                    "properties": {
+                        "generation": {"type": "integer", "description": "similarity generation used (epoch ms)"},
+                        "user": {"type": "string"},
+                        "item": {"type": "string"},
+                        "items": {"type": "array", "items": _ref("Recommendation")},
+                    },
                 },
-            },
-            "Recommendation": {
-                "type": "object", "required": ["item", "score", "source"],
-                "properties": {
-                    "item": {"type": "string"},
-                    "score": {"type": "number"},
-                    "source": {"type": "string", "enum": ["similar", "popular"]},
-                    "because": {"type": "array", "description": "with explain=true",
-                                "items": {"type": "object", "properties": {
-                                    "item": {"type": "string"}, "contribution": {"type": "number"}}}},
+                "Recommendation": {
+                    "type": "object",
+                    "required": ["item", "score", "source"],
+                    "properties": {
+                        "item": {"type": "string"},
+                        "score": {"type": "number"},
+                        "source": {"type": "string", "enum": ["similar", "popular"]},
+                        "because": {
+                            "type": "array",
+                            "description": "with explain=true",
+                            "items": {
+                                "type": "object",
+                                "properties": {"item": {"type": "string"}, "contribution": {"type": "number"}},
+                            },
+                        },
+                    },
                 },
-            },
-            "Session": {
-                "type": "object", "required": ["items"],
-                "properties": {
-                    "items": {"type": "array", "minItems": 1, "maxItems": MAX_REQUEST_ITEMS, "items": {
-                        "type": "object", "required": ["item"],
-                        "properties": {"item": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
-                                       "type": {"type": "string", "enum": ["browse", "basket", "purchase"],
-                                                "default": "browse"}}}},
-                    "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
-                    "exclude": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_EXCLUDE},
-                    "explain": {"type": "boolean"},
+                "Session": {
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {
+                        "items": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_REQUEST_ITEMS,
+                            "items": {
+                                "type": "object",
+                                "required": ["item"],
+                                "properties": {
+                                    "item": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                                    "type": {
+                                        "type": "string",
+                                        "enum": ["browse", "basket", "purchase"],
+                                        "default": "browse",
+                                    },
+                                },
+                            },
+                        },
+                        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
+                        "exclude": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_EXCLUDE},
+                        "explain": {"type": "boolean"},
+                    },
                 },
-            },
-            "Status": {"type": "object", "properties": {
-                "status": {"type": "string"}, "generation": {"type": ["integer", "null"]}}},
-        }},
+                "Status": {
+                    "type": "object",
+                    "properties": {"status": {"type": "string"}, "generation": {"type": ["integer", "null"]}},
+                },
+            }
+        },
     }

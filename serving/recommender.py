@@ -8,6 +8,7 @@ those entries say ``source = "popular"``. Equal scores are ordered by the
 kernel's tie-break (vocabulary index: the order this process first saw the
 items); popular fill keeps the stored popularity order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from serving.generation import Generation, GenerationWatcher
-from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourList
+from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
 from serving.scoring import Scorer
 from serving.store import BigtableStore
 
@@ -117,10 +118,12 @@ class Recommender:
         rows = await self._neighbour_lists(generation, items)
         picked = self._score(generation, items, weights, rows, n, excluded, explain)
         if len(picked) < n:
-            picked += self._popular_fill(generation, n - len(picked), excluded | {entry['item'] for entry in picked}, explain)
+            picked += self._popular_fill(
+                generation, n - len(picked), excluded | {entry["item"] for entry in picked}, explain
+            )
         return Answer(generation.number, picked)
 
-    async def _neighbour_lists(self, generation: Generation, items: list[str]) -> list[NeighbourList]:
+    async def _neighbour_lists(self, generation: Generation, items: list[str]) -> list[NeighbourRow]:
         key = generation.cache_key
         found, missing = self._cache.lookup(key, items)
         if not missing:
@@ -130,7 +133,7 @@ class Recommender:
         fetched = {}
         for item in missing:
             pair = read.get(item)
-            row = NO_NEIGHBOURS if pair is None else NeighbourList(vocabulary.indices(pair[0]), pair[1])
+            row = NO_NEIGHBOURS if pair is None else NeighbourRow(vocabulary.indices(pair[0]), pair[1])
             self._cache.store(key, item, row)
             fetched[item] = row
         return [fetched[item] if row is None else row for item, row in zip(items, found)]
@@ -142,8 +145,10 @@ class Recommender:
         top = self._scorer.top_n_rows(rows, weights, n, excluded=vocabulary.known(excluded), explain=explain)
         ids = vocabulary.ids
         if not explain:
-            return [{"item": ids[index], "score": score, "source": SIMILAR}
-                    for index, score in zip(top.items.tolist(), top.scores.tolist())]
+            return [
+                {"item": ids[index], "score": score, "source": SIMILAR}
+                for index, score in zip(top.items.tolist(), top.scores.tolist())
+            ]
         picked = []
         for k, (index, score) in enumerate(zip(top.items.tolist(), top.scores.tolist())):
             contributions = top.contributions[k]
@@ -151,8 +156,14 @@ class Recommender:
                 ((items[j], float(contributions[j])) for j in np.flatnonzero(contributions)),
                 key=lambda pair: (-pair[1], pair[0]),
             )
-            picked.append({"item": ids[index], "score": score, "source": SIMILAR,
-                           "because": [{"item": item, "contribution": value} for item, value in because]})
+            picked.append(
+                {
+                    "item": ids[index],
+                    "score": score,
+                    "source": SIMILAR,
+                    "because": [{"item": item, "contribution": value} for item, value in because],
+                }
+            )
         return picked
 
     @staticmethod

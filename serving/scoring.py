@@ -17,6 +17,7 @@ built (:meth:`Scorer.top_n_rows`, what serving uses per request). The heavy lift
 kernel in ``_scoring.pyx``; this module checks dtypes, shapes and ranges so
 the kernel can trust its inputs.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

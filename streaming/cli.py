@@ -1,4 +1,4 @@
-"""`streamsim` subcommands of the streaming package: publish, stream, inspect.
+"""`streamsim` subcommands of the streaming package: publish and stream.
 
 ``streamsim stream`` runs the fold supervised; Beam options go after ``--``::
 
@@ -6,13 +6,14 @@
     streamsim stream -- --runner DataflowRunner --project P --region R \\
         --setup_file ./setup.py --temp_location gs://B/tmp   # Dataflow
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from streaming.formats import FORMATS
+from streamsim.runtime.cli import settings_from_args
+from streamsim.sources.formats import FORMATS
 
 
 def register(subparsers, parent) -> None:
@@ -32,26 +33,23 @@ def register(subparsers, parent) -> None:
     add_stream_arguments(stream)
     stream.set_defaults(run=run_stream)
 
-    inspect = subparsers.add_parser(
-        "inspect", parents=[parent], help="show a user's or item's folded state, or an item's neighbours"
-    )
-    inspect.add_argument("kind", choices=("user", "item", "similar"))
-    inspect.add_argument("id", help="user or item id")
-    inspect.add_argument("--json", action="store_true", help="print JSON")
-    inspect.add_argument("--users", action="store_true", help="items: also list each user's r_ui")
-    inspect.add_argument("--n", type=int, default=10, help="similar: how many neighbours (default 10)")
-    inspect.set_defaults(run=run_inspect)
-
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
-                        help="local runner: stop once nothing was pulled for this long and all is written")
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="SECONDS",
+        help="local runner: stop once nothing was pulled for this long and all is written",
+    )
     parser.add_argument("--max-seconds", type=float, metavar="SECONDS", help="local runner: stop after this long")
     parser.add_argument("--max-restarts", type=int, default=5, help="restarts in a row before giving up")
     parser.add_argument("--no-supervise", action="store_true", help="run the pipeline in this process")
     parser.add_argument("--wait", action="store_true", help="Dataflow: wait for the job to finish")
-    parser.add_argument("beam_args", nargs=argparse.REMAINDER,
-                        help="Beam pipeline options after '--' (e.g. -- --runner DataflowRunner ...)")
+    parser.add_argument(
+        "beam_args",
+        nargs=argparse.REMAINDER,
+        help="Beam pipeline options after '--' (e.g. -- --runner DataflowRunner ...)",
+    )
 
 
 def _beam_args(args) -> list[str]:
@@ -61,7 +59,6 @@ def _beam_args(args) -> list[str]:
 
 def run_stream(args) -> int:
     from streaming import runner
-    from streamsim.cli import settings_from_args
 
     settings = settings_from_args(args)
     beam_args = _beam_args(args)
@@ -69,15 +66,7 @@ def run_stream(args) -> int:
         return runner.run_pipeline(
             settings, beam_args, idle_exit=args.idle_exit, max_seconds=args.max_seconds, wait=args.wait
         )
-    child = [
-        "--project", settings.project, "--instance", settings.instance, "--prefix", settings.prefix,
-        "--state-dir", str(settings.state_dir),
-    ]
-    if settings.bigtable_host:
-        child += ["--bigtable-host", settings.bigtable_host]
-    if settings.pubsub_host:
-        child += ["--pubsub-host", settings.pubsub_host]
-    child += ["-v"] * args.verbose
+    child = settings.to_argv() + ["-v"] * args.verbose
     if args.idle_exit is not None:
         child += ["--idle-exit", str(args.idle_exit)]
     if args.max_seconds is not None:
@@ -90,13 +79,16 @@ def run_stream(args) -> int:
 
 
 def run_publish(args) -> int:
-    from streaming.formats import FormatError
     from streaming.publish import publish_file
-    from streamsim.cli import settings_from_args
+    from streamsim.sources.formats import FormatError
 
     try:
         summary = publish_file(
-            settings_from_args(args), args.file, fmt=args.format, rate=args.rate, limit=args.limit,
+            settings_from_args(args),
+            args.file,
+            fmt=args.format,
+            rate=args.rate,
+            limit=args.limit,
             progress=not args.no_progress and sys.stderr.isatty(),
         )
     except (FormatError, ValueError, OSError) as exc:
@@ -106,31 +98,4 @@ def run_publish(args) -> int:
     print(f"published {summary.published} events in {summary.seconds:.1f}s ({summary.rate:.0f}/s); rejected {rejected}")
     for reason, count in summary.rejected.most_common():
         print(f"  {reason}: {count} (e.g. {summary.examples[reason]})")
-    return 0
-
-
-def run_inspect(args) -> int:
-    from streaming import state
-    from streamsim.cli import settings_from_args
-
-    if args.kind == "similar":  # written by the refresh pass: batch reads it
-        from batch.cli import run_similar
-
-        args.item = args.id
-        return run_similar(args)
-    settings = settings_from_args(args)
-    if args.kind == "user":
-        found = state.read_user(settings, args.id)
-    else:
-        found = state.read_item(settings, args.id, with_users=args.users)
-    if args.json:
-        print(json.dumps(found, sort_keys=True))
-        return 0
-    for key, value in found.items():
-        if isinstance(value, dict):
-            print(f"{key}: {len(value)}")
-            for name, number in sorted(value.items(), key=lambda pair: (-pair[1], pair[0])):
-                print(f"  {name}\t{number:g}")
-        else:
-            print(f"{key}\t{value}")
     return 0

@@ -19,6 +19,7 @@ written.
 :func:`check_compatible` fails loudly if Beam's code under the patch changes;
 :func:`install` calls it. Dataflow does not use any of this.
 """
+
 from __future__ import annotations
 
 import collections
@@ -144,7 +145,9 @@ class _BatchingSubscriber:
         # emulator waits out its whole timeout, which showed up as a 2 s lag p99.
         try:
             response = self._client.pull(
-                subscription=subscription, max_messages=PULL_MAX_MESSAGES, return_immediately=True,
+                subscription=subscription,
+                max_messages=PULL_MAX_MESSAGES,
+                return_immediately=True,
                 timeout=PULL_TIMEOUT_SECONDS,
             )
         except exceptions.DeadlineExceeded:
@@ -191,8 +194,7 @@ def check_compatible() -> None:
     missing = [text for text in _EXPECTED_SOURCE if text not in source]
     if missing:
         raise BeamChanged(
-            f"Beam's _PubSubReadEvaluator._read_from_pubsub changed (no {missing}): "
-            "revisit streaming/direct_pubsub.py"
+            f"Beam's _PubSubReadEvaluator._read_from_pubsub changed (no {missing}): revisit streaming/direct_pubsub.py"
         )
 
 

@@ -18,26 +18,17 @@ atomic Bigtable row mutation:
 Both steps are deterministic functions of what they read, so a retried
 bundle writes the same bytes again.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
 
 from schemas import Event, Weights
+from schemas.rows import ItemRow, UserRow
 
 #: (r_ui, events of u on i), absolute.
 Contribution = tuple[float, int]
-
-
-@dataclasses.dataclass(frozen=True)
-class UserState:
-    """What one user row holds of interest to a batch (missing row: defaults)."""
-
-    scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    folded: frozenset[str] = frozenset()
-    norm2: float = 0.0
-    events: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +50,7 @@ class UserFold:
         return bool(self.new_ids)
 
 
-def fold_user(user: str, events: Iterable[Event], state: UserState, weights: Weights) -> UserFold:
+def fold_user(user: str, events: Iterable[Event], state: UserRow, weights: Weights) -> UserFold:
     """Fold one user's events (any order, repeats allowed) into its stored state."""
     scores: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -96,15 +87,6 @@ def fold_user(user: str, events: Iterable[Event], state: UserState, weights: Wei
 
 
 @dataclasses.dataclass(frozen=True)
-class ItemState:
-    norm2: float = 0.0
-    users: int = 0
-    events: int = 0
-    #: user -> stored (r_ui, events), for the users of this batch only.
-    contributions: Mapping[str, Contribution] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
 class ItemFold:
     item: str
     norm2: float
@@ -120,7 +102,7 @@ class ItemFold:
         return bool(self.contributions)
 
 
-def fold_item(item: str, incoming: Mapping[str, Contribution], state: ItemState) -> ItemFold:
+def fold_item(item: str, incoming: Mapping[str, Contribution], state: ItemRow) -> ItemFold:
     """Apply absolute per-user contributions to an item's stored norm and counts.
 
     A user's r_ui only grows (weights are positive), so an incoming value lower

@@ -10,6 +10,7 @@ and on Dataflow. No windowing: Pub/Sub's watermark on the local runner is the
 wall clock, so a pre-published backlog would be late data in any window; the
 fold batches inside a DoFn instead (a bundle at a time).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas import Event, EventError, Weights, parse_event
 from streaming import direct_pubsub
-from streamsim.settings import Settings
+from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class FoldOptions(PipelineOptions):
         parser.add_argument("--weights", default="", help="e.g. browse=0.5,basket=2,purchase=6 (STREAMSIM_WEIGHTS)")
         parser.add_argument("--log_every", type=int, default=LOG_EVERY_EVENTS, help="events per progress log line")
         parser.add_argument(
-            "--background_fold", action="store_true",
+            "--background_fold",
+            action="store_true",
             help="local runner: fold on a writer thread, overlapping Beam's work (more events/s, "
             "higher p50 lag; memory was not flat in the benchmark, see FoldEventsFn)",
         )
@@ -88,9 +90,7 @@ class ParseEventFn(beam.DoFn):
             event = parse_event(data, attributes)
         except EventError as exc:
             self.dead_lettered.inc()
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER, DeadLetter(data, exc.code, exc.detail, attributes, message_id)
-            )
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(data, exc.code, exc.detail, attributes, message_id))
             return
         self.accepted.inc()
         yield Delivered(message_id, event)
@@ -111,8 +111,9 @@ class FoldEventsFn(beam.DoFn):
     stayed flat, hence opt-in (``--background_fold``).
     """
 
-    def __init__(self, settings: Settings, weights: Weights, log_every: int = LOG_EVERY_EVENTS,
-                 background: bool = False):
+    def __init__(
+        self, settings: Settings, weights: Weights, log_every: int = LOG_EVERY_EVENTS, background: bool = False
+    ):
         self._settings = settings
         self._weights = weights
         self._log_every = log_every
@@ -201,10 +202,13 @@ class PublishDeadLettersFn(beam.DoFn):
         self._settings = settings
 
     def setup(self):
-        from streamsim.clients import publisher_client
+        from streamsim.runtime.clients import publisher_client
 
         self._client = publisher_client(self._settings)
         self._topic = self._client.topic_path(self._settings.project, self._settings.pubsub.dead_letter_topic)
+
+    def teardown(self):
+        self._client.stop()
 
     def start_bundle(self):
         self._futures = []
@@ -240,8 +244,9 @@ class ParseEvents(beam.PTransform):
 
 
 class FoldIntoBigtable(beam.PTransform):
-    def __init__(self, settings: Settings, weights: Weights, log_every: int = LOG_EVERY_EVENTS,
-                 background: bool = False):
+    def __init__(
+        self, settings: Settings, weights: Weights, log_every: int = LOG_EVERY_EVENTS, background: bool = False
+    ):
         super().__init__()
         self._fn = FoldEventsFn(settings, weights, log_every, background)
 
@@ -259,8 +264,12 @@ class PublishDeadLetters(beam.PTransform):
 
 
 def build(
-    pipeline: beam.Pipeline, settings: Settings, weights: Weights, log_every: int = LOG_EVERY_EVENTS,
-    *, background: bool = False,
+    pipeline: beam.Pipeline,
+    settings: Settings,
+    weights: Weights,
+    log_every: int = LOG_EVERY_EVENTS,
+    *,
+    background: bool = False,
 ) -> None:
     """Wire the fold onto ``pipeline``; ``background``: see FoldEventsFn (local runner only)."""
     messages = pipeline | "ReadEvents" >> ReadEvents(settings)

@@ -5,6 +5,7 @@ and retries a message whose publish failed by re-sending the *same bytes*, so
 the event keeps its ``event_id`` and the fold counts it once however many
 copies arrive.
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,9 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from schemas import Event
-from streaming.formats import read_records
-from streamsim.clients import publisher_client
-from streamsim.settings import Settings
+from streamsim.runtime.clients import publisher_client
+from streamsim.runtime.settings import Settings
+from streamsim.sources.formats import read_records
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def publish_file(
     limit: int | None = None,
     progress: bool = False,
 ) -> PublishSummary:
-    """Replay a source file (see :mod:`streaming.formats`) onto the events topic.
+    """Replay a source file (see :mod:`streamsim.sources.formats`) onto the events topic.
 
     ``rate`` paces publishing to that many events/s; ``limit`` stops after that
     many data lines. Rejected lines are counted by reason, never published.

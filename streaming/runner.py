@@ -12,6 +12,7 @@ exits 1. On Dataflow it submits the job and returns (or waits with
 and restarts it when it dies (backoff, up to ``max_restarts`` in a row);
 SIGTERM/SIGINT are forwarded so the child drains before the supervisor exits.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,8 @@ import sys
 import threading
 import time
 
-from streamsim.clients import export_emulator_env
-from streamsim.settings import Settings
+from streamsim.runtime.clients import export_emulator_env
+from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def supervise(child_argv: list[str], *, max_restarts: int = 5, env: dict | None 
             if failures > max_restarts:
                 log.error("pipeline died %d times in a row; giving up", failures)
                 return code or 1
-            delay = min(2 ** failures, 30)
+            delay = min(2**failures, 30)
             log.warning("pipeline exited with %s; restarting in %ds (%d/%d)", code, delay, failures, max_restarts)
             if stopping.wait(delay):
                 return code

@@ -1,2 +1,4 @@
-"""The streamsim command line and the runtime pieces the components share:
-connection settings, Google client factories, provisioning, the local stack."""
+"""streamsim: the runtime the components share (:mod:`streamsim.runtime`), the event
+sources (:mod:`streamsim.sources`) and the application on top (:mod:`streamsim.app`).
+
+Empty on purpose: Spark executors and Beam workers import only the subpackages they need."""

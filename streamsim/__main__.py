@@ -1,5 +1,7 @@
+"""``python -m streamsim``: the same as the ``streamsim`` command."""
+
 import sys
 
-from streamsim.cli import main
+from streamsim.app.cli import main
 
 sys.exit(main())

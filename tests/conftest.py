@@ -3,21 +3,21 @@
 Tests that use ``stack``/``fresh_stack`` are marked ``emulator`` and tests that
 use ``spark`` are marked ``spark`` automatically, so ``-m "not spark"`` works.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-from streamsim import admin, localstack
-from streamsim.clients import export_emulator_env
-from streamsim.settings import Settings
+from streamsim.app import localstack
+from streamsim.runtime import provision
+from streamsim.runtime.clients import export_emulator_env
+from streamsim.runtime.settings import Settings
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _prefixes = itertools.count()
 
 
@@ -26,12 +26,8 @@ def stack(tmp_path_factory) -> Settings:
     """Both emulators, started for this test session and stopped after it."""
     state_dir = tmp_path_factory.mktemp("stack")
     base = Settings(project="streamsim-test", instance="test", prefix="t-", state_dir=state_dir)
-    state = localstack.up(
-        base, bigtable_port=localstack.free_port(), pubsub_port=localstack.free_port()
-    )
-    settings = dataclasses.replace(
-        base, bigtable_host=state["bigtable"]["host"], pubsub_host=state["pubsub"]["host"]
-    )
+    state = localstack.up(base, bigtable_port=localstack.free_port(), pubsub_port=localstack.free_port())
+    settings = dataclasses.replace(base, bigtable_host=state["bigtable"]["host"], pubsub_host=state["pubsub"]["host"])
     export_emulator_env(settings)
     yield settings
     localstack.down(base)
@@ -41,7 +37,7 @@ def stack(tmp_path_factory) -> Settings:
 def fresh_stack(stack) -> Settings:
     """Empty, provisioned tables and topics of this test's own (a unique prefix)."""
     settings = dataclasses.replace(stack, prefix=f"t{next(_prefixes)}-")
-    admin.provision(settings)
+    provision.provision(settings)
     return settings
 
 
@@ -65,14 +61,6 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real data sets beside the repo (../shared/data)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: the tests read the real data sets from there")
-    return SHARED_DATA
 
 
 def pytest_collection_modifyitems(items):

@@ -1,0 +1,297 @@
+"""``streamsim demo``: the whole loop on one machine, on real or synthetic data.
+
+Emulators up -> streaming fold running -> clickstream replayed through Pub/Sub
+-> a full refresh once it is folded -> the API serving -> the held-back tail
+of the stream replayed -> an incremental refresh -> a report, and refreshes on
+a schedule until Ctrl-C. Every process it starts is its own process group and
+is stopped on the way out; the emulators too, if the demo started them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from schemas import EventError, layout, parse_event
+from schemas.rows import decode_user
+from streamsim.app import localstack
+from streamsim.runtime.bigtable import filters, open_tables
+from streamsim.runtime.clients import subscriber_client
+from streamsim.runtime.processes import Background
+from streamsim.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Share of the stream held back and replayed after the first refresh, so the
+#: incremental path has new events to show.
+HOLD_BACK = 0.1
+#: Give up waiting for the fold after this long without progress.
+FOLD_STALL_SECONDS = 60
+
+
+@dataclasses.dataclass
+class DemoOptions:
+    data: str | None = None
+    format: str = "auto"
+    limit: int | None = None
+    synthetic_events: int = 50_000
+    port: int = 8080
+    refresh_every: float = 300.0
+    threshold: float = 0.1
+    exit_after_report: bool = False
+
+
+class Demo:
+    def __init__(self, settings: Settings, options: DemoOptions, say=print):
+        self.settings = settings
+        self.options = options
+        self.say = say
+        self.workdir = settings.state_dir / "demo"
+        self.processes: dict[str, Background] = {}
+        self.started_stack = False
+
+    # --- the steps ------------------------------------------------------------
+    def run(self) -> dict:
+        self.say("1/6 starting the emulators")
+        self.started_stack = not localstack.status(self.settings)["bigtable"]["reachable"]
+        state = localstack.up(self.settings)
+        self.settings = dataclasses.replace(
+            self.settings, bigtable_host=state["bigtable"]["host"], pubsub_host=state["pubsub"]["host"]
+        )
+        self.say("2/6 starting the streaming fold")
+        self._start("stream", ["stream"])
+        messages, source = self._messages()
+        cut = int(len(messages) * (1 - HOLD_BACK))
+        self.say(f"3/6 replaying {cut:,} of {len(messages):,} messages from {source}")
+        expected = self._publish(messages[:cut], "publish")
+        self._wait_folded(expected)
+        self.say("4/6 first refresh (full DIMSUM pass)")
+        first = self._refresh(full=True)
+        self.say(f"5/6 serving on http://127.0.0.1:{self.options.port}")
+        self._start("serve", ["serve", "--port", str(self.options.port)])
+        self._wait_ready()
+        examples = self._examples(messages[:cut])
+        before = {u: self._get(f"/recommendations?user={u}&n=5") for u in examples["fresh_users"]}
+        self.say(f"6/6 replaying the last {len(messages) - cut:,} messages, then an incremental refresh")
+        expected += self._publish(messages[cut:], "publish tail")
+        self._wait_folded(expected)
+        second = self._refresh(full=False)
+        changed = self._changed_recommendation(before)
+        return self._report(first, second, examples, changed)
+
+    def loop(self) -> None:
+        """Refresh on the schedule until interrupted."""
+        while True:
+            time.sleep(self.options.refresh_every)
+            stats = self._refresh(full=False)
+            self.say(f"refresh: generation {stats.get('generation')}, {stats.get('items_recomputed')} items recomputed")
+
+    def stop(self) -> None:
+        for name, process in reversed(list(self.processes.items())):
+            if process.stop():
+                self.say(f"stopped {name}")
+        if self.started_stack:
+            for line in localstack.down(self.settings):
+                self.say(f"stopped {line}")
+
+    # --- helpers --------------------------------------------------------------
+    def _command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "streamsim", *args, *self.settings.to_argv()]
+
+    def _start(self, name: str, args: list[str]) -> None:
+        self.processes[name] = Background.start(self._command(*args), self.workdir / f"{name}.log")
+
+    def _messages(self) -> tuple[list[bytes], str]:
+        if self.options.data:
+            from streamsim.sources.formats import read_records
+
+            records = read_records(Path(self.options.data), self.options.format)
+            limit = self.options.limit
+            messages = [r.data for i, r in zip(range(limit or sys.maxsize), records) if r.data is not None]
+            return messages, self.options.data
+        from streamsim.sources.synthetic import ClickstreamShape, clickstream
+
+        shape = ClickstreamShape(events=self.options.limit or self.options.synthetic_events)
+        return list(clickstream(shape)), f"the synthetic clickstream (seed {shape.seed})"
+
+    def _publish(self, messages: list[bytes], desc: str) -> int:
+        """Publish; returns how many are valid events (what the fold should count)."""
+        from tqdm import tqdm
+
+        from streaming.publish import EventPublisher
+
+        valid = 0
+        with EventPublisher(self.settings) as publisher, tqdm(total=len(messages), unit="ev", desc=desc) as bar:
+            for start in range(0, len(messages), 1000):
+                chunk = messages[start : start + 1000]
+                publisher.publish(chunk)
+                valid += sum(1 for m in chunk if _is_event(m))
+                bar.update(len(chunk))
+            publisher.flush()
+        return valid
+
+    def _wait_folded(self, expected: int) -> None:
+        from tqdm import tqdm
+
+        last, last_change = -1, time.monotonic()
+        with tqdm(total=expected, unit="ev", desc="folded") as bar:
+            while True:
+                began = time.monotonic()
+                folded = folded_events(self.settings)
+                # The count is a scan of every user: poll rarely enough that it
+                # takes at most a fifth of the time the fold has.
+                pause = max(2.0, 4 * (time.monotonic() - began))
+                bar.update(folded - bar.n)
+                if folded >= expected:
+                    return
+                if folded != last:
+                    last, last_change = folded, time.monotonic()
+                elif time.monotonic() - last_change > FOLD_STALL_SECONDS:
+                    raise RuntimeError(
+                        f"the fold stalled at {folded:,} of {expected:,} events; see {self.workdir / 'stream.log'}"
+                    )
+                if not self.processes["stream"].alive():
+                    raise RuntimeError(f"the streaming fold exited; see {self.workdir / 'stream.log'}")
+                time.sleep(pause)
+
+    def _refresh(self, *, full: bool) -> dict:
+        args = ["refresh", "--json", "--threshold", str(self.options.threshold)] + (["--full"] if full else [])
+        result = subprocess.run(self._command(*args), capture_output=True, text=True)
+        (self.workdir / "refresh.log").open("a").write(result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"refresh failed:\n{result.stderr[-2000:]}")
+        stats = json.loads(result.stdout.strip().splitlines()[-1])
+        self.say(
+            f"  generation {stats.get('generation')}: {stats.get('mode')}, "
+            f"{stats.get('items_recomputed')} items recomputed in {stats.get('wall_seconds')} s"
+        )
+        return stats
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, urllib.error.HTTPError):
+                if urllib.request.urlopen(self._url("/readyz"), timeout=2).status == 200:
+                    return
+            if not self.processes["serve"].alive():
+                break
+            time.sleep(0.5)
+        raise RuntimeError(f"the server did not become ready; see {self.workdir / 'serve.log'}")
+
+    def _url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.options.port}{path}"
+
+    def _get(self, path: str) -> dict:
+        with urllib.request.urlopen(self._url(path), timeout=10) as response:
+            return json.loads(response.read())
+
+    def _examples(self, messages: list[bytes]) -> dict:
+        """Ids to try: the busiest user, the most popular item and its runner-up."""
+        users, items = Counter(), Counter()
+        for message in messages:
+            with contextlib.suppress(EventError):
+                event = parse_event(message)
+                users[event.user] += 1
+                items[event.item] += 1
+        (top_item, _), (second_item, _) = items.most_common(2)
+        return {
+            "user": users.most_common(1)[0][0],
+            "item": top_item,
+            "session": [top_item, second_item],
+            "fresh_users": [u for u, _ in users.most_common(20)],
+        }
+
+    def _changed_recommendation(self, before: dict) -> dict | None:
+        for user, old in before.items():
+            new = self._get(f"/recommendations?user={user}&n=5")
+            if [r["item"] for r in old.get("items", [])] != [r["item"] for r in new.get("items", [])]:
+                return {"user": user, "before": old, "after": new}
+        return None
+
+    def _report(self, first: dict, second: dict, examples: dict, changed: dict | None) -> dict:
+        base = f"http://127.0.0.1:{self.options.port}"
+        paths = [
+            f"/recommendations?user={examples['user']}&n=10",
+            f"/items/{examples['item']}/similar?n=10",
+            f"/recommendations?browsed={examples['session'][0]}&basket={examples['session'][1]}&n=10",
+        ]
+        # Each suggested line is tried here first, so the report only offers what works.
+        answered = [len(self._get(path).get("items", [])) for path in paths]
+        return {
+            "events_folded": folded_events(self.settings),
+            "dead_lettered": dead_lettered(self.settings),
+            "items": second.get("items"),
+            "generation": second.get("generation"),
+            "first_refresh": first,
+            "incremental_refresh": second,
+            "similarity_spot_check": second.get("spot_check") or first.get("spot_check"),
+            "serving_url": base,
+            "try": [f"curl '{base}{path}'" for path in paths],
+            "try_answered": answered,
+            "changed_recommendation": changed,
+        }
+
+
+def _is_event(message: bytes) -> bool:
+    try:
+        parse_event(message)
+        return True
+    except EventError:
+        return False
+
+
+def folded_events(settings: Settings) -> int:
+    """Σ over users of ``u:events``: the events the stream has folded."""
+    only_counts = filters.chain(filters.column(layout.USER_STATS, layout.EVENTS), filters.newest())
+    return sum(decode_user(row).events for _, row in open_tables(settings).users.read_rows(row_filter=only_counts))
+
+
+def dead_lettered(settings: Settings) -> int:
+    """Messages waiting on the dead-letter subscription (pulled, not acknowledged)."""
+    subscriber = subscriber_client(settings)
+    path = subscriber.subscription_path(settings.project, settings.pubsub.dead_letter_subscription)
+    seen = set()
+    while True:
+        response = subscriber.pull(request={"subscription": path, "max_messages": 1000}, timeout=5)
+        fresh = {m.message.message_id for m in response.received_messages} - seen
+        if not fresh:
+            return len(seen)
+        seen |= fresh
+
+
+def format_report(report: dict) -> str:
+    spot = report.get("similarity_spot_check") or {}
+    incremental = report["incremental_refresh"]
+    lines = [
+        "",
+        "streamsim demo report",
+        f"  events folded        {report['events_folded']:,}",
+        f"  dead-lettered        {report['dead_lettered']:,}  (kept on the dead-letter subscription)",
+        f"  items                {report['items']}",
+        f"  generation           {report['generation']}",
+        f"  incremental refresh  {incremental.get('items_recomputed')} items recomputed in "
+        f"{incremental.get('wall_seconds')} s",
+        f"  similarity check     {json.dumps(spot)}",
+        f"  serving              {report['serving_url']}",
+        "",
+        "try:",
+        *(f"  {line}    # {count} items" for line, count in zip(report["try"], report["try_answered"])),
+    ]
+    if report["changed_recommendation"]:
+        changed = report["changed_recommendation"]
+        lines += [
+            "",
+            f"user {changed['user']}'s top 5 after the new events:",
+            "  before: " + ", ".join(r["item"] for r in changed["before"].get("items", [])),
+            "  after:  " + ", ".join(r["item"] for r in changed["after"].get("items", [])),
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The Bigtable gateway for asyncio callers: ReadRows over ``grpc.aio``, with a deadline.
+
+Reads are not retried: an asyncio caller (serving) answers a request within a budget,
+so a call that fails or runs out of time raises :class:`Unavailable` at once, and the
+channel reconnects quickly on its own once Bigtable is back (see the channel options
+in :mod:`streamsim.runtime.clients`). Rows have the same shape as the sync gateway's.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from schemas.rows import Cell
+from streamsim.runtime.bigtable import messages
+from streamsim.runtime.bigtable.wire import rows_from_responses
+from streamsim.runtime.clients import open_bigtable_channel
+from streamsim.runtime.settings import Settings
+
+
+class Unavailable(RuntimeError):
+    """Bigtable did not answer in time or refused the call."""
+
+
+class AsyncTables:
+    """Read-only access to a deployment's tables from one event loop.
+
+    Create it inside the loop that uses it (``grpc.aio`` channels bind to the
+    running loop) and :meth:`close` it once.
+    """
+
+    def __init__(self, settings: Settings, *, app_profile_id: str = ""):
+        self._app_profile_id = app_profile_id
+        self._base = f"projects/{settings.project}/instances/{settings.instance}/tables/"
+        self.ids = settings.tables
+        self._channel = open_bigtable_channel(settings, aio=True)
+        self._read_rows = self._channel.unary_stream(
+            messages.READ_ROWS,
+            request_serializer=messages.ReadRowsRequest.SerializeToString,
+            response_deserializer=messages.ReadRowsResponse.FromString,
+        )
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def read(
+        self, table_id: str, keys: list[bytes], row_filter, *, timeout: float
+    ) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
+        """``{key: row}`` for the keys that exist (newest cell per column)."""
+        if timeout <= 0:
+            raise Unavailable("the request's time budget is spent")
+        request = messages.ReadRowsRequest(
+            table_name=self._base + table_id, filter=row_filter, app_profile_id=self._app_profile_id
+        )
+        request.rows.row_keys.extend(keys)
+        responses = []
+        try:
+            async for response in self._read_rows(request, timeout=timeout):
+                responses.append(response)
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(f"Bigtable {exc.code().name}") from None
+        return dict(rows_from_responses(responses))

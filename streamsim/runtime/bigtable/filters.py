@@ -1,0 +1,108 @@
+"""Every row filter streamsim sends, built in one place as raw ``RowFilter`` messages.
+
+Columns are selected with column ranges rather than regexes where possible: the
+emulator evaluates a regex filter per cell, slowly (Tmall items, 31k rows: 11.3 s
+with a family regex vs 4.3 s with ranges), and Cloud Bigtable is no slower with ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from schemas import layout
+from streamsim.runtime.bigtable.messages import RowFilter
+
+
+def chain(*filters) -> RowFilter:
+    """Cells that pass every filter, in order."""
+    row_filter = RowFilter()
+    row_filter.chain.filters.extend(filters)
+    return row_filter
+
+
+def union(*filters) -> RowFilter:
+    """Cells that pass any of the filters."""
+    row_filter = RowFilter()
+    row_filter.interleave.filters.extend(filters)
+    return row_filter
+
+
+def newest() -> RowFilter:
+    """The newest cell of each column only.
+
+    GC rules keep one version of most columns, but the emulator applies them
+    late (and Cloud Bigtable within about a week): every read asks explicitly.
+    """
+    return RowFilter(cells_per_column_limit_filter=1)
+
+
+def family(name: str) -> RowFilter:
+    """Every column of one family (a column range, not a regex)."""
+    row_filter = RowFilter()
+    row_filter.column_range_filter.family_name = name
+    return row_filter
+
+
+def families(*names: str) -> RowFilter:
+    return family(names[0]) if len(names) == 1 else union(*(family(n) for n in names))
+
+
+def column(family_name: str, qualifier: bytes) -> RowFilter:
+    """One column."""
+    row_filter = RowFilter()
+    column_range = row_filter.column_range_filter
+    column_range.family_name = family_name
+    column_range.start_qualifier_closed = qualifier
+    column_range.end_qualifier_closed = qualifier
+    return row_filter
+
+
+def strip_values() -> RowFilter:
+    """Cells with empty values: for reads that need only qualifiers or keys."""
+    return RowFilter(strip_value_transformer=True)
+
+
+def first_cell_of_row() -> RowFilter:
+    return RowFilter(cells_per_row_limit_filter=1)
+
+
+def before(end_micros: int) -> RowFilter:
+    """Cells stamped strictly before ``end_micros``."""
+    row_filter = RowFilter()
+    row_filter.timestamp_range_filter.start_timestamp_micros = 0
+    row_filter.timestamp_range_filter.end_timestamp_micros = end_micros
+    return row_filter
+
+
+def newest_in(family_name: str) -> RowFilter:
+    """The newest cell of every column of one family."""
+    return chain(family(family_name), newest())
+
+
+def visible_at(generation: int) -> RowFilter:
+    """The packed top-K cell a reader at ``generation`` sees: the newest not newer than it.
+
+    This is the generation protocol (``schemas.layout``): rows a pass did not rewrite
+    resolve to older cells; cells of a pass still being written are newer, so invisible.
+    The end of a timestamp range is exclusive, hence the next generation's first µs.
+    """
+    return chain(column(layout.NEIGHBOURS, layout.TOP), before(layout.generation_cell_micros(generation + 1)), newest())
+
+
+def _re2_literal(raw: bytes) -> bytes:
+    """Escape a byte string for Bigtable's RE2 filters (ids may hold any punctuation)."""
+    return b"".join(bytes([c]) if c >= 0x80 or chr(c).isalnum() else b"\\" + bytes([c]) for c in raw)
+
+
+def any_qualifier_of(family_name: str, qualifiers: Iterable[bytes]) -> RowFilter:
+    """One stripped cell per row that has any of ``qualifiers`` in ``family_name``.
+
+    A regex that grows with the list: callers bound the list (see ``batch.refresh``).
+    """
+    pattern = b"^(" + b"|".join(_re2_literal(q) for q in qualifiers) + b")$"
+    return chain(
+        RowFilter(family_name_regex_filter=f"^{family_name}$"),
+        RowFilter(column_qualifier_regex_filter=pattern),
+        strip_values(),
+        first_cell_of_row(),
+    )

@@ -1,0 +1,223 @@
+"""The event contract: what parses, what is rejected with which code."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import (
+    ERROR_CODES,
+    MAX_EVENT_BYTES,
+    MAX_ID_CHARS,
+    Event,
+    EventError,
+    EventType,
+    Weights,
+    id_problem,
+    is_valid_id,
+    parse_event,
+)
+
+GOOD = {"event_id": "e-1", "user": "u42", "item": "sku-7", "type": "basket", "ts": "2026-11-22T10:00:00Z"}
+
+
+def body(**changes) -> bytes:
+    fields = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in fields.items() if v is not ...}).encode()
+
+
+def test_a_good_event_parses():
+    event = parse_event(body())
+    assert event == Event("e-1", "u42", "sku-7", EventType.BASKET, 1795341600000)
+
+
+@pytest.mark.parametrize(
+    "code, data",
+    [
+        ("too_large", body(item="x" * 10) + b" " * MAX_EVENT_BYTES),
+        ("not_json", b"{not json"),
+        ("not_json", b"\xff\xfe{}"),
+        ("not_json", b"[" * 5000),
+        ("not_object", b"[1, 2]"),
+        ("missing_field", body(user=...)),
+        ("missing_field", body(ts=...)),
+        ("bad_id", body(event_id="")),
+        ("bad_id", body(event_id="x" * 129)),
+        ("bad_id", body(event_id=7)),
+        ("bad_field", body(user="a\nb")),
+        ("bad_field", body(item=["sku"])),
+        ("bad_field", body(user="")),
+        ("bad_field", b'{"event_id":"e","user":"\\ud800","item":"i","type":1,"ts":0}'),
+        ("bad_type", body(type="view")),
+        ("bad_type", body(type=4)),
+        ("bad_type", body(type=True)),
+        ("bad_timestamp", body(ts="2026-11-22")),
+        ("bad_timestamp", body(ts="2026-11-22T10:00:00")),
+        ("bad_timestamp", body(ts="yesterday")),
+        ("bad_timestamp", body(ts=-1)),
+        ("bad_timestamp", body(ts=None)),
+    ],
+)
+def test_contract_breaches_carry_their_code(code, data):
+    with pytest.raises(EventError) as raised:
+        parse_event(data)
+    assert raised.value.code == code
+    assert raised.value.detail
+
+
+@pytest.mark.parametrize(
+    "given_type, expected", [(1, "browse"), ("2", "basket"), (3, "purchase"), ("PURCHASE", "purchase")]
+)
+def test_seed_codes_and_names_are_accepted(given_type, expected):
+    assert parse_event(body(type=given_type)).type.value == expected
+
+
+@pytest.mark.parametrize(
+    "ts, ms",
+    [
+        (1511539200000, 1511539200000),
+        ("2017-11-24T16:00:00Z", 1511539200000),
+        ("2017-11-24T18:00:00+02:00", 1511539200000),
+        ("2017-11-24 16:00:00.5z", 1511539200500),
+    ],
+)
+def test_timestamps_are_rfc3339_or_epoch_ms(ts, ms):
+    assert parse_event(body(ts=ts)).ts_ms == ms
+
+
+def test_attributes_fill_envelope_fields_but_the_body_wins():
+    data = body(event_id=..., ts=...)
+    event = parse_event(data, {"event_id": "from-attr", "ts": "1000"})
+    assert event.event_id == "from-attr" and event.ts_ms == 1000
+    assert parse_event(body(), {"event_id": "ignored"}).event_id == "e-1"
+
+
+def test_extra_fields_are_ignored():
+    assert parse_event(body(page="/p/1")) == parse_event(body())
+
+
+event_strategy = st.builds(
+    Event,
+    event_id=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128),
+    user=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128),
+    item=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128),
+    type=st.sampled_from(EventType),
+    ts_ms=st.integers(0, 253402300799999),
+)
+
+
+@given(event_strategy)
+def test_canonical_form_round_trips(event):
+    # C1 controls (\x80-\x9f) are category Cc too, so every drawn id is valid.
+    assert parse_event(event.to_json()) == event
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(st.binary(max_size=300), st.builds(lambda e: e.to_json(), event_strategy).map(lambda b: b[: len(b) // 2]))
+)
+def test_arbitrary_bytes_yield_an_event_or_the_contract_error(data):
+    try:
+        assert isinstance(parse_event(data), Event)
+    except EventError as error:
+        assert error.code in ERROR_CODES
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    )
+)
+def test_arbitrary_json_yields_an_event_or_the_contract_error(value):
+    fields = {**GOOD, "ts": value} if isinstance(value, (int, float, str)) else value
+    data = json.dumps(fields).encode()
+    try:
+        parse_event(data)
+    except EventError as error:
+        assert error.code in ERROR_CODES
+
+
+def test_weights_default_to_the_seed_and_are_configurable():
+    assert (Weights().of(EventType.BROWSE), Weights().of("basket"), Weights().of("purchase")) == (0.5, 2.0, 6.0)
+    assert Weights.parse("browse=1, purchase=5") == Weights(browse=1.0, basket=2.0, purchase=5.0)
+    assert Weights.from_env({"STREAMSIM_WEIGHTS": "basket=3"}).basket == 3.0
+    assert Weights.from_env({}) == Weights()
+    for bad in ("view=1", "browse=x", "browse=-1", "browse"):
+        with pytest.raises(ValueError):
+            Weights.parse(bad)
+
+
+@given(st.text(max_size=130), st.text(max_size=130))
+def test_accepted_ids_are_always_storable_as_utf8(user, item):
+    try:
+        event = parse_event(body(user=user, item=item))
+    except EventError as error:
+        assert error.code == "bad_field"
+    else:
+        assert event.user.encode("utf-8") and event.item.encode("utf-8")
+
+
+@pytest.mark.parametrize("value", ["u42", "sku-7", "x", "x" * MAX_ID_CHARS, "caf\u00e9", "\U0001f600", "a b,c"])
+def test_valid_ids(value):
+    assert is_valid_id(value) and id_problem(value) is None
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("", "non-empty"),
+        (None, "non-empty"),
+        (7, "non-empty"),
+        (b"u42", "non-empty"),
+        ("x" * (MAX_ID_CHARS + 1), f"limit is {MAX_ID_CHARS}"),
+        ("a\nb", "control"),
+        ("\x00", "control"),
+        ("a\x85", "control"),  # C1 controls count too
+        ("\ud800", "surrogate"),
+        ("\udc80", "surrogate"),
+        ("a\ud800b", "surrogate"),
+        ("\udfff", "surrogate"),
+    ],
+)
+def test_invalid_ids_and_why(value, reason):
+    assert not is_valid_id(value)
+    assert reason in id_problem(value)
+
+
+def test_a_surrogate_pair_spelled_in_json_is_one_valid_character():
+    # "\ud83d\ude00" in JSON is U+1F600, not two lone surrogates.
+    assert is_valid_id(json.loads('"\\ud83d\\ude00"'))
+
+
+# st.characters() never draws surrogates; mix them (and controls) in.
+_id_chars = st.one_of(
+    st.characters(),
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=[]),
+    st.sampled_from("\x00\x1f\x7f\x85\x9f"),
+)
+
+
+@given(st.text(_id_chars, max_size=MAX_ID_CHARS + 2))
+def test_valid_ids_are_exactly_those_utf8_can_encode_without_controls(value):
+    def encodable(text):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    expected = (
+        1 <= len(value) <= MAX_ID_CHARS
+        and encodable(value)
+        and not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value)
+    )
+    assert is_valid_id(value) == expected
+    # parse_event applies the same rule to user and item.
+    try:
+        parse_event(body(user=value))
+    except EventError as error:
+        assert not expected and error.code == "bad_field"
+    else:
+        assert expected

@@ -1,0 +1,48 @@
+"""Table, topic and row-key naming."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import layout
+
+
+def test_ids_carry_the_prefix():
+    assert layout.TableIds.for_prefix("shop-").as_dict() == {
+        "users": "shop-users",
+        "items": "shop-items",
+        "similarities": "shop-similarities",
+        "meta": "shop-meta",
+    }
+    names = layout.PubSubNames.for_prefix("shop-")
+    assert names.topics() == {"events": "shop-events", "dead_letter": "shop-events-dead-letter"}
+    assert names.subscriptions()["events"] == ("shop-events-fold", "shop-events")
+
+
+@pytest.mark.parametrize("prefix", ["bad prefix ", "-x", "x" * 60])
+def test_invalid_table_prefixes_are_refused(prefix):
+    with pytest.raises(ValueError):
+        layout.TableIds.for_prefix(prefix)
+
+
+def test_pubsub_ids_must_start_with_a_letter():
+    with pytest.raises(ValueError, match="start with a letter"):
+        layout.PubSubNames.for_prefix("1-")
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=128))
+def test_row_keys_are_salted_and_reversible(entity):
+    key = layout.user_row_key(entity)
+    assert layout.id_from_row_key(key) == entity
+    assert key[4:5] == b"#" and layout.item_row_key(entity) == key
+
+
+def test_sequential_ids_spread_over_the_key_space():
+    salts = {layout.user_row_key(str(n))[:1] for n in range(1000)}
+    assert len(salts) == 16
+
+
+def test_generation_cells_are_millisecond_timestamps():
+    assert layout.generation_cell_micros(1_700_000_000_123) == 1_700_000_000_123_000
+    assert layout.generation_of_cell(1_700_000_000_123_000) == 1_700_000_000_123
+    assert layout.pass_row_key(5) < layout.pass_row_key(40)

@@ -1,0 +1,78 @@
+"""``python -m serving`` as a process: it serves, and SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from serving.cli import config_from_args
+from streamsim.app import localstack
+from streamsim.app.cli import build_parser
+from streamsim.runtime.seeding import write_generation
+
+G1 = 1_700_000_000_000
+
+
+def test_flags_and_environment_build_the_config(monkeypatch):
+    monkeypatch.setenv("STREAMSIM_SERVE_CACHE_ROWS", "123")
+    monkeypatch.setenv("STREAMSIM_SERVE_POLL_SECONDS", "0.5")
+    args = build_parser().parse_args(
+        ["serve", "--port", "9999", "--poll-seconds", "3", "--weights", "browse=1", "--bigtable-host", "h:1"]
+    )
+    config = config_from_args(args)
+    assert (config.port, config.poll_seconds, config.cache_rows) == (9999, 3.0, 123)
+    assert (config.weights.browse, config.weights.purchase) == (1.0, 6.0)
+    assert config.settings.bigtable_host == "h:1"
+    monkeypatch.setenv("STREAMSIM_SERVE_CACHE_ROWS", "many")
+    with pytest.raises(ValueError, match="STREAMSIM_SERVE_CACHE_ROWS"):
+        config_from_args(args)
+
+
+@pytest.mark.slow
+def test_serves_then_stops_on_sigterm(fresh_stack, tmp_path):
+    write_generation(fresh_stack, G1, {"a": [("b", 0.5)]}, popular=[("p", 1.0)])
+    port = localstack.free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "serving",
+        "--port",
+        str(port),
+        "--bigtable-host",
+        fresh_stack.bigtable_host,
+        "--project",
+        fresh_stack.project,
+        "--instance",
+        fresh_stack.instance,
+        "--prefix",
+        fresh_stack.prefix,
+        "--state-dir",
+        str(tmp_path),
+        "-v",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        answer = None
+        deadline = time.monotonic() + 60
+        while answer is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/a/similar", timeout=5) as response:
+                    answer = json.loads(response.read())
+            except OSError:
+                time.sleep(0.2)
+        assert answer == {"generation": G1, "item": "a", "items": [{"item": "b", "score": 0.5, "source": "similar"}]}
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert f"serving on http://127.0.0.1:{port}" in output
+    assert "Traceback" not in output
