@@ -10,7 +10,7 @@ EXTRAS = {
     "batch": ["pyspark>=3.5", "scipy>=1.11"],
     "serving": ["aiohttp>=3.9", "prometheus-client>=0.19", "orjson>=3.9"],
     "evaluate": ["scipy>=1.11", "matplotlib>=3.7"],
-    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "ruff==0.17.6"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "ruff==0.17.6", "schemathesis==4.32.5"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

@@ -5,8 +5,18 @@ otherwise), prints its statistics as JSON and stores them in ``meta``. ``--every
 repeats until interrupted. ``--dataproc CLUSTER --region R`` submits the same command as
 a Dataproc PySpark job instead (``--dry-run`` prints the gcloud line). On Google Cloud,
 schedule it with Cloud Scheduler calling the Dataproc jobs API (or a Dataproc workflow
-template) every N minutes; the pass itself is idempotent and safe to overlap only in
-the sense that the later pointer flip wins, so keep one schedule per deployment.
+template) every N minutes. Overlapping passes are safe: the pointer only moves to a newer
+generation (an older pass that finishes last is recorded as not flipped), but they waste
+work, so keep one schedule per deployment.
+
+A local session (no spark-submit) listens on loopback only and runs without the Spark UI
+(which would listen on every interface and can kill jobs) unless ``--spark-ui`` is given;
+under spark-submit (Dataproc) the cluster's own settings apply.
+
+Exit status: 0 when the pass was published, or lost only to a newer generation already
+being served (a line on stderr says so); 1 when it refused to publish (a generation with
+no neighbours at all, without ``--allow-empty``; an incremental pass overlapped by
+another) or a backend failed; 2 for bad flags, checked before any work.
 """
 
 from __future__ import annotations
@@ -23,12 +33,23 @@ import time
 import zipfile
 from pathlib import Path
 
-from streamsim.runtime.cli import backend_error, connection_parser, run_parsed, settings_from_args
+from streamsim.runtime.cli import (
+    Parser,
+    backend_error,
+    connection_parser,
+    name_subcommands,
+    run_parsed,
+    settings_from_args,
+)
 
 log = logging.getLogger(__name__)
 
 _EVERY = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+#: Longest ``--every`` period (a week): beyond it, use a scheduler (and time.sleep overflows far beyond).
+MAX_EVERY_SECONDS = 7 * 24 * 3600
+LOOPBACK = "127.0.0.1"
+DEFAULT_JOB_DIR = "dist"
 #: Packages a Dataproc job needs on its PYTHONPATH (the cluster provides the libraries).
 JOB_PACKAGES = ("schemas", "batch", "streamsim")
 
@@ -37,7 +58,10 @@ def every_seconds(text: str) -> float:
     match = _EVERY.match(text.strip())
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a period like 30s, 10m or 1h")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_EVERY_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than a week: schedule such passes with cron instead")
+    return seconds
 
 
 def register(subparsers, parent) -> None:
@@ -60,13 +84,25 @@ def register(subparsers, parent) -> None:
         help="incremental: let Bigtable select users holding a changed item "
         "(fast on Cloud Bigtable, slow on the emulator)",
     )
+    refresh.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="publish a generation even if it has no neighbours at all (default: refuse, exit 1)",
+    )
     refresh.add_argument("--master", help="Spark master (default: local[*], or spark-submit's)")
+    refresh.add_argument(
+        "--spark-ui",
+        action="store_true",
+        help="local sessions: run the Spark UI (on loopback, read-only; default: off)",
+    )
     refresh.add_argument("--every", type=every_seconds, metavar="PERIOD", help="repeat every PERIOD (30s, 10m, 1h)")
     refresh.add_argument("--json", action="store_true", help="print only the statistics, one JSON line per pass")
     refresh.add_argument("--dataproc", metavar="CLUSTER", help="submit to this Dataproc cluster instead")
     refresh.add_argument("--region", help="Dataproc region (with --dataproc)")
     refresh.add_argument("--dry-run", action="store_true", help="with --dataproc: print the gcloud command only")
-    refresh.add_argument("--job-dir", default="dist", help="with --dataproc: where the job's zip is written (dist)")
+    refresh.add_argument(
+        "--job-dir", help=f"with --dataproc: where the job's zip is written (default {DEFAULT_JOB_DIR})"
+    )
     refresh.set_defaults(run=run_refresh)
 
     rollback = subparsers.add_parser("rollback", parents=[parent], help="point serving back at the previous generation")
@@ -74,10 +110,26 @@ def register(subparsers, parent) -> None:
     rollback.set_defaults(run=run_rollback)
 
 
+def _flag_problem(args) -> str | None:
+    """Flags that cannot apply together, or apply only with another one; None if all is well."""
+    if args.dataproc:
+        for flag, given in (("--every", args.every), ("--master", args.master), ("--spark-ui", args.spark_ui)):
+            if given:
+                return f"{flag} does not apply with --dataproc (the job runs once, on the cluster's Spark)"
+        return None
+    for flag, given in (("--dry-run", args.dry_run), ("--region", args.region), ("--job-dir", args.job_dir)):
+        if given:
+            return f"{flag} applies only with --dataproc"
+    return None
+
+
 def _options(args):
     from batch.dimsum import DimsumParams
     from batch.refresh import PassOptions
 
+    problem = _flag_problem(args)
+    if problem:
+        raise ValueError(problem)
     params = DimsumParams(
         threshold=args.threshold, seed=args.seed, top_k=args.top_k, min_similarity=args.min_similarity
     )
@@ -87,22 +139,50 @@ def _options(args):
         buckets=args.buckets,
         partitions=args.partitions,
         server_filter=args.server_filter,
+        allow_empty=args.allow_empty,
     )
 
 
-def spark_session(master: str | None):
-    """The Spark session of a refresh: ``--master``, spark-submit's (Dataproc), or local[*]."""
+def _is_local(master: str) -> bool:
+    """``local``, ``local[4]``, ``local[*]``, ``local[4,2]``: driver and executors in this process."""
+    return master == "local" or master.startswith("local[")
+
+
+def spark_builder(master: str | None, *, spark_ui: bool = False, environ=os.environ):
+    """The (unstarted) session builder of a refresh: ``--master``, spark-submit's (Dataproc), or local[*].
+
+    Not under spark-submit, the session is ours to configure: the UI is off unless
+    ``spark_ui`` (on, it is read-only), and a local one binds the driver RPC and block
+    manager to loopback (Spark would otherwise take the address the host name resolves
+    to, the UI every interface). ``environ`` gets ``SPARK_LOCAL_IP`` (the UI's bind
+    address) and ``PYSPARK_PYTHON`` for the JVM and executors, unless already set.
+    Under spark-submit (``PYSPARK_GATEWAY_PORT`` set) nothing is changed.
+    """
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("streamsim-refresh")
-    if master:
-        builder = builder.master(master)
-    elif "PYSPARK_GATEWAY_PORT" not in os.environ:
-        # Not launched by spark-submit: a local session whose executors must import this
-        # project, so they run on this interpreter unless told otherwise.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = builder.master("local[*]")
-    return builder.getOrCreate()
+    if "PYSPARK_GATEWAY_PORT" in environ:
+        return builder.master(master) if master else builder
+    master = master or "local[*]"
+    builder = builder.master(master).config("spark.ui.enabled", "true" if spark_ui else "false")
+    if spark_ui:
+        builder = builder.config("spark.ui.killEnabled", "false")
+    if _is_local(master):
+        # Executors must import this project: they run on this interpreter unless told otherwise.
+        environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+        builder = builder.config("spark.driver.host", LOOPBACK).config("spark.driver.bindAddress", LOOPBACK)
+    return builder
+
+
+def spark_session(master: str | None, *, spark_ui: bool = False):
+    """The refresh's session: the active one if there is one (a notebook, a test), else a new one."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    return spark_builder(master, spark_ui=spark_ui).getOrCreate()
 
 
 def _summary(stats: dict) -> str:
@@ -136,22 +216,31 @@ def run_refresh(args) -> int:
         return 1
     # Inside a running Spark application (a notebook, a test) use its session and leave it open.
     owned = SparkSession.getActiveSession() is None
-    spark = spark_session(args.master)
+    spark = spark_session(args.master, spark_ui=args.spark_ui)
     try:
         while True:
             started = time.monotonic()
             stats = run_pass(spark, settings, options)
-            if args.json:
-                print(json.dumps(stats), flush=True)
-            else:
-                print(_summary(stats))
-                print(json.dumps(stats, indent=2), flush=True)
+            code = _report(stats, as_json=args.json)
             if not args.every:
-                return 0
+                return code
             time.sleep(max(0.0, args.every - (time.monotonic() - started)))
     finally:
         if owned:
             spark.stop()
+
+
+def _report(stats: dict, *, as_json: bool) -> int:
+    """Print a pass's outcome; its exit status (1 if it refused to publish)."""
+    if as_json:
+        print(json.dumps(stats), flush=True)
+    elif stats["flipped"]:
+        print(_summary(stats))
+        print(json.dumps(stats, indent=2), flush=True)
+    if stats["flipped"]:
+        return 0
+    print(f"streamsim refresh: {stats['not_flipped_reason']}", file=sys.stderr, flush=True)
+    return 1 if stats["refused"] else 0
 
 
 def _job_zip(directory: Path) -> Path:
@@ -192,6 +281,8 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
         forwarded.append("--full")
     if args.server_filter:
         forwarded.append("--server-filter")
+    if args.allow_empty:
+        forwarded.append("--allow-empty")
     forwarded += settings_from_args(args).to_argv(remote=True)
     return [
         "gcloud",
@@ -212,7 +303,7 @@ def submit_dataproc(args) -> int:
     if not args.region:
         print("streamsim refresh: --dataproc needs --region", file=sys.stderr)
         return 2
-    job_dir = Path(args.job_dir)
+    job_dir = Path(args.job_dir or DEFAULT_JOB_DIR)
     job_dir.mkdir(parents=True, exist_ok=True)
     command = dataproc_command(args, _job_zip(job_dir))
     if args.dry_run:
@@ -243,6 +334,8 @@ def run_rollback(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m batch refresh|rollback ...``."""
-    parser = argparse.ArgumentParser(prog="python -m batch", description="streamsim's DIMSUM refresh")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), connection_parser())
+    parser = Parser(prog="python -m batch", description="streamsim's DIMSUM refresh")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register(subparsers, connection_parser())
+    name_subcommands(subparsers)
     return run_parsed(parser.parse_args(argv))

@@ -42,14 +42,23 @@ class DimsumParams:
     min_similarity: float = 0.0
 
     def __post_init__(self):
-        if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
+        # (bool is an int subclass: True is not a threshold or a count.)
+        if not (_is_number(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise ValueError(f"threshold {self.threshold!r} must be within [0, 1] (0 = exact)")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 1 << 64):
+        if not (_is_integer(self.seed) and 0 <= self.seed < 1 << 64):
             raise ValueError(f"seed {self.seed!r} must be an integer in [0, 2**64)")
-        if not (isinstance(self.top_k, int) and 1 <= self.top_k <= 10_000):
+        if not (_is_integer(self.top_k) and 1 <= self.top_k <= 10_000):
             raise ValueError(f"top-k {self.top_k!r} must be an integer in [1, 10000]")
-        if not (isinstance(self.min_similarity, (int, float)) and math.isfinite(self.min_similarity)):
-            raise ValueError(f"min-similarity {self.min_similarity!r} must be a finite number")
+        # Scores r_ui are non-negative (positive event weights), so every cosine is in
+        # [0, 1], and a neighbour must score strictly ABOVE the floor. A floor >= 1 would
+        # keep nothing but sampling overshoot (a DIMSUM estimate of a cosine near 1 can
+        # exceed 1): an empty or noise-only generation. A negative floor means nothing
+        # more than 0 (pairs that share no user are never scored). Hence [0, 1).
+        if not (_is_number(self.min_similarity) and 0.0 <= self.min_similarity < 1.0):
+            raise ValueError(
+                f"min-similarity {self.min_similarity!r} must be within [0, 1): similarities are cosines of "
+                "non-negative scores, and a neighbour must score above it"
+            )
 
     def gamma(self, n_items: int) -> float:
         """γ = 10·ln(n)/s (∞ when s = 0: nothing is sampled)."""
@@ -57,6 +66,14 @@ class DimsumParams:
             return math.inf
         # ln(1) = 0 would make γ = 0 and drop every entry; a 1-item matrix has no pairs anyway.
         return 10.0 * math.log(max(n_items, 2)) / self.threshold
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def sampling_probabilities(norm2: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,23 @@ state ``writing``; rows; popularity list; :func:`finish_pass` stores the statist
 only then :func:`flip_pointer`. :func:`rollback` points back at the newest completed
 pass older than the current pointer.
 
+The pointer only moves forward, except by :func:`rollback`. :func:`flip_pointer` is one
+CheckAndMutateRow on the ``meta`` generation row: "if the newest pointer cell already
+names a generation >= this one, change nothing, else set it". So of two overlapping
+passes the newer one is served whichever finishes last, and the older one is recorded
+as ``not_flipped``. The value is ``codecs.encode_int64`` (big-endian, signed): for
+the non-negative values a generation has (epoch ms), byte order is numeric order, so a
+value-range filter [g, 2**63-1] selects exactly the pointers >= g; a negative (garbage)
+pointer lies outside it and is overwritten. :func:`rollback` is the one backward move,
+a compare-and-set: "if the pointer still names the generation I rolled back from, set
+the target", so it never undoes a pass that flipped meanwhile.
+
+States of ``pass#<gen>``: ``writing`` (running, or crashed: its cells may exist),
+``complete`` (flipped, or about to be), ``not_flipped`` (written, but the pointer stayed:
+a newer generation was current, or the pass refused to publish), ``empty`` (refused
+before writing anything: no cells exist), ``failed`` (stopped by an error before writing
+any cell; ``error`` says which).
+
 Every read and write goes through the Bigtable gateway (``streamsim.runtime.bigtable``),
 whose ``mutate`` retries transient failures: a pass whose rows are all written is not
 lost to a blip at the pointer flip. ``streamsim inspect similar`` reads through
@@ -31,6 +48,7 @@ from collections.abc import Iterable, Iterator
 from schemas import codecs, layout
 from schemas.rows import Row, neighbours_cell
 from streamsim.runtime.bigtable import entry, filters, open_tables, set_cell
+from streamsim.runtime.bigtable.messages import RowFilter
 from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,10 +56,29 @@ log = logging.getLogger(__name__)
 #: Rows handed to the gateway at a time by :meth:`Generations.write_rows`, so a pass's
 #: rows are encoded as they are written rather than all held at once.
 WRITE_BATCH_ROWS = 1000
+#: Largest value of the pointer's int64 cell.
+MAX_GENERATION = (1 << 63) - 1
+#: Pass states that guarantee no similarity cell of the generation exists (module docstring).
+UNWRITTEN_STATES = frozenset({"empty", "failed"})
 
 
 class GenerationError(RuntimeError):
     """No generation to read or roll back to; the message says why."""
+
+
+def _pointer_in(low: int, high: int) -> RowFilter:
+    """The newest pointer cell, if it names a generation in [low, high] (0 <= low <= high).
+
+    Newest first, then the value range: older cells (kept for rollback) must not match.
+    Big-endian signed int64 compares as bytes like the numbers only for non-negative
+    values, which is why ``low`` may not be negative.
+    """
+    if not 0 <= low <= high <= MAX_GENERATION:
+        raise ValueError(f"generation range [{low}, {high}] is not within [0, 2**63)")
+    value_range = RowFilter()
+    value_range.value_range_filter.start_value_closed = codecs.encode_int64(low)
+    value_range.value_range_filter.end_value_closed = codecs.encode_int64(high)
+    return filters.chain(filters.column(layout.GENERATION, layout.CURRENT), filters.newest(), value_range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,16 +110,34 @@ class Generations:
         )
         return codecs.decode_int64(cell.value) if cell is not None else None
 
-    def flip_pointer(self, generation: int) -> None:
-        self.meta.mutate(
-            [
-                entry(
-                    layout.GENERATION_ROW,
-                    [set_cell(layout.GENERATION, layout.CURRENT, codecs.encode_int64(generation))],
-                )
-            ]
+    def flip_pointer(self, generation: int) -> bool:
+        """Point readers at ``generation`` unless the pointer names it or a newer one already.
+
+        Returns whether the pointer now names ``generation``: False means a newer
+        generation is current (an overlapping pass finished first) and nothing changed.
+        """
+        set_pointer = set_cell(layout.GENERATION, layout.CURRENT, codecs.encode_int64(generation))
+        matched = self.meta.check_and_mutate(
+            layout.GENERATION_ROW, _pointer_in(generation, MAX_GENERATION), false_mutations=[set_pointer]
         )
+        if matched:
+            # Not newer than the pointer, or an attempt of ours that was applied but whose
+            # answer was lost (the gateway retried it): which one, the pointer tells.
+            current = self.current()
+            if current != generation:
+                log.info("generation pointer stays at %s: not flipped to the older %d", current, generation)
+                return False
         log.info("generation pointer -> %d", generation)
+        return True
+
+    def _move_pointer_back(self, expected: int, target: int) -> bool:
+        """Set the pointer to ``target`` only if it still names ``expected``; whether it now names ``target``."""
+        matched = self.meta.check_and_mutate(
+            layout.GENERATION_ROW,
+            _pointer_in(expected, expected),
+            true_mutations=[set_cell(layout.GENERATION, layout.CURRENT, codecs.encode_int64(target))],
+        )
+        return matched or self.current() == target
 
     # --- passes --------------------------------------------------------------
     def passes(self) -> dict[int, dict]:
@@ -107,8 +162,9 @@ class Generations:
         """Record that ``generation`` is being written (so a crash leaves a trace)."""
         self._store_stats({"generation": generation, "state": "writing", **params})
 
-    def finish_pass(self, stats: dict) -> None:
-        self._store_stats({**stats, "state": "complete"})
+    def finish_pass(self, stats: dict, *, state: str = "complete") -> None:
+        """Store a pass's statistics: ``complete``, or how it ended unpublished (module docstring)."""
+        self._store_stats({**stats, "state": state})
 
     # --- rows ----------------------------------------------------------------
     def write_rows(self, generation: int, rows: Iterable[tuple[str, list[tuple[str, float]]]]) -> int:
@@ -172,12 +228,18 @@ class Generations:
             raise GenerationError(f"generation {current} is the oldest recorded pass; nothing to roll back to")
         target = older[-1]
         # Rows rewritten by every pass keep KEEP_GENERATIONS cells: further back may be gone.
-        if sum(g > target for g in passes) >= layout.KEEP_GENERATIONS:
+        written = [g for g, s in passes.items() if s.get("state") not in UNWRITTEN_STATES]
+        if sum(g > target for g in written) >= layout.KEEP_GENERATIONS:
             raise GenerationError(
                 f"generation {target} is more than {layout.KEEP_GENERATIONS} passes old; its cells may be "
                 "collected: run a full refresh instead"
             )
-        self.flip_pointer(target)
+        if not self._move_pointer_back(current, target):
+            raise GenerationError(
+                f"the generation pointer moved from {current} to {self.current()} while rolling back "
+                "(a pass finished meanwhile); nothing changed: run `streamsim rollback` again if you still want to"
+            )
+        log.info("generation pointer rolled back %d -> %d", current, target)
         return current, target
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from batch import engine, incremental, source
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
-from batch.generations import Generations
+from batch.generations import UNWRITTEN_STATES, Generations
 from schemas import layout
 from streamsim.runtime.settings import Settings
 
@@ -70,6 +70,10 @@ class PassOptions:
     #: filters slowly (measured: 8k Tmall users, 300 items: 81 s vs 2.3 s for a plain
     #: scan), so by default all users are scanned and the non-holders skipped client-side.
     server_filter: bool = False
+    #: Publish (and flip to) a generation without a single neighbour. Off by default: such
+    #: a generation (a floor above every score, no co-occurring items) would make serving
+    #: answer every request from popularity only.
+    allow_empty: bool = False
 
     def __post_init__(self):
         check_buckets(self.buckets)
@@ -110,25 +114,36 @@ def run_pass(
 
     ``before_flip(generation)`` runs after every row is written and before the pointer
     moves (tests use it to read "during" a pass).
+
+    ``stats["flipped"]`` says whether readers now use this generation. When it is False,
+    ``stats["not_flipped_reason"]`` says why, and ``stats["refused"]`` whether the pass
+    refused to publish (a generation without neighbours, unless ``allow_empty``; an
+    incremental pass overlapped by another one) rather than lost to a newer generation
+    that was already current (:meth:`Generations.flip_pointer`).
     """
     wall = time.perf_counter()
     ctx = _Context(spark.sparkContext, settings, options, Generations(settings), _Phases())
     plan = _plan(ctx)
-    reads = _UserReads(ctx, plan)
-    try:
-        with ctx.phases("read_users"):
-            blocks = reads.blocks(_select_users(ctx, plan.items, plan.recompute))
-            users = int(blocks.map(lambda b: b.users).sum())
-        computed = _compute(ctx, plan, reads, blocks, users)
-    finally:
-        reads.close()
+    with _failed_if_raised(ctx, plan.generation, plan.mode):
+        reads = _UserReads(ctx, plan)
+        try:
+            with ctx.phases("read_users"):
+                blocks = reads.blocks(_select_users(ctx, plan.items, plan.recompute))
+                users = int(blocks.map(lambda b: b.users).sum())
+            computed = _compute(ctx, plan, reads, blocks, users)
+        finally:
+            reads.close()
     stats = _publish(ctx, plan, computed, reads.selections, before_flip)
     stats["phases_seconds"] = ctx.phases.seconds
     stats["wall_seconds"] = round(time.perf_counter() - wall, 3)
-    ctx.gens.finish_pass(stats)
-    log.info(
-        "pass %d complete: %d rows written in %.1f s", plan.generation, stats["rows_written"], stats["wall_seconds"]
-    )
+    ctx.gens.finish_pass(stats, state=stats["state"])
+    if stats["flipped"]:
+        log.info(
+            "pass %d complete: %d rows written in %.1f s", plan.generation, stats["rows_written"], stats["wall_seconds"]
+        )
+    else:
+        # (info: the command prints the reason itself, as its one error line)
+        log.info("pass %d not published: %s", plan.generation, stats["not_flipped_reason"])
     return stats
 
 
@@ -177,16 +192,36 @@ def _plan(ctx: _Context) -> _Plan:
     gens, options = ctx.gens, ctx.options
     known = gens.passes()
     generation = max(int(time.time() * 1000), max(known, default=0) + 1)
-    with ctx.phases("read_items"):
-        items = source.read_items(ctx.settings)
-        base = gens.current()
-        mode, reason, base_stats = _choose_mode(known, options, base)
-    log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
+    base = gens.current()
+    mode, reason, base_stats = _choose_mode(known, options, base)
+    # Recorded at once: an overlapping pass that plans after this sees it and goes full
+    # (``_choose_mode``); one that planned just before is caught before the flip (``_publish``).
     gens.begin_pass(generation, {"mode": mode, **options.identity()})
-    dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
-    affected = None if mode == "full" else _affected(items, options.params, base_stats, dirty)
-    ranges = source.bucket_ranges(ctx.settings, options.buckets, options.partitions or 2 * ctx.sc.defaultParallelism)
+    with _failed_if_raised(ctx, generation, mode):
+        with ctx.phases("read_items"):
+            items = source.read_items(ctx.settings)
+        log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
+        dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
+        affected = None if mode == "full" else _affected(items, options.params, base_stats, dirty)
+        partitions = options.partitions or 2 * ctx.sc.defaultParallelism
+        ranges = source.bucket_ranges(ctx.settings, options.buckets, partitions)
     return _Plan(generation, items, base, mode, reason, dirty, affected, ranges)
+
+
+@contextlib.contextmanager
+def _failed_if_raised(ctx: _Context, generation: int, mode: str):
+    """Record the pass ``failed`` if the block raises: it stopped before writing any cell,
+    so (unlike a ``writing`` record a crash leaves) it does not force the next pass to be full."""
+    try:
+        yield
+    except BaseException as exc:
+        record = {"generation": generation, "mode": mode, **ctx.options.identity()}
+        record["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        try:
+            ctx.gens.finish_pass(record, state="failed")
+        except Exception as store_exc:  # noqa: BLE001 - the original error is the one to raise
+            log.warning("could not record pass %d as failed: %s", generation, store_exc)
+        raise
 
 
 def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None) -> tuple[str, str, dict | None]:
@@ -200,10 +235,15 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
         return "full", f"no complete statistics for generation {base}", None
     if any(stats.get(k) != v for k, v in options.identity().items()):
         return "full", "parameters differ from the current generation", None
-    if any(g > base for g in known):
+    if any(g > base for g in _with_cells(known)):
         # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
         return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
     return "incremental", "dirty items", stats
+
+
+def _with_cells(known: dict[int, dict]) -> list[int]:
+    """Recorded generations that may have written similarity cells (not refused-empty or failed early)."""
+    return [g for g, stats in known.items() if stats.get("state") not in UNWRITTEN_STATES]
 
 
 def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, dirty: np.ndarray) -> np.ndarray:
@@ -314,10 +354,21 @@ class _Computed:
     #: Previous-generation rows looked up (incremental only).
     old_rows_read: int = 0
 
+    def neighbour_count(self) -> int:
+        """Neighbour entries over every row to write (without building the rows)."""
+        total = sum(len(self._top(position)[0]) for position in self.recomputed.tolist())
+        return total + sum(len(pairs) for pairs in self.merges.values())
+
+    def written_positions(self) -> set[int]:
+        return set(self.recomputed.tolist()) | set(self.merges)
+
+    def _top(self, position: int):
+        return self.result.top.get(position) or self.extra_top.get(position) or ((), ())
+
     def rows(self, ids: list[str]) -> Iterator[tuple[str, list[tuple[str, float]]]]:
         """(item, neighbours) of every row to write."""
         for position in self.recomputed.tolist():
-            cols, vals = self.result.top.get(position) or self.extra_top.get(position) or ((), ())
+            cols, vals = self._top(position)
             yield ids[position], [(ids[c], v) for c, v in zip(list(cols), list(vals))]
         for position, pairs in self.merges.items():
             yield ids[position], [(ids[c], v) for c, v in pairs]
@@ -405,22 +456,88 @@ def _publish(
     """Write the generation, then make it current; returns the statistics so far.
 
     Every write goes through the gateway, which retries transient failures: a blip at
-    the flip does not lose a pass whose rows are all written.
+    the flip does not lose a pass whose rows are all written. A generation that would
+    have no neighbour at all is refused before anything is written (unless
+    ``allow_empty``): no rows, no flip, the dirty marks stay for the next pass.
     """
     gens, items, generation = ctx.gens, plan.items, plan.generation
+    neighbours = computed.neighbour_count()
+    stats = _statistics(ctx.options, plan, computed, selections, 0)
+    stats.update(neighbours_written=neighbours, flipped=False, refused=False, not_flipped_reason=None, marks_cleared=0)
+    if not ctx.options.allow_empty and neighbours == 0 and not _carries_neighbours(gens, plan, computed):
+        stats.update(state="empty", refused=True, not_flipped_reason=_empty_reason(ctx.options, plan))
+        return stats
     with ctx.phases("write"):
-        written = gens.write_rows(generation, computed.rows(items.ids))
+        stats["rows_written"] = gens.write_rows(generation, computed.rows(items.ids))
         gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, ctx.options.params.top_k)))
-    stats = _statistics(ctx.options, plan, computed, selections, written)
     with ctx.phases("publish"):
-        gens.finish_pass({**stats, "phases_seconds": ctx.phases.seconds})
+        gens.finish_pass({**stats, "state": "complete", "phases_seconds": ctx.phases.seconds})
         if before_flip is not None:
             before_flip(generation)
-        gens.flip_pointer(generation)
+        overlapping = _overlapping(gens, plan)
+        if overlapping:
+            stats.update(
+                state="not_flipped",
+                refused=True,
+                not_flipped_reason=(
+                    f"generation {generation} was not published: generation(s) {', '.join(map(str, overlapping))} "
+                    f"were written while this incremental pass ran on {plan.base}, so the rows it carried over "
+                    "could resolve to their cells; the next pass will be full"
+                ),
+            )
+            return stats
+        if not gens.flip_pointer(generation):
+            stats.update(
+                state="not_flipped",
+                not_flipped_reason=(
+                    f"generation {generation} was not published: the pointer already names the newer "
+                    f"generation {gens.current()} (an overlapping pass finished first)"
+                ),
+            )
+            return stats
+        stats.update(state="complete", flipped=True)
         # After the flip: a crash in between leaves marks set, which only costs a recomputation.
         consumed = [items.ids[i] for i in np.flatnonzero(plan.dirty).tolist()]
         stats["marks_cleared"] = source.clear_marks(ctx.settings, consumed, plan.start_micros)
     return stats
+
+
+def _carries_neighbours(gens: Generations, plan: _Plan, computed: _Computed) -> bool:
+    """Incremental: whether a row this pass carries over (does not rewrite) has neighbours at the base.
+
+    Read only when every rewritten row is empty, and it stops at the first such row.
+    """
+    if plan.mode != "incremental":
+        return False
+    rewritten = {plan.items.ids[p] for p in computed.written_positions()}
+    return any(ids and item not in rewritten for item, ids, _ in gens.read_all(plan.base))
+
+
+def _empty_reason(options: PassOptions, plan: _Plan) -> str:
+    params = options.params
+    if not len(plan.items):
+        why = "there are no items yet (has the stream folded any event?)"
+    elif params.min_similarity > 0:
+        why = f"no pair of items scores above --min-similarity {params.min_similarity:g}"
+    elif params.threshold > 0:
+        why = f"no two items share a user, or DIMSUM sampling at --threshold {params.threshold:g} kept no pair"
+    else:
+        why = "no two items share a user"
+    return (
+        f"generation {plan.generation} has no neighbours at all ({why}): not published, the pointer stays at "
+        f"{plan.base if plan.base is not None else '(none)'}; pass --allow-empty to publish it anyway"
+    )
+
+
+def _overlapping(gens: Generations, plan: _Plan) -> list[int]:
+    """Incremental: generations between the base and this one, written by an overlapping pass.
+
+    Their cells would be newer than the base cells of the rows this pass carries over,
+    so readers at this generation would see them there.
+    """
+    if plan.mode != "incremental":
+        return []
+    return sorted(g for g in _with_cells(gens.passes()) if plan.base < g < plan.generation)
 
 
 def _popular(items: source.ItemTable, size: int) -> list[tuple[str, float]]:

@@ -1,6 +1,7 @@
 """The recommendation HTTP API (aiohttp) and its Cython scoring kernel.
 
 - :mod:`serving.app`: ``create_app(config)``, routes, the error middleware.
+- :mod:`serving.server`: the runner under the app (JSON answers to what aiohttp refuses) and ``run``.
 - :mod:`serving.recommender`: history -> recommendations (exclusions, popular fill, explain).
 - :mod:`serving.scoring`: the public face of the kernel ``_scoring.pyx``.
 - :mod:`serving.store`: the serving reads, over the runtime's asyncio Bigtable gateway, with deadlines.

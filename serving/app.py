@@ -4,19 +4,21 @@ Errors are always JSON ``{"error": code, "detail": ..., "generation": ...}``:
 handlers raise, and the middleware answers from :data:`serving.errors.ERRORS`;
 no traceback ever reaches a client. Every JSON answer carries the generation
 it used (or the one loaded, for probes and errors; null before the first).
+What aiohttp answers before the app sees a request (a message its parser
+cannot read) goes through :func:`error_response` too: see :mod:`serving.server`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import time
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 
 from serving import errors, openapi, params
 from serving.config import ServingConfig
@@ -36,6 +38,8 @@ WATCHER = web.AppKey("watcher", GenerationWatcher)
 RECOMMENDER = web.AppKey("recommender", Recommender)
 
 _METHODS = {"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"}
+#: Sent as ``Server`` instead of aiohttp's ``Python/3.x aiohttp/x.y``: versions help only an attacker.
+SERVER_NAME = "streamsim"
 
 
 def json_response(body: dict, status: int = 200, headers=None) -> web.Response:
@@ -48,6 +52,30 @@ def _generation(app: web.Application) -> int | None:
     return watcher.current.number if watcher is not None and watcher.current is not None else None
 
 
+def error_response(app: web.Application, exc: BaseException) -> web.Response:
+    """The JSON error answer to ``exc``, wherever in the stack it was caught."""
+    status, body, headers = errors.error_answer(exc, _generation(app))
+    response = json_response(body, status, headers)
+    response.headers[hdrs.SERVER] = SERVER_NAME
+    return response
+
+
+def labels(request: web.BaseRequest) -> tuple[str, str]:
+    """``(route, method)`` as ``/metrics`` counts them."""
+    match_info = getattr(request, "match_info", None)
+    route = match_info.route.resource if match_info is not None else None
+    return (
+        route.canonical if route is not None else "unmatched",
+        request.method if request.method in _METHODS else "OTHER",
+    )
+
+
+def client_gone(request: web.BaseRequest, exc: BaseException) -> bool:
+    """True if ``exc`` only says the client hung up (aiohttp then fails the body read with it)."""
+    transport = request.transport
+    return isinstance(exc, ConnectionError) and (transport is None or transport.is_closing())
+
+
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler) -> web.StreamResponse:
     """Turn every exception into a JSON error and count every answer."""
@@ -57,19 +85,20 @@ async def errors_and_metrics(request: web.Request, handler) -> web.StreamRespons
     try:
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - the contract is a JSON error, never a traceback
+        if client_gone(request, exc):
+            # Nobody is left to answer: count it as what it is, not as our
+            # 500. aiohttp's write of this stand-in fails quietly.
+            route, method = labels(request)
+            app[METRICS].disconnected(route, method)
+            log.info("client went away before %s %s was answered", method, route)
+            return web.Response(status=499, reason="Client Closed Request")
         if errors.unexpected(exc):
             log.exception("unhandled error on %s %s", request.method, request.rel_url)
-        status, body, headers = errors.error_answer(exc, _generation(app))
-        response = json_response(body, status, headers)
+        response = error_response(app, exc)
     finally:
         request_deadline.reset(budget)
-    route = request.match_info.route.resource
-    app[METRICS].observe(
-        route.canonical if route is not None else "unmatched",
-        request.method if request.method in _METHODS else "OTHER",
-        response.status,
-        time.perf_counter() - started,
-    )
+    response.headers[hdrs.SERVER] = SERVER_NAME
+    app[METRICS].observe(*labels(request), response.status, time.perf_counter() - started)
     return response
 
 
@@ -92,7 +121,8 @@ async def post_recommendations(request: web.Request) -> web.Response:
         raise params.BadRequest("POST /recommendations takes its parameters in the JSON body")
     if request.content_type != "application/json":
         raise errors.UnsupportedMediaType("send the body as application/json")
-    raw = await request.read()  # HTTPRequestEntityTooLarge beyond client_max_size
+    _refuse_a_large_body(request)
+    raw = await request.read()  # HTTPRequestEntityTooLarge beyond client_max_size (chunked bodies)
     try:
         # Decoded strictly first: json.loads(bytes) would let UTF-8-encoded
         # surrogates (b"\xed\xa0\x80") through as lone surrogates.
@@ -100,6 +130,28 @@ async def post_recommendations(request: web.Request) -> web.Response:
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise params.BadRequest("the body is not valid UTF-8 JSON") from None
     return await _recommend(request.app[RECOMMENDER], params.session_body(body, config.weights, config.default_n))
+
+
+def _refuse_a_large_body(request: web.Request) -> None:
+    # At once, on the declared length: read() would first wait for (and
+    # buffer) client_max_size bytes of a body that is refused anyway.
+    declared = request.content_length
+    if declared is not None and declared > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=declared)
+
+
+async def expect_continue(request: web.Request) -> None:
+    """``Expect: 100-continue``: refuse an oversized body before the client sends it.
+
+    aiohttp's default handler says ``100 Continue`` to any length. This runs
+    before the middleware; :mod:`serving.server` answers what it raises.
+    """
+    _refuse_a_large_body(request)
+    if request.version == HttpVersion11:
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text="only Expect: 100-continue is understood")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's: the answer's own bytes start after this
 
 
 async def _recommend(recommender: Recommender, query: params.RecommendationQuery) -> web.Response:
@@ -113,10 +165,23 @@ async def _recommend(recommender: Recommender, query: params.RecommendationQuery
 
 async def get_similar(request: web.Request) -> web.Response:
     item, options = params.similar_query(
-        request.match_info["item"], params.query_pairs(request.rel_url.raw_query_string), request.app[CONFIG].default_n
+        _raw_item(request), params.query_pairs(request.rel_url.raw_query_string), request.app[CONFIG].default_n
     )
     answer = await request.app[RECOMMENDER].similar(item, options.n, exclude=options.exclude)
     return _answer_json(answer, item=item)
+
+
+def _raw_item(request: web.Request) -> str:
+    """``{item}`` decoded strictly from the path as sent.
+
+    ``match_info`` keeps bytes that are not UTF-8 literally (``%ED%A0%80``
+    stays those nine characters), which would make them a different id.
+    """
+    raw = request.rel_url.raw_path
+    prefix, suffix = "/items/", "/similar"
+    if raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
+        return params.path_id("item", raw[len(prefix) : -len(suffix)])
+    return request.match_info["item"]  # a path the router normalised: its decoding stands
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -124,10 +189,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when Bigtable answers now and a generation is loaded."""
-    generation = await request.app[WATCHER].refresh()  # BackendUnavailable -> 503
+    """Ready when Bigtable answers now and the generation it names is there to serve."""
+    watcher = request.app[WATCHER]
+    generation = await watcher.refresh()  # BackendUnavailable -> 503
     if generation is None:
-        raise errors.NotReady("Bigtable answers but no generation is published yet")
+        raise errors.NotReady(f"Bigtable answers but {watcher.missing}")
     return json_response({"status": "ready", "generation": generation.number})
 
 
@@ -142,7 +208,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/recommendations", get_recommendations)
-    app.router.add_post("/recommendations", post_recommendations)
+    app.router.add_post("/recommendations", post_recommendations, expect_handler=expect_continue)
     app.router.add_get("/items/{item}/similar", get_similar)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -182,25 +248,3 @@ def create_app(config: ServingConfig) -> web.Application:
     setup_routes(app)
     app.cleanup_ctx.append(bigtable_context)
     return app
-
-
-async def _freeze_startup_objects(app: web.Application):
-    # Everything imported and built by now lives as long as the process: keep
-    # it out of the collector's full passes, which would rescan it each time.
-    gc.freeze()
-    yield
-
-
-def run(config: ServingConfig) -> None:
-    """Serve until SIGINT/SIGTERM, then finish in-flight requests and close Bigtable."""
-    app = create_app(config)
-    app.cleanup_ctx.append(_freeze_startup_objects)
-    web.run_app(
-        app,
-        host=config.host,
-        port=config.port,
-        shutdown_timeout=config.shutdown_timeout_seconds,
-        access_log=None,  # per-request logging would cost more than scoring
-        print=None,
-        handle_signals=True,
-    )

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from schemas.events import Weights
-from streamsim.runtime.cli import settings_from_args
+from streamsim.runtime.cli import backend_error, settings_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,18 +48,31 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from serving.app import run
+    from serving.server import CannotListen, run
 
     try:
         config = config_from_args(args)
     except ValueError as exc:
         print(f"streamsim serve: {exc}", file=sys.stderr)
         return 2
+    # Fail fast at start (a dead stack, no credentials); an outage later is a 503, not an exit.
+    problem = backend_error(config.settings)
+    if problem:
+        print(f"streamsim serve: {problem}", file=sys.stderr)
+        return 1
     where = config.settings.bigtable_host or "Cloud Bigtable"
-    print(
-        f"serving on http://{config.host}:{config.port} from {where} "
-        f"(tables {config.settings.prefix}*); SIGTERM or Ctrl-C stops",
-        flush=True,
-    )
-    run(config)
+
+    def listening() -> None:
+        # Once bound, so the line is true when it is printed.
+        print(
+            f"serving on http://{config.host}:{config.port} from {where} "
+            f"(tables {config.settings.prefix}*); SIGTERM or Ctrl-C stops",
+            flush=True,
+        )
+
+    try:
+        run(config, on_listening=listening)
+    except CannotListen as exc:  # a port in use, a host that is not ours or does not resolve
+        print(f"streamsim serve: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -4,6 +4,14 @@ The refresh pass writes a generation's rows, then flips the pointer in
 ``meta``; polling the pointer every few seconds picks up a new generation
 (or a rollback) without a restart. Each :class:`Generation` carries its own
 vocabulary, so requests that started on the old one finish on it.
+
+Each poll also checks that the generation is still in the store (its
+popularity cell, which every pass writes, is the marker). A store that lost
+its data (an emulator restarted empty, a table restored from an older
+backup) must not leave this process serving a generation that no longer
+exists, from its cache and an empty history: once the pointer is gone, or
+names a generation without rows, nothing is current (``/readyz`` says not
+ready, answers are 503 ``no_generation``) until a generation is there again.
 """
 
 from __future__ import annotations
@@ -22,6 +30,11 @@ from serving.store import BackendUnavailable, BigtableStore
 log = logging.getLogger(__name__)
 
 _serials = itertools.count(1)
+_NEVER_PUBLISHED = "no similarity generation is published yet"
+
+
+def _gone(number: int) -> str:
+    return f"generation {number} is gone from the store"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,26 +71,57 @@ class GenerationWatcher:
         self._store = store
         self.poll_seconds = poll_seconds
         self.current: Generation | None = None
+        #: Why nothing is current, as the end of a sentence (for 503 details).
+        self.missing = _NEVER_PUBLISHED
         self.polls = 0
         self.poll_failures = 0
+        #: Times a generation being served vanished from the store, and the last one.
+        self.losses = 0
+        self._lost: int | None = None
 
     async def refresh(self) -> Generation | None:
-        """Read the pointer; load the generation it names if it is new.
+        """Read the pointer; load the generation it names if it is new; check it is still there.
 
         Raises :class:`BackendUnavailable`; the current generation stays.
         """
+        seen = self.current
         pointer = await self._store.read_pointer()
+        if pointer is None:
+            if seen is not None:
+                self._lose(seen, _gone(seen.number) + " (and the pointer with it)")
+            return self.current
+        if seen is not None and seen.number == pointer:
+            if not await self._store.has_generation(pointer):
+                self._lose(seen, _gone(pointer))
+            return self.current
+        popular = await self._store.read_popular(pointer)
+        if popular is None:
+            # The same words as when it went, if it is the one lost (polls repeat this).
+            never_had = f"generation {pointer}, which the pointer names, has no rows"
+            self._lose(seen, _gone(pointer) if pointer == self._lost else never_had)
+            return self.current
         current = self.current
-        if pointer is not None and (current is None or current.number != pointer):
-            items, scores = await self._store.read_popular(pointer)
-            self.current = Generation(pointer, items, scores)
+        if current is None or current.number != pointer:
+            self.current = Generation(pointer, *popular)
+            self.missing = None
             log.info(
                 "serving generation %d (was %s; %d popular items)",
                 pointer,
                 current.number if current else None,
-                len(items),
+                len(popular[0]),
             )
         return self.current
+
+    def _lose(self, seen: Generation | None, why: str) -> None:
+        """Nothing is current any more, unless another refresh moved on meanwhile."""
+        if self.current is not seen:
+            return
+        if seen is not None:
+            self.losses += 1
+            self._lost = seen.number
+            log.warning("%s: not ready until a generation is published again", why)
+        self.current = None
+        self.missing = why
 
     def replace(self, old: Generation, new: Generation) -> None:
         """Swap in a renewed view unless the pointer moved meanwhile."""

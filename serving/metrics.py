@@ -1,10 +1,13 @@
 """Prometheus metrics of one app (its own registry, so tests can run several apps).
 
-- ``streamsim_serving_requests_total{route,method,status}``
+- ``streamsim_serving_requests_total{route,method,status}`` (route ``malformed``: a message
+  aiohttp's parser could not read; ``unmatched``: no route)
+- ``streamsim_serving_client_disconnects_total{route,method}``: clients gone before their answer
 - ``streamsim_serving_request_seconds{route}`` (histogram)
 - ``streamsim_serving_cache_{hits,misses}_total``, ``..._cache_hit_ratio``, ``..._cache_rows``
 - ``streamsim_serving_generation``, ``..._generation_age_seconds``
 - ``streamsim_serving_generation_polls_total``, ``..._generation_poll_failures_total``
+- ``streamsim_serving_generation_losses_total``: generations that vanished from the store while served
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ class _StateCollector:
             yield CounterMetricFamily(
                 f"{PREFIX}_generation_poll_failures", "Pointer polls that failed", value=watcher.poll_failures
             )
+            yield CounterMetricFamily(
+                f"{PREFIX}_generation_losses",
+                "Served generations that vanished from the store",
+                value=watcher.losses,
+            )
 
 
 class ServingMetrics:
@@ -68,6 +76,13 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Not among the requests: they were never answered, and are no error of ours.
+        self._disconnects = Counter(
+            f"{PREFIX}_client_disconnects",
+            "Clients that went away before their answer (e.g. in the middle of the body)",
+            ["route", "method"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(cache, watcher))
         # labels() takes a lock and builds a key each time; keep the children.
         self._children: dict[tuple, tuple] = {}
@@ -82,6 +97,9 @@ class ServingMetrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def disconnected(self, route: str, method: str) -> None:
+        self._disconnects.labels(route, method).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,14 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
-Tests check that every route of the app is described here. The error
-responses are read from :data:`serving.errors.ERRORS`, the table the error
-middleware answers from, so the two cannot drift apart.
+Tests check that every route of the app is described here, and a
+schemathesis run checks the server against it. The error responses are read
+from :data:`serving.errors.ERRORS`, the table the error middleware answers
+from, so the two cannot drift apart. Ids are described as
+:func:`schemas.events.id_problem` accepts them, as far as JSON Schema can:
+its regular expressions cannot name lone surrogates, which UTF-8 JSON cannot
+carry anyway (only ``\\ud800`` escapes can, and they are a 400 too). What
+OpenAPI cannot say of query parameters at all, the descriptions say: give
+``user`` or at least one of browsed/basket/purchased.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ def _ref(name: str) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
+    # dict.fromkeys: one line per code, though several exceptions may share one.
     return {
         str(status): {
-            "description": "; ".join(f"{e.code}: {e.description}" for e in ERRORS.values() if e.status == status),
+            "description": "; ".join(
+                dict.fromkeys(f"{e.code}: {e.description}" for e in ERRORS.values() if e.status == status)
+            ),
             "content": {"application/json": {"schema": _ref("Error")}},
         }
         for status in statuses
@@ -31,20 +40,25 @@ def _ok(schema: str, description: str) -> dict:
     return {"200": {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}}
 
 
-def _ids(name: str, description: str, limit: int) -> dict:
+#: No control characters (C0, DEL, C1), as the event contract says.
+_NO_CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+
+
+def _id(*, comma: bool = True) -> dict:
+    """An item or user id; ``comma=False`` in comma-separated lists, where a comma separates."""
+    forbidden = _NO_CONTROLS + ("" if comma else ",")
+    return {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": f"^[^{forbidden}]+$"}
+
+
+def _ids(name: str, description: str, limit: int, *, min_items: int = 1) -> dict:
     return {
         "name": name,
         "in": "query",
         "required": False,
         "style": "form",
         "explode": False,
-        "description": f"{description} (comma-separated, 1..{limit} ids of 1..{MAX_ID_CHARS} characters)",
-        "schema": {
-            "type": "array",
-            "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
-            "minItems": 1,
-            "maxItems": limit,
-        },
+        "description": f"{description} (comma-separated, {min_items}..{limit} ids of 1..{MAX_ID_CHARS} characters)",
+        "schema": {"type": "array", "items": _id(comma=False), "minItems": min_items, "maxItems": limit},
     }
 
 
@@ -55,7 +69,7 @@ N_PARAM = {
     "description": "how many items",
     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10},
 }
-EXCLUDE = _ids("exclude", "items never to return", MAX_EXCLUDE)
+EXCLUDE = _ids("exclude", "items never to return", MAX_EXCLUDE, min_items=0)
 EXPLAIN = {
     "name": "explain",
     "in": "query",
@@ -73,14 +87,17 @@ def document() -> dict:
             "score_i = sum_j w_j * s_ji over the neighbour lists of the history items j: w_j = r_uj for "
             "`user`, the event-type weights (browse/basket/purchase) for the session form. History items "
             "and `exclude` are never returned; a short list is filled from the popularity list "
-            "(`source: popular`). Give either `user` or at least one of browsed/basket/purchased."
+            "(`source: popular`). Give either `user` or at least one of browsed/basket/purchased "
+            "(anything else is a 400 `bad_parameter`). The request line is limited to 8190 bytes: "
+            "send long lists with POST."
         ),
         "parameters": [
             {
                 "name": "user",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                "description": "a user id; not with browsed/basket/purchased",
+                "schema": _id(),
             },
             _ids("browsed", "items browsed in the session", MAX_REQUEST_ITEMS),
             _ids("basket", "items put in the basket", MAX_REQUEST_ITEMS),
@@ -93,6 +110,8 @@ def document() -> dict:
     }
     recommendations_post = {
         "summary": "Recommendations for a session given as JSON",
+        "description": "The session form of GET, with types checked strictly: `n` is a JSON integer, "
+        "`explain` a boolean, `exclude` an array (empty: nothing excluded).",
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Session")}}},
         "responses": {**_ok("Recommendations", "best items first"), **_errors(400, 405, 413, 415, 500, 503)},
     }
@@ -103,7 +122,9 @@ def document() -> dict:
                 "name": "item",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                "description": "percent-encoded as UTF-8 (`%2F` for a slash; `.` and `..` only so)",
+                # A bare . or .. is a dot segment, which URL normalisation removes.
+                "schema": {**_id(), "not": {"enum": [".", ".."]}},
             },
             N_PARAM,
             EXCLUDE,
@@ -148,7 +169,7 @@ def document() -> dict:
             "schemas": {
                 "Error": {
                     "type": "object",
-                    "required": ["error", "detail"],
+                    "required": ["error", "detail", "generation"],
                     "properties": {
                         "error": {"type": "string", "enum": sorted(ERROR_CODES)},
                         "detail": {"type": "string"},
@@ -177,6 +198,7 @@ def document() -> dict:
                             "description": "with explain=true",
                             "items": {
                                 "type": "object",
+                                "required": ["item", "contribution"],
                                 "properties": {"item": {"type": "string"}, "contribution": {"type": "number"}},
                             },
                         },
@@ -185,6 +207,7 @@ def document() -> dict:
                 "Session": {
                     "type": "object",
                     "required": ["items"],
+                    "additionalProperties": False,
                     "properties": {
                         "items": {
                             "type": "array",
@@ -193,8 +216,9 @@ def document() -> dict:
                             "items": {
                                 "type": "object",
                                 "required": ["item"],
+                                "additionalProperties": False,
                                 "properties": {
-                                    "item": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                                    "item": _id(),
                                     "type": {
                                         "type": "string",
                                         "enum": ["browse", "basket", "purchase"],
@@ -203,13 +227,14 @@ def document() -> dict:
                                 },
                             },
                         },
-                        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
-                        "exclude": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_EXCLUDE},
-                        "explain": {"type": "boolean"},
+                        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10},
+                        "exclude": {"type": "array", "items": _id(), "minItems": 0, "maxItems": MAX_EXCLUDE},
+                        "explain": {"type": "boolean", "default": False},
                     },
                 },
                 "Status": {
                     "type": "object",
+                    "required": ["status", "generation"],
                     "properties": {"status": {"type": "string"}, "generation": {"type": ["integer", "null"]}},
                 },
             }

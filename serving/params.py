@@ -5,6 +5,11 @@ stream would refuse could never be in Bigtable, and one UTF-8 cannot encode
 would fail in key encoding as an HTTP 500 instead of a 400.
 Unknown or repeated query parameters are errors too: a typo such as
 ``?users=u1`` should not silently turn into a different question.
+
+Percent-decoding is strict: ``%FF`` or ``%ED%A0%80`` (bytes that are not
+UTF-8) is a 400, in the query as in the path, where the default decoders
+would turn them into U+FFFD or keep them literally and answer a different
+question. JSON bodies are strict about types: ``"n": "10"`` is not a number.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from schemas.events import EventType, Weights, id_problem
 from serving.scoring import MAX_N
@@ -54,34 +59,43 @@ def check_id(name: str, value) -> str:
     return value
 
 
-def parse_n(value, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, str):
-        if not re.fullmatch(r"\+?\d{1,7}", value.strip()):
+def parse_n(value, *, text: bool = True) -> int:
+    """``n`` from the query (``text``: digits) or from a JSON body (an integer only).
+
+    In JSON an integer is what JSON Schema says it is: ``10`` or ``10.0``
+    (no fraction), never ``"10"``.
+    """
+    if isinstance(value, str) and text:
+        if not re.fullmatch(r"\+?[0-9]{1,7}", value.strip()):  # ASCII digits: int() takes others too
             raise BadRequest(f"n must be an integer in 1..{MAX_N}, got {value[:20]!r}")
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():  # NaN and infinities are not
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_N:
         raise BadRequest(f"n must be an integer in 1..{MAX_N}, got {str(value)[:20]!r}")
     return value
 
 
-def parse_bool(name: str, value) -> bool:
+def parse_bool(name: str, value, *, text: bool = True) -> bool:
+    """A flag from the query (``text``: true/false/1/0/yes/no) or from a JSON body (a boolean only)."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+    if text and isinstance(value, str) and value.lower() in _TRUE | _FALSE:
         return value.lower() in _TRUE
     raise BadRequest(f"{name} must be true or false, got {str(value)[:20]!r}")
 
 
-def parse_id_list(name: str, value, limit: int) -> list[str]:
-    """A comma-separated string (query) or a JSON list of ids."""
-    if isinstance(value, str):
-        value = value.split(",")
+def parse_id_list(name: str, value, limit: int, *, text: bool = True, may_be_empty: bool = False) -> list[str]:
+    """A comma-separated string (query, ``text``) or a JSON list of ids.
+
+    ``may_be_empty``: an empty list (``exclude=`` or ``"exclude": []``) means none.
+    """
+    if text and isinstance(value, str):
+        value = value.split(",") if value or not may_be_empty else []
     elif not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
         raise BadRequest(f"{name} must be a list of item ids")
-    if not value or "" in value:
-        raise BadRequest(f"{name} must be a non-empty list of non-empty item ids")
+    if (not value and not may_be_empty) or "" in value:
+        raise BadRequest(f"{name} must be a {'' if may_be_empty else 'non-empty '}list of non-empty item ids")
     # The count first, so an oversized list costs no per-id checks.
     if len(value) > limit:
         raise BadRequest(f"{name} has {len(value)} items; the limit is {limit}")
@@ -104,9 +118,28 @@ def query_pairs(raw: str) -> list[tuple[str, str]]:
         if part:
             key, _, value = part.partition("=")
             if "%" in part or "+" in part:
-                key, value = unquote_plus(key), unquote_plus(value)
+                key, value = _unquote_query(key, key), _unquote_query(key, value)
             pairs.append((key, value))
     return pairs
+
+
+def _unquote_query(key: str, text: str) -> str:
+    try:
+        return unquote_plus(text, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(f"parameter {key[:40]!r} is not valid UTF-8 once percent-decoded") from None
+
+
+def path_id(name: str, raw: str) -> str:
+    """A path segment as sent (still percent-encoded) -> the id it names, strictly decoded.
+
+    ``+`` is a plus sign in a path, and ``%2F`` a slash inside the id.
+    """
+    try:
+        value = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{name} is not valid UTF-8 once percent-decoded") from None
+    return check_id(name, value)
 
 
 def _single(query, allowed: set[str]) -> dict[str, str]:
@@ -121,12 +154,19 @@ def _single(query, allowed: set[str]) -> dict[str, str]:
     return values
 
 
-def _options(values: Mapping, default_n: int) -> Options:
-    exclude = values.get("exclude")
+def _options(values: Mapping, default_n: int, *, text: bool = True) -> Options:
+    """``n``, ``exclude`` and ``explain``: from the query (``text``) or a JSON body.
+
+    Absent means the default; a JSON ``null`` is a value of the wrong type.
+    """
     return Options(
-        n=parse_n(values.get("n"), default_n),
-        exclude=tuple(parse_id_list("exclude", exclude, MAX_EXCLUDE)) if exclude is not None else (),
-        explain=parse_bool("explain", values["explain"]) if "explain" in values else False,
+        n=parse_n(values["n"], text=text) if "n" in values else default_n,
+        exclude=(
+            tuple(parse_id_list("exclude", values["exclude"], MAX_EXCLUDE, text=text, may_be_empty=True))
+            if "exclude" in values
+            else ()
+        ),
+        explain=parse_bool("explain", values["explain"], text=text) if "explain" in values else False,
     )
 
 
@@ -163,7 +203,7 @@ def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     values = _single(body, {"items", "n", "exclude", "explain"})
-    options = _options(values, default_n)
+    options = _options(values, default_n, text=False)
     entries = values.get("items")
     if not isinstance(entries, list) or not entries:
         raise BadRequest('items must be a non-empty list of {"item": ..., "type": ...}')
@@ -182,5 +222,6 @@ def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
 
 
 def similar_query(item: str, query, default_n: int) -> tuple[str, Options]:
+    """``GET /items/{item}/similar``: ``item`` decoded already (see :func:`path_id`)."""
     values = _single(query, {"n", "exclude"})
     return check_id("item", item), _options(values, default_n)

@@ -31,7 +31,7 @@ _UNIT_WEIGHT = np.ones(1)
 
 
 class NoGeneration(RuntimeError):
-    """No similarity generation has been published (or read) yet."""
+    """No similarity generation has been published (or read) yet, or the one served is gone."""
 
 
 class UnknownItem(LookupError):
@@ -73,7 +73,7 @@ class Recommender:
             # every request until the next tick.
             current = await self._watcher.refresh()
             if current is None:
-                raise NoGeneration("no similarity generation has been published yet")
+                raise NoGeneration(self._watcher.missing)
         if len(current.vocabulary) > self._vocabulary_limit:
             renewed = current.renewed()
             self._watcher.replace(current, renewed)

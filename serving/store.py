@@ -64,13 +64,21 @@ class BigtableStore:
         cell = row.get(layout.GENERATION, {}).get(layout.CURRENT)
         return codecs.decode_int64(cell.value) if cell is not None else None
 
-    async def read_popular(self, generation: int) -> tuple[list[str], np.ndarray]:
-        """The popularity list as of ``generation`` (empty if none was written)."""
+    async def read_popular(self, generation: int) -> tuple[list[str], np.ndarray] | None:
+        """The popularity list as of ``generation``; None if the store has none.
+
+        Every pass writes one (possibly empty), so None means the generation's
+        rows are not in the store: never written, collected, or lost.
+        """
         rows = await self._read(self._ids.meta, [layout.POPULAR_ROW], filters.visible_at(generation))
         cell = neighbours_cell(rows.get(layout.POPULAR_ROW, {}))
-        if cell is None:
-            return [], np.empty(0, dtype=np.float64)
-        return codecs.decode_neighbours_arrays(cell.value)
+        return None if cell is None else codecs.decode_neighbours_arrays(cell.value)
+
+    async def has_generation(self, generation: int) -> bool:
+        """:meth:`read_popular` is not None, without reading the list itself."""
+        row_filter = filters.chain(filters.visible_at(generation), filters.strip_values())
+        rows = await self._read(self._ids.meta, [layout.POPULAR_ROW], row_filter)
+        return neighbours_cell(rows.get(layout.POPULAR_ROW, {})) is not None
 
     async def read_neighbours(self, generation: int, items: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
         """Packed top-K lists of ``items`` as of ``generation``, in one read.

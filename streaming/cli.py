@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
 
-from streamsim.runtime.cli import settings_from_args
+from streamsim.runtime.cli import backend_error, command_name, os_error, settings_from_args
 from streamsim.sources.formats import FORMATS
 
 
@@ -57,10 +59,31 @@ def _beam_args(args) -> list[str]:
     return extra[1:] if extra[:1] == ["--"] else extra
 
 
+def _stream_problem(args) -> str | None:
+    for flag, value in (("--idle-exit", args.idle_exit), ("--max-seconds", args.max_seconds)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            return f"{flag} must be a positive number of seconds, not {value}"
+    if args.max_restarts < 0:
+        return f"--max-restarts must be 0 or more, not {args.max_restarts}"
+    return None
+
+
 def run_stream(args) -> int:
     from streaming import runner
 
+    what = command_name(args)
+    problem = _stream_problem(args)
+    if problem:
+        print(f"{what}: {problem}", file=sys.stderr)
+        return 2
     settings = settings_from_args(args)
+    # A pipeline that cannot reach Pub/Sub or Bigtable fails only after its clients'
+    # retries, with a traceback per attempt (and the supervisor would restart it):
+    # say so once, now.
+    problem = backend_error(settings, pubsub=True)
+    if problem:
+        print(f"{what}: {problem}", file=sys.stderr)
+        return 1
     beam_args = _beam_args(args)
     if args.no_supervise:
         return runner.run_pipeline(
@@ -75,27 +98,53 @@ def run_stream(args) -> int:
         child.append("--wait")
     if beam_args:
         child += ["--", *beam_args]
-    return runner.supervise(child, max_restarts=args.max_restarts)
+    return runner.supervise(child, max_restarts=args.max_restarts, check=lambda: backend_error(settings, pubsub=True))
 
 
 def run_publish(args) -> int:
-    from streaming.publish import publish_file
-    from streamsim.sources.formats import FormatError
+    from streaming.publish import PublishError, check_pacing, publish_records
+    from streamsim.sources.formats import FormatError, read_records
 
+    what = command_name(args)
     try:
-        summary = publish_file(
-            settings_from_args(args),
-            args.file,
-            fmt=args.format,
+        check_pacing(args.rate, args.limit)
+    except ValueError as exc:
+        print(f"{what}: {exc}", file=sys.stderr)
+        return 2
+    settings = settings_from_args(args)
+    # The file first: a file that cannot be read is an error whatever the stack's state.
+    try:
+        records = read_records(args.file, args.format)
+    except FormatError as exc:
+        print(f"{what}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{what}: {os_error(exc)}", file=sys.stderr)
+        return 2
+    problem = backend_error(settings, bigtable=False, pubsub=True)
+    if problem:
+        records.close()
+        print(f"{what}: {problem}", file=sys.stderr)
+        return 1
+    try:
+        summary = publish_records(
+            settings,
+            records,
             rate=args.rate,
             limit=args.limit,
             progress=not args.no_progress and sys.stderr.isatty(),
+            name=Path(args.file).name,
         )
-    except (FormatError, ValueError, OSError) as exc:
-        print(f"publish: {exc}", file=sys.stderr)
-        return 2
+    except PublishError as exc:
+        print(f"{what}: {exc}", file=sys.stderr)
+        return 1
     rejected = sum(summary.rejected.values())
     print(f"published {summary.published} events in {summary.seconds:.1f}s ({summary.rate:.0f}/s); rejected {rejected}")
     for reason, count in summary.rejected.most_common():
         print(f"  {reason}: {count} (e.g. {summary.examples[reason]})")
+    if summary.error:
+        print(f"{what}: {summary.error}", file=sys.stderr)
+        return 2
+    if summary.lines == 0:
+        print("  (--limit 0: nothing read)" if args.limit == 0 else f"  ({args.file} has a header and no data lines)")
     return 0

@@ -25,13 +25,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas import Event, EventError, Weights, parse_event
 from streaming import direct_pubsub
+from streaming.dead_letters import DROPPED_ATTRIBUTES, dead_letter_attributes, publish_attribute_budget
 from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
-#: Pub/Sub caps an attribute value at 1024 bytes.
-MAX_DETAIL_CHARS = 500
 #: Events buffered before a fold even if the bundle has not finished.
 MAX_BATCH_EVENTS = 2000
 #: One progress log line per this many events.
@@ -196,10 +195,16 @@ class FoldEventsFn(beam.DoFn):
 
 
 class PublishDeadLettersFn(beam.DoFn):
-    """Re-publishes bad messages untouched, with ``error`` and ``detail`` attributes."""
+    """Re-publishes bad messages untouched, with ``error`` and ``detail`` attributes.
+
+    The attributes are the original ones that still fit Pub/Sub's limits next
+    to ours, see :func:`streaming.dead_letters.dead_letter_attributes`: a
+    publish Pub/Sub refuses would fail the bundle on every redelivery.
+    """
 
     def __init__(self, settings: Settings):
         self._settings = settings
+        self.attributes_dropped = Metrics.counter("streaming", "dead_letter_attributes_dropped")
 
     def setup(self):
         from streamsim.runtime.clients import publisher_client
@@ -212,18 +217,23 @@ class PublishDeadLettersFn(beam.DoFn):
 
     def start_bundle(self):
         self._futures = []
+        self._dropped = 0
 
     def process(self, letter: DeadLetter):
-        attributes = {k: v for k, v in letter.attributes.items() if k not in ("error", "detail")}
-        attributes.update(error=letter.error, detail=letter.detail[:MAX_DETAIL_CHARS])
+        budget = publish_attribute_budget(self._topic, len(letter.data))
+        attributes = dead_letter_attributes(letter.attributes, letter.error, letter.detail, budget_bytes=budget)
+        self._dropped += int(attributes.get(DROPPED_ATTRIBUTES, 0))
         self._futures.append((self._client.publish(self._topic, letter.data, **attributes), letter.message_id))
 
     def finish_bundle(self):
         for future, _ in self._futures:
             future.result(timeout=120)
         direct_pubsub.GATE.count(dead_lettered=len(self._futures))
+        if self._dropped:
+            self.attributes_dropped.inc(self._dropped)
+            direct_pubsub.GATE.count(dead_letter_attributes_dropped=self._dropped)
         direct_pubsub.GATE.record_settled([message_id for _, message_id in self._futures])
-        self._futures = []
+        self._futures, self._dropped = [], 0
 
 
 class ReadEvents(beam.PTransform):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
+import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 from schemas import Event
 from streamsim.runtime.clients import publisher_client
 from streamsim.runtime.settings import Settings
-from streamsim.sources.formats import read_records
+from streamsim.sources.formats import CorruptSourceError, SourceRecord, read_records
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,22 @@ class PublishSummary:
     rejected: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     seconds: float = 0.0
     examples: dict = dataclasses.field(default_factory=dict)
+    #: Data lines read (published or rejected), at most ``limit``.
+    lines: int = 0
+    #: Why reading stopped before the end of the source (a corrupt ``.gz``), or None.
+    error: str | None = None
 
     @property
     def rate(self) -> float:
         return self.published / self.seconds if self.seconds else 0.0
+
+
+def check_pacing(rate: float | None, limit: int | None) -> None:
+    """ValueError unless ``rate`` is None or a positive finite number and ``limit`` None or >= 0."""
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a positive number of events per second, not {rate}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more lines, not {limit}")
 
 
 def publish_file(
@@ -119,32 +133,61 @@ def publish_file(
     """Replay a source file (see :mod:`streamsim.sources.formats`) onto the events topic.
 
     ``rate`` paces publishing to that many events/s; ``limit`` stops after that
-    many data lines. Rejected lines are counted by reason, never published.
+    many data lines. Rejected lines are counted by reason, never published. A
+    file that cannot be read as events raises before anything is published
+    (``OSError``, :class:`~streamsim.sources.formats.FormatError`).
     """
-    if rate is not None and rate <= 0:
-        raise ValueError("rate must be positive")
+    check_pacing(rate, limit)
+    records = read_records(path, fmt)
+    return publish_records(settings, records, rate=rate, limit=limit, progress=progress, name=Path(path).name)
+
+
+def publish_records(
+    settings: Settings,
+    records: Iterable[SourceRecord],
+    *,
+    rate: float | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+    name: str = "events",
+) -> PublishSummary:
+    """Publish :class:`SourceRecord` messages (as :func:`read_records` gives them); see :func:`publish_file`.
+
+    A source that turns out corrupt part-way (:class:`CorruptSourceError`) stops
+    the replay: what was read before it is published, and ``summary.error`` says why.
+    """
+    check_pacing(rate, limit)
     summary = PublishSummary()
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=limit, unit="ev", desc=f"publish {Path(path).name}", smoothing=0.1)
+        bar = tqdm(total=limit, unit="ev", desc=f"publish {name}", smoothing=0.1)
     start = time.monotonic()
+    # islice, not a count inside the loop: the record after the last one is never read
+    # (it may be an over-long line whose rest would have to be skipped).
+    chosen = records if limit is None else itertools.islice(records, limit)
     with EventPublisher(settings) as publisher:
-        for index, record in enumerate(read_records(path, fmt)):
-            if limit is not None and index >= limit:
-                break
-            if record.data is None:
-                summary.rejected[record.error] += 1
-                summary.examples.setdefault(record.error, f"line {record.position}: {record.detail}")
-            else:
-                publisher.publish([record.data])
-            if rate:
-                ahead = (index + 1) / rate - (time.monotonic() - start)
-                if ahead > 0:
-                    time.sleep(ahead)
-            if bar is not None:
-                bar.update(1)
+        try:
+            for index, record in enumerate(chosen):
+                summary.lines = index + 1
+                if record.data is None:
+                    summary.rejected[record.error] += 1
+                    summary.examples.setdefault(record.error, f"line {record.position}: {record.detail}")
+                else:
+                    publisher.publish([record.data])
+                if rate:
+                    ahead = (index + 1) / rate - (time.monotonic() - start)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                if bar is not None:
+                    bar.update(1)
+        except CorruptSourceError as exc:
+            summary.error = str(exc)
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
         summary.published = publisher.flush()
     summary.seconds = time.monotonic() - start
     if bar is not None:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from streamsim.runtime.clients import export_emulator_env
 from streamsim.runtime.settings import Settings
@@ -131,8 +132,25 @@ def run_pipeline(
             log.debug("cancel failed", exc_info=True)
 
 
-def supervise(child_argv: list[str], *, max_restarts: int = 5, env: dict | None = None) -> int:
-    """Run ``python -m streaming --no-supervise <child_argv>`` until it exits cleanly."""
+def restart_delay(failures: int) -> float:
+    """Seconds to wait before restart number ``failures``: 2, 4, 8, 16, then 30."""
+    return min(2**failures, 30)
+
+
+def supervise(
+    child_argv: list[str],
+    *,
+    max_restarts: int = 5,
+    env: dict | None = None,
+    check: Callable[[], str | None] | None = None,
+) -> int:
+    """Run ``python -m streaming --no-supervise <child_argv>`` until it exits cleanly.
+
+    ``check`` (e.g. :func:`streamsim.runtime.cli.backend_error`) is asked before
+    each restart: while it names a problem (the emulators are down) no pipeline
+    is started, since it could only crash again; each such check counts as a
+    failure, so a backend that stays away ends the supervisor with one error.
+    """
     stopping = threading.Event()
     child: list[subprocess.Popen] = []
 
@@ -143,22 +161,40 @@ def supervise(child_argv: list[str], *, max_restarts: int = 5, env: dict | None 
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     failures = 0
+    code = 0
     try:
         while True:
-            command = [sys.executable, "-m", "streaming", "--no-supervise", *child_argv]
-            child[:] = [subprocess.Popen(command, env={**os.environ, **(env or {})})]
-            log.info("pipeline started (pid %d)", child[0].pid)
-            started = time.monotonic()
-            code = child[0].wait()
-            if code == 0 or stopping.is_set():
-                return code
-            # A child that ran a while before dying starts a fresh count.
-            failures = 1 if time.monotonic() - started > HEALTHY_RUN_SECONDS else failures + 1
+            problem = check() if check is not None and failures else None
+            if problem is None:
+                command = [sys.executable, "-m", "streaming", "--no-supervise", *child_argv]
+                child[:] = [subprocess.Popen(command, env={**os.environ, **(env or {})})]
+                log.info("pipeline started (pid %d)", child[0].pid)
+                started = time.monotonic()
+                code = child[0].wait()
+                if code == 0 or stopping.is_set():
+                    return code
+                # A child that ran a while before dying starts a fresh count.
+                failures = 1 if time.monotonic() - started > HEALTHY_RUN_SECONDS else failures + 1
+            else:
+                code = code or 1
+                failures += 1
             if failures > max_restarts:
-                log.error("pipeline died %d times in a row; giving up", failures)
+                if problem:
+                    log.error("giving up after %d failures in a row: %s", failures, problem)
+                else:
+                    log.error("pipeline died %d times in a row; giving up", failures)
                 return code or 1
-            delay = min(2**failures, 30)
-            log.warning("pipeline exited with %s; restarting in %ds (%d/%d)", code, delay, failures, max_restarts)
+            delay = restart_delay(failures)
+            if problem:
+                log.warning(
+                    "not restarting the pipeline: %s; checking again in %ds (%d/%d)",
+                    problem,
+                    delay,
+                    failures,
+                    max_restarts,
+                )
+            else:
+                log.warning("pipeline exited with %s; restarting in %ds (%d/%d)", code, delay, failures, max_restarts)
             if stopping.wait(delay):
                 return code
     finally:

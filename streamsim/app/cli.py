@@ -14,7 +14,7 @@ from batch import cli as batch_cli
 from serving import cli as serving_cli
 from streaming import cli as streaming_cli
 from streamsim.app import demo_command, evaluate_command, inspect_command, stack_command
-from streamsim.runtime.cli import connection_parser, run_parsed
+from streamsim.runtime.cli import Parser, connection_parser, name_subcommands, run_parsed
 
 #: Modules whose ``register`` adds subcommands, in help order.
 COMMAND_MODULES = [
@@ -29,7 +29,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="streamsim",
         description="Streaming item-to-item recommender: Pub/Sub -> Beam -> Bigtable -> DIMSUM -> HTTP.",
     )
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parent = connection_parser()
     for module in COMMAND_MODULES:
         module.register(subparsers, parent)
+    name_subcommands(subparsers)
     return parser
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import signal
+import socket
 import sys
 
-from streamsim.app.demo import Demo, DemoOptions, format_report
-from streamsim.runtime.cli import settings_from_args
+from streamsim.runtime.cli import os_error, settings_from_args
+from streamsim.sources.formats import FORMATS, FormatError, read_records
 
 
 def register(subparsers, parent) -> None:
@@ -19,7 +22,7 @@ def register(subparsers, parent) -> None:
         "Pub/Sub; refresh similarities; print what to try. Ctrl-C stops everything it started.",
     )
     parser.add_argument("--data", help="events file in a publisher format (default: synthetic clickstream)")
-    parser.add_argument("--format", default="auto", help="format of --data (auto, seed, retailrocket, taobao, jsonl)")
+    parser.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="format of --data (default auto)")
     parser.add_argument("--limit", type=int, help="use at most this many events")
     parser.add_argument("--port", type=int, default=8080, help="API port (default 8080)")
     parser.add_argument("--threshold", type=float, default=0.1, help="DIMSUM threshold (default 0.1)")
@@ -35,7 +38,38 @@ def register(subparsers, parent) -> None:
     parser.set_defaults(run=run_demo)
 
 
+def _problem(args) -> str | None:
+    """Why these arguments cannot make a demo: checked before anything is started."""
+    if args.limit is not None and args.limit < 1:
+        return f"--limit must be at least 1, not {args.limit}"
+    if not 1 <= args.port <= 65535:
+        return f"port {args.port} is not a TCP port"
+    if not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
+        return f"threshold {args.threshold} must be within [0, 1] (0 = exact)"
+    if not (math.isfinite(args.refresh_every) and args.refresh_every > 0):
+        return f"--refresh-every must be a positive number of seconds, not {args.refresh_every}"
+    if args.data:
+        try:
+            read_records(args.data, args.format).close()
+        except FormatError as exc:
+            return str(exc)
+        except OSError as exc:
+            return os_error(exc)
+    with contextlib.closing(socket.socket()) as sock:
+        try:
+            sock.bind(("127.0.0.1", args.port))
+        except OSError as exc:
+            return f"port {args.port} on 127.0.0.1 cannot be used for the API ({os_error(exc)}); pass --port"
+    return None
+
+
 def run_demo(args) -> int:
+    problem = _problem(args)
+    if problem:
+        print(f"streamsim demo: {problem}", file=sys.stderr)
+        return 2
+    from streamsim.app.demo import Demo, DemoOptions, format_report
+
     options = DemoOptions(
         data=args.data,
         format=args.format,

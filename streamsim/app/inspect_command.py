@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
-from batch.generations import GenerationError, SimilarityReader
-from streaming import state
+from schemas.events import id_problem
 from streamsim.runtime.cli import backend_error, settings_from_args
+
+_KIND_NAMES = {"user": "user", "item": "item", "similar": "item"}
 
 
 def register(subparsers, parent) -> None:
@@ -32,6 +33,13 @@ def run_inspect(args) -> int:
     if args.n < 1:
         print(f"{what}: --n must be at least 1", file=sys.stderr)
         return 2
+    # The contract's id rule: an id it refuses was never folded, and could not even be
+    # encoded into a row key (a non-UTF-8 argument arrives as lone surrogates).
+    problem = id_problem(args.id)
+    if problem:
+        hint = " (is the argument valid UTF-8?)" if "surrogate" in problem else ""
+        print(f"{what}: the {_KIND_NAMES[args.kind]} id {args.id[:80]!r} {problem}{hint}", file=sys.stderr)
+        return 2
     settings = settings_from_args(args)
     problem = backend_error(settings)
     if problem:
@@ -39,6 +47,8 @@ def run_inspect(args) -> int:
         return 1
     if args.kind == "similar":
         return _print_similar(settings, args, what)
+    from streaming import state
+
     if args.kind == "user":
         found = state.read_user(settings, args.id)
     else:
@@ -57,6 +67,8 @@ def run_inspect(args) -> int:
 
 
 def _print_similar(settings, args, what: str) -> int:
+    from batch.generations import GenerationError, SimilarityReader
+
     reader = SimilarityReader(settings)
     try:
         pointer = reader.current()

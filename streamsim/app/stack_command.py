@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from streamsim.app import localstack
-from streamsim.runtime.cli import settings_from_args
+from streamsim.runtime.cli import one_line, settings_from_args
 
 
 def register(subparsers, parent) -> None:
@@ -27,15 +26,22 @@ def register(subparsers, parent) -> None:
 
 
 def run_up(args) -> int:
-    settings = settings_from_args(args)
+    from streamsim.app import localstack
+
     try:
+        # A corrupt stack.json is the stack's to report and replace, not an error here.
+        settings = localstack.stack_settings(args)
         state = localstack.up(settings, bigtable_port=args.bigtable_port, pubsub_port=args.pubsub_port)
     except localstack.StackError as exc:
         print(f"streamsim up: {exc}", file=sys.stderr)
         return 1
+    for note in state.get("notes", []):
+        print(f"note: {note}")
     created = state["created"]
-    print(f"bigtable emulator  {state['bigtable']['host']}  (pid {state['bigtable']['pid']})")
-    print(f"pubsub emulator    {state['pubsub']['host']}  (pid {state['pubsub']['pid']})")
+    actions = state.get("actions", {})
+    for name, label in (("bigtable", "bigtable emulator "), ("pubsub", "pubsub emulator   ")):
+        emulator = state[name]
+        print(f"{label} {emulator['host']}  {actions.get(name, 'kept')} (pid {emulator['pid']})")
     made = ", ".join(f"{len(v)} {k}" for k, v in created.items() if v) or "nothing new (already provisioned)"
     print(f"created: {made}")
     print(f"state: {settings.state_dir / 'stack.json'}  (`streamsim down` stops it)")
@@ -43,27 +49,52 @@ def run_up(args) -> int:
 
 
 def run_status(args) -> int:
-    report = localstack.status(settings_from_args(args))
-    # Non-zero when something is down or missing, so scripts can `status && ...`.
-    healthy = report["bigtable"]["reachable"] and report["pubsub"]["reachable"] and not report["missing"]
+    from streamsim.app import localstack
+
+    report = localstack.status(localstack.stack_settings(args))
+    # Non-zero when something is down or missing, so scripts can `status && ...`;
+    # the report goes to stdout either way, and the reason to stderr, in one line.
+    problems = _status_problems(report)
     if args.json:
         print(json.dumps(report))
-        return 0 if healthy else 1
-    for name in ("bigtable", "pubsub"):
-        part = report[name]
-        state = "reachable" if part["reachable"] else "NOT reachable"
-        print(f"{name:9} {part['host'] or '(Google Cloud)'}  {state}")
-    print(f"project   {report['project']}  instance {report['instance']}")
-    print("tables    " + ", ".join(report["tables"].values()))
-    print("topics    " + ", ".join(report["topics"].values()))
-    print("subs      " + ", ".join(report["subscriptions"].values()))
-    if report["missing"]:
-        print("missing   " + ", ".join(report["missing"]) + "  (run `streamsim up`)")
-    return 0 if healthy else 1
+    else:
+        for name in ("bigtable", "pubsub"):
+            part = report[name]
+            state = "reachable" if part["reachable"] else "NOT reachable"
+            print(f"{name:9} {part['host'] or '(Google Cloud)'}  {state}")
+        print(f"project   {report['project']}  instance {report['instance']}")
+        print("tables    " + ", ".join(report["tables"].values()))
+        print("topics    " + ", ".join(report["topics"].values()))
+        print("subs      " + ", ".join(report["subscriptions"].values()))
+        if report["missing"]:
+            print("missing   " + ", ".join(report["missing"]) + "  (run `streamsim up`)")
+    if problems:
+        print(one_line(f"streamsim status: {'; '.join(problems)} (run `streamsim up`)"), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status_problems(report: dict) -> list[str]:
+    problems = []
+    for key, name in (("bigtable", "Bigtable"), ("pubsub", "Pub/Sub")):
+        part = report[key]
+        if not part["host"]:
+            problems.append(f"no {name} emulator is set up")
+        elif not part["reachable"]:
+            problems.append(f"the {name} emulator at {part['host']} is not reachable")
+    if report.get("state_error"):
+        problems.append(report["state_error"])
+    if report.get("error"):
+        problems.append(f"the resources could not be listed: {report['error']}")
+    elif report["missing"]:
+        problems.append(f"{len(report['missing'])} tables, topics or subscriptions are missing")
+    return problems
 
 
 def run_down(args) -> int:
-    stopped = localstack.down(settings_from_args(args))
+    from streamsim.app import localstack
+
+    stopped = localstack.down(localstack.stack_settings(args))
     print("stopped " + "; ".join(stopped) if stopped else "nothing to stop")
     return 0
 

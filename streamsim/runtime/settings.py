@@ -29,12 +29,102 @@ def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "streamsim"
 
 
+class StackStateError(ValueError):
+    """The state file of ``streamsim up`` cannot be used; the message (one line) says why and what to do.
+
+    ``corrupt`` is True when the file exists but its contents are not a stack record
+    (``up`` may then start a new stack after saying so; ``reason`` says what is wrong
+    with it), False when the state directory itself is unusable (not a directory, not
+    readable).
+    """
+
+    def __init__(self, message: str, *, path: Path, corrupt: bool, reason: str = ""):
+        super().__init__(message)
+        self.path = path
+        self.corrupt = corrupt
+        self.reason = reason or message
+
+
+#: Per-emulator fields of the state file and their types (all optional here; ``up``
+#: writes them all, and the local stack needs pid and started to manage a process).
+_EMULATOR_FIELDS = {"host": str, "pid": int, "started": int, "log": str}
+_TOP_FIELDS = {"project": str, "instance": str, "prefix": str}
+EMULATOR_NAMES = ("bigtable", "pubsub")
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    type(None): "null",
+}
+
+
+def _shape_problem(state) -> str | None:
+    """Why ``state`` is not a stack record, or None. Keys not listed here are allowed."""
+    if not isinstance(state, dict):
+        return f"expected a JSON object, found {_JSON_KINDS.get(type(state), type(state).__name__)}"
+    for key, kind in _TOP_FIELDS.items():
+        if key in state and not (isinstance(state[key], kind) and state[key]):
+            return f"{key!r} must be a non-empty string"
+    for name in EMULATOR_NAMES:
+        if name not in state:
+            continue
+        part = state[name]
+        if not isinstance(part, dict):
+            return f"{name!r} must be an object"
+        for key, kind in _EMULATOR_FIELDS.items():
+            value = part.get(key)
+            # bool is an int subclass: a pid of true is not a pid.
+            if key in part and (not isinstance(value, kind) or isinstance(value, bool)):
+                return f"{name}.{key} must be {'an integer' if kind is int else 'a string'}"
+        if ("pid" in part and part["pid"] <= 0) or ("started" in part and part["started"] < 0):
+            return f"{name}.pid must be positive and {name}.started not negative"
+        if "host" in part:
+            name_part, _, port = part["host"].rpartition(":")
+            if not name_part or not port.isdigit() or not 0 < int(port) < 65536:
+                return f"{name}.host {part['host']!r} is not host:port"
+    return None
+
+
 def read_stack_state(state_dir: Path) -> dict | None:
-    """What ``streamsim up`` recorded, or None if no stack was started."""
+    """What ``streamsim up`` recorded, or None if no stack was started.
+
+    Raises :class:`StackStateError` (one line, naming the file and the remedy) if the
+    state directory is unusable or the file is not valid JSON of the expected shape.
+    """
+    path = Path(state_dir) / STATE_FILE
     try:
-        return json.loads((state_dir / STATE_FILE).read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise StackStateError(
+            f"the state directory {state_dir} is not a directory (--state-dir, STREAMSIM_STATE_DIR)",
+            path=path,
+            corrupt=False,
+        ) from None
+    except IsADirectoryError:
+        raise StackStateError(f"{path} is a directory, not a state file; remove it", path=path, corrupt=False) from None
+    except UnicodeDecodeError as exc:
+        raise corrupt_state_error(path, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise StackStateError(f"cannot read {path}: {exc.strerror or exc}", path=path, corrupt=False) from None
+    try:
+        state = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; absurd nesting
+        raise corrupt_state_error(path, f"not JSON ({exc})") from None
+    problem = _shape_problem(state)
+    if problem:
+        raise corrupt_state_error(path, problem)
+    return state
+
+
+def corrupt_state_error(path: Path, why: str) -> StackStateError:
+    """The error for a state file whose contents are not a stack record."""
+    return StackStateError(
+        f"{path} is corrupt: {why}; delete it or run `streamsim down`", path=path, corrupt=True, reason=why
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -318,26 +318,124 @@ class _Unavailable(grpc.RpcError):
         return "injected by the test"
 
 
-def test_a_transient_failure_at_the_flip_does_not_lose_the_pass(spark, fresh_stack, monkeypatch):
+@pytest.mark.parametrize("applied", [False, True], ids=["not-applied", "applied-answer-lost"])
+def test_a_transient_failure_at_the_flip_does_not_lose_the_pass(spark, fresh_stack, monkeypatch, applied):
     write_scores(fresh_stack, sparse_scores(8, users=80, items=12))
     state = []
-    real_call = Table._mutate_call
+    real_call = Table._check_and_mutate_call
 
-    def flaky(self, entries):
-        # Once armed (every row written), the first write of the pointer fails transiently.
-        if state == ["armed"] and any(e.row_key == layout.GENERATION_ROW for e in entries):
+    def flaky(self, request):
+        # Once armed (every row written), the first flip of the pointer fails transiently.
+        if state == ["armed"] and request.row_key == layout.GENERATION_ROW:
             state[0] = "failed once"
+            if applied:
+                real_call(self, request)
             raise _Unavailable()
-        return real_call(self, entries)
+        return real_call(self, request)
 
-    monkeypatch.setattr(Table, "_mutate_call", flaky)
+    monkeypatch.setattr(Table, "_check_and_mutate_call", flaky)
     options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
     stats = run_pass(spark, fresh_stack, options, before_flip=lambda generation: state.append("armed"))
     assert state == ["failed once"]
     gens = Generations(fresh_stack)
-    assert gens.current() == stats["generation"]
+    assert stats["flipped"] and gens.current() == stats["generation"]
     assert gens.pass_stats(stats["generation"])["state"] == "complete"
     assert stats["marks_cleared"] == stats["items"]
+
+
+def test_an_older_pass_that_finishes_last_does_not_move_the_pointer_back(spark, fresh_stack, capsys):
+    write_scores(fresh_stack, sparse_scores(9, users=120, items=15))
+    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
+    first = run_pass(spark, fresh_stack, options)
+    full, newer = dataclasses.replace(options, full=True), {}
+
+    def a_newer_pass_finishes_first(generation):
+        newer.update(run_pass(spark, fresh_stack, full))
+
+    older = run_pass(spark, fresh_stack, full, before_flip=a_newer_pass_finishes_first)
+    gens = Generations(fresh_stack)
+    assert first["generation"] < older["generation"] < newer["generation"]
+    assert newer["flipped"] and newer["mode"] == "full"  # it saw the older pass, still writing
+    assert not older["flipped"] and not older["refused"] and "already names the newer" in older["not_flipped_reason"]
+    assert gens.current() == newer["generation"]
+    assert gens.pass_stats(older["generation"])["state"] == "not_flipped"
+    # The pass that was never served is no rollback target.
+    assert gens.rollback() == (newer["generation"], first["generation"])
+
+
+def test_an_incremental_pass_overlapped_by_an_older_one_refuses_to_publish(spark, fresh_stack):
+    scores = sparse_scores(10, users=120, items=15)
+    write_scores(fresh_stack, scores)
+    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
+    first = run_pass(spark, fresh_stack, options)
+    mark_dirty(fresh_stack, ["i1"])
+    gens = Generations(fresh_stack)
+
+    def a_pass_planned_just_before(generation):
+        # Planned before this one, so this one could not see it; now it writes cells.
+        gens.begin_pass(generation - 1, {"mode": "full"})
+
+    refused = run_pass(spark, fresh_stack, options, before_flip=a_pass_planned_just_before)
+    assert refused["mode"] == "incremental" and refused["refused"] and not refused["flipped"]
+    assert str(refused["generation"] - 1) in refused["not_flipped_reason"]
+    assert gens.current() == first["generation"]
+    assert gens.pass_stats(refused["generation"])["state"] == "not_flipped"
+    assert refused["marks_cleared"] == 0 and read_items(fresh_stack).dirty_micros.any()
+    after = run_pass(spark, fresh_stack, options)
+    assert after["mode"] == "full" and after["flipped"]
+
+
+def test_a_pass_that_fails_before_writing_is_recorded_failed_and_forces_nothing(spark, fresh_stack, monkeypatch):
+    write_scores(fresh_stack, sparse_scores(12, users=100, items=12))
+    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
+    first = run_pass(spark, fresh_stack, options)
+    mark_dirty(fresh_stack, ["i1"])
+    real = engine.similarity_rows
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("executor lost")
+
+    monkeypatch.setattr(engine, "similarity_rows", broken)
+    with pytest.raises(RuntimeError, match="executor lost"):
+        run_pass(spark, fresh_stack, options)
+    monkeypatch.setattr(engine, "similarity_rows", real)
+    gens = Generations(fresh_stack)
+    (failed,) = [s for g, s in gens.passes().items() if g > first["generation"]]
+    assert failed["state"] == "failed" and "executor lost" in failed["error"]
+    assert gens.current() == first["generation"]
+    # No cell of it exists, so the next pass can still carry rows over.
+    assert run_pass(spark, fresh_stack, options)["mode"] == "incremental"
+
+
+def test_a_generation_without_neighbours_is_not_published(spark, fresh_stack, capsys):
+    scores = sparse_scores(11, users=150, items=15)
+    write_scores(fresh_stack, scores)
+    flags = ["--json", "--threshold", "0", "--top-k", "5", *connection_flags(fresh_stack)]
+    assert batch_main(["refresh", *flags]) == 0
+    good = json.loads(capsys.readouterr().out)
+    gens = Generations(fresh_stack)
+    _, cos = oracle(scores)
+    np.fill_diagonal(cos, 0)
+    assert 0 < cos.max() < 0.95
+    mark_dirty(fresh_stack, ["i1"])
+
+    # Every pair is below the floor: nothing to publish.
+    assert batch_main(["refresh", "--min-similarity", "0.95", *flags]) == 1
+    out, err = capsys.readouterr()
+    empty = json.loads(out)
+    assert err.count("\n") == 1 and "no neighbours at all" in err and "--allow-empty" in err
+    assert empty["state"] == "empty" and empty["refused"] and empty["rows_written"] == 0
+    assert gens.current() == good["generation"]
+    assert gens.pass_stats(empty["generation"])["state"] == "empty"
+    assert read_items(fresh_stack).dirty_micros.any()  # the marks stay for the next pass
+    # Nothing was written, so the next pass may still be incremental.
+    assert batch_main(["refresh", *flags]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "incremental"
+
+    assert batch_main(["refresh", "--min-similarity", "0.95", "--allow-empty", *flags]) == 0
+    published = json.loads(capsys.readouterr().out)
+    assert published["flipped"] and gens.current() == published["generation"]
+    assert all(not ids for _, ids, _ in gens.read_all(published["generation"]))
 
 
 def connection_flags(settings) -> list[str]:

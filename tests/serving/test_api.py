@@ -1,121 +1,30 @@
 """The HTTP API on a real server on loopback, reading the Bigtable emulator.
 
-State is seeded through ``schemas`` (``tests/bigtable_rows.py``), as the
-stream and the refresh pass would write it.
+State is seeded through ``schemas`` (``streamsim.runtime.seeding``), as the
+stream and the refresh pass would write it; the server and the fixtures are
+in ``tests/serving/live.py`` and ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import http.client
 import json
-import socket
-import threading
-import time
 
 import pytest
 from aiohttp import web
 
+from schemas import codecs, layout
 from schemas.events import Weights
 from serving import errors, params
-from serving.app import CACHE, create_app
-from serving.config import ServingConfig
+from serving.app import CACHE
 from serving.openapi import ERROR_CODES, document
 from serving.recommender import NoGeneration, UnknownItem
 from serving.store import BackendUnavailable
 from streamsim.app import localstack
+from streamsim.runtime.bigtable import delete_cells, entry, open_tables, set_cell
 from streamsim.runtime.provision import provision_bigtable
 from streamsim.runtime.seeding import write_generation, write_scores
-from streamsim.runtime.settings import Settings
-
-G1 = 1_700_000_000_000
-G2 = G1 + 60_000
-NEIGHBOURS = {
-    "a": [("b", 0.9), ("c", 0.5), ("d", 0.25)],
-    "b": [("a", 0.9), ("c", 0.4), ("e", 0.3)],
-    "c": [("a", 0.5), ("b", 0.4)],
-}
-POPULAR = [("p1", 100.0), ("c", 50.0), ("p2", 10.0)]
-
-
-class LiveServer:
-    """``create_app(config)`` on 127.0.0.1:<free port>, its loop in a thread."""
-
-    def __init__(self, config: ServingConfig):
-        self.app = create_app(config)
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        if not self._started.wait(30):
-            raise RuntimeError("the server did not start")
-
-    def _serve(self):
-        asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self.app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._started.set()
-        self._loop.run_forever()
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            raw = response.read()
-            kind = response.getheader("Content-Type", "")
-            return response.status, (json.loads(raw) if kind.startswith("application/json") else raw.decode())
-        finally:
-            connection.close()
-
-    def get(self, path: str):
-        return self.request("GET", path)
-
-    def post(self, path: str, payload, content_type: str = "application/json"):
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        return self.request("POST", path, body, {"Content-Type": content_type})
-
-    def stop(self):
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-        self._loop.close()
-
-
-def serve(settings: Settings, **overrides) -> LiveServer:
-    return LiveServer(ServingConfig(settings=settings, **{"poll_seconds": 0.2, **overrides}))
-
-
-def wait_for(condition, timeout: float = 30.0):
-    """Poll ``condition`` until it returns a truthy value (a hang guard, not a timing check)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-@pytest.fixture
-def seeded(fresh_stack) -> Settings:
-    write_scores(fresh_stack, {"u1": {"a": 2.0, "b": 1.0}})
-    write_generation(fresh_stack, G1, NEIGHBOURS, popular=POPULAR)
-    return fresh_stack
-
-
-@pytest.fixture
-def server(seeded):
-    live = serve(seeded)
-    yield live
-    live.stop()
-
-
-def items(answer) -> list[str]:
-    return [entry["item"] for entry in answer["items"]]
+from tests.serving.live import G1, G2, NEIGHBOURS, POPULAR, exchange, items, serve, wait_for
 
 
 def test_user_recommendations_exclude_history_and_fill_from_popular(server):
@@ -248,23 +157,87 @@ def test_ids_utf8_cannot_encode_are_400_not_500(server, body):
 
 
 def test_raw_non_utf8_bytes_in_the_url_are_never_500(server):
-    # aiohttp's C parser refuses them before the app; its pure-Python parser
-    # passes them on surrogate-escaped ("\udcff"), which the id rule refuses.
+    # aiohttp's C parser refuses them before the app (the server answers that
+    # as bad_request); its pure-Python parser passes them on surrogate-escaped
+    # ("\udcff"), which the id rule refuses (bad_parameter). JSON either way.
     for target in (
         b"/recommendations?user=\xff",
         b"/recommendations?browsed=a,\xed\xa0\x80",
         b"/items/\xff/similar",
         b"/items/a/similar?exclude=\xff",
     ):
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-            sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-        head, _, payload = answer.partition(b"\r\n\r\n")
-        assert head.split()[1] == b"400", answer
-        if b"application/json" in head:
-            assert json.loads(payload)["error"] == "bad_parameter"
+        status, headers, payload = exchange(
+            server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert status == 400 and headers["content-type"] == "application/json", payload
+        assert json.loads(payload)["error"] in ("bad_request", "bad_parameter")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/recommendations?user=%ED%A0%80",  # a UTF-8-shaped surrogate
+        "/recommendations?user=%FF",
+        "/recommendations?user=u%80",
+        "/recommendations?browsed=a,%ED%A0%80",
+        "/recommendations?user=u1&exclude=%C0%AF",  # an overlong "/"
+        "/recommendations?%FF=1",
+        "/items/%ED%A0%80/similar",
+        "/items/%FF/similar",
+        "/items/a/similar?exclude=%FF%FE",
+    ],
+)
+def test_percent_encoded_bytes_that_are_not_utf8_are_400(server, path):
+    # Once decoded leniently as U+FFFD (query) or kept as the literal
+    # "%ED%A0%80" (path): a 200 or a 404 about an id nobody sent.
+    status, error = server.get(path)
+    assert (status, error["error"]) == (400, "bad_parameter"), error
+    assert "not valid UTF-8" in error["detail"]
+
+
+def test_path_ids_are_decoded_as_sent(server):
+    # %2F is a slash inside the id, %25 a percent sign, + a plus sign.
+    for raw, item in [("a%2Fb", "a/b"), ("%25", "%"), ("a+b", "a+b"), ("%E5%95%86", "商"), ("%zz", "%zz")]:
+        status, error = server.get(f"/items/{raw}/similar")
+        assert (status, error["error"]) == (404, "unknown_item"), raw
+        assert repr(item) in error["detail"]
+    assert server.get("/items/%61/similar")[1]["item"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"exclude": "b"}, "exclude must be a list"),
+        ({"exclude": None}, "exclude must be a list"),
+        ({"exclude": ["b", 1]}, "exclude must be a list"),
+        ({"n": "3"}, "n must be"),
+        ({"n": None}, "n must be"),
+        ({"n": 3.5}, "n must be"),
+        ({"n": 1e400}, "n must be"),  # inf, as json.dumps writes it: Infinity
+        ({"explain": "true"}, "explain must be"),
+        ({"explain": 1}, "explain must be"),
+    ],
+)
+def test_json_bodies_are_strict_about_types(server, body, fragment):
+    status, error = server.post("/recommendations", {"items": [{"item": "a"}], **body})
+    assert (status, error["error"]) == (400, "bad_parameter"), error
+    assert fragment in error["detail"]
+
+
+def test_n_in_json_is_an_integer_as_json_schema_says(server):
+    # 2.0 is an integer to JSON Schema (no fraction), so to the server too.
+    status, answer = server.post("/recommendations", {"items": [{"item": "a"}], "n": 2.0})
+    assert status == 200 and items(answer) == ["b", "c"]
+
+
+def test_an_empty_exclude_list_excludes_nothing(server):
+    status, posted = server.post("/recommendations", {"items": [{"item": "a"}], "n": 2, "exclude": []})
+    assert status == 200 and items(posted) == ["b", "c"]
+    status, got = server.get("/recommendations?browsed=a&n=2&exclude=")
+    assert status == 200 and items(got) == ["b", "c"]
+    assert items(server.get("/items/a/similar?n=2&exclude=")[1]) == ["b", "c"]
+    # Digits only ASCII ones: int() would take U+0663 ARABIC-INDIC DIGIT THREE.
+    assert server.get("/recommendations?user=u1&n=%D9%A3")[0] == 400
 
 
 @pytest.mark.parametrize(
@@ -386,6 +359,67 @@ def test_no_generation_yet_is_503(fresh_stack):
         live.stop()
 
 
+def _flip_pointer_only(settings, generation: int) -> None:
+    """What a pass's last step writes, without the rows before it."""
+    tables = open_tables(settings)
+    tables.meta.mutate(
+        [entry(layout.GENERATION_ROW, [set_cell(layout.GENERATION, layout.CURRENT, codecs.encode_int64(generation))])]
+    )
+
+
+def _not_served(live) -> bool:
+    ready, readiness = live.get("/readyz")
+    answered, answer = live.get("/recommendations?user=u1&n=1")
+    return (ready, readiness["error"], answered, answer["error"]) == (503, "not_ready", 503, "no_generation")
+
+
+def test_a_pointer_to_a_generation_without_rows_is_not_ready(fresh_stack):
+    # The pointer names G1, but the store holds none of its rows (collected,
+    # or lost while the pointer was restored): nothing to serve from.
+    _flip_pointer_only(fresh_stack, G1)
+    live = serve(fresh_stack)
+    try:
+        assert _not_served(live)
+        status, error = live.get("/readyz")
+        assert str(G1) in error["detail"] and "no rows" in error["detail"] and error["generation"] is None
+        write_generation(fresh_stack, G1, NEIGHBOURS, popular=POPULAR)
+        assert wait_for(lambda: live.get("/readyz") == (200, {"status": "ready", "generation": G1}))
+        assert items(live.get("/items/a/similar?n=1")[1]) == ["b"]
+    finally:
+        live.stop()
+
+
+def test_a_served_generation_whose_pointer_moves_to_nothing_is_not_served(seeded):
+    live = serve(seeded)
+    try:
+        assert live.get("/readyz")[0] == 200 and live.get("/items/a/similar")[0] == 200  # now cached
+        _flip_pointer_only(seeded, G1 - 60_000)  # a generation before any rows
+        assert wait_for(lambda: _not_served(live))
+        status, error = live.get("/items/a/similar")  # not from the cache of a generation gone
+        assert (status, error["error"], error["generation"]) == (503, "no_generation", None)
+        assert "streamsim_serving_generation_losses_total 1.0" in live.metrics()
+        _flip_pointer_only(seeded, G1)
+        assert wait_for(lambda: live.get("/readyz") == (200, {"status": "ready", "generation": G1}))
+    finally:
+        live.stop()
+
+
+def test_a_served_generation_whose_rows_vanish_is_not_served(seeded):
+    # The pointer stays; the generation's rows go (its popularity cell is the
+    # marker every pass writes).
+    live = serve(seeded)
+    try:
+        assert live.get("/readyz")[0] == 200
+        open_tables(seeded).meta.mutate([entry(layout.POPULAR_ROW, [delete_cells(layout.NEIGHBOURS, layout.TOP)])])
+        assert wait_for(lambda: _not_served(live))
+        assert f"generation {G1} is gone from the store" in live.get("/readyz")[1]["detail"]
+        write_generation(seeded, G1, NEIGHBOURS, popular=POPULAR)  # written again: served again
+        assert wait_for(lambda: live.get("/readyz") == (200, {"status": "ready", "generation": G1}))
+        assert items(live.get("/recommendations?user=u1&n=1")[1]) == ["c"]
+    finally:
+        live.stop()
+
+
 @pytest.mark.slow
 def test_backend_stopped_is_503_then_recovers(stack, tmp_path):
     """Our own emulator (never the session's): stop it, get 503s, restart it, get 200s."""
@@ -416,6 +450,46 @@ def test_backend_stopped_is_503_then_recovers(stack, tmp_path):
         assert recovered
         status, answer = live.get("/recommendations?user=u1&n=1")
         assert items(answer) == ["c"] and live.get("/readyz")[0] == 200
+    finally:
+        if live:
+            live.stop()
+        emulator.stop()
+
+
+@pytest.mark.slow
+def test_data_lost_while_serving_is_not_ready_then_recovers(stack, tmp_path):
+    """The emulator restarts empty under a running server (F4): no ghost generation.
+
+    Once, /readyz stayed ready with the vanished generation, users got
+    popular-only answers and cached rows were served on.
+    """
+    port = localstack.free_port()
+    emulator = localstack.start_emulator("bigtable", port, tmp_path)
+    settings = dataclasses.replace(stack, bigtable_host=emulator.host, prefix="own-")
+    live = None
+    try:
+        provision_bigtable(settings)
+        write_scores(settings, {"u1": {"a": 2.0, "b": 1.0}})
+        write_generation(settings, G1, NEIGHBOURS, popular=POPULAR)
+        live = serve(settings)
+        assert live.get("/readyz") == (200, {"status": "ready", "generation": G1})
+        assert live.get("/items/a/similar")[0] == 200  # cached from now on
+
+        emulator.stop()
+        emulator = localstack.start_emulator("bigtable", port, tmp_path)
+        provision_bigtable(settings)  # the tables are back, empty: every row is lost
+        assert wait_for(lambda: _not_served(live)), live.get("/readyz")
+        status, error = live.get("/items/a/similar")
+        assert (status, error["error"]) == (503, "no_generation")
+        assert f"generation {G1} is gone" in error["detail"]
+        assert "streamsim_serving_generation_losses_total 1.0" in live.metrics()
+
+        # A pass writes a generation again: served with no restart.
+        write_scores(settings, {"u1": {"a": 2.0}})
+        write_generation(settings, G2, {"a": [("z", 1.0)]}, popular=[("q", 1.0)])
+        assert wait_for(lambda: live.get("/readyz") == (200, {"status": "ready", "generation": G2}))
+        status, answer = live.get("/recommendations?user=u1&n=2")
+        assert (status, answer["generation"], items(answer)) == (200, G2, ["z", "q"])
     finally:
         if live:
             live.stop()

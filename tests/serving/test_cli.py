@@ -1,9 +1,11 @@
-"""``python -m serving`` as a process: it serves, and SIGTERM stops it cleanly."""
+"""``python -m serving`` as a process: it serves, SIGTERM stops it cleanly, and an
+address it cannot have is one line on stderr, not a traceback."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,3 +78,54 @@ def test_serves_then_stops_on_sigterm(fresh_stack, tmp_path):
     assert process.returncode == 0, output
     assert f"serving on http://127.0.0.1:{port}" in output
     assert "Traceback" not in output
+
+
+def _serve_command(settings, tmp_path, *flags: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "serving",
+        *flags,
+        "--bigtable-host",
+        settings.bigtable_host,
+        "--project",
+        settings.project,
+        "--instance",
+        settings.instance,
+        "--prefix",
+        settings.prefix,
+        "--state-dir",
+        str(tmp_path),
+    ]
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (("--port", "{busy}"), "Address already in use"),
+        (("--host", "999.1.1.1"), "no such host"),
+        (("--host", "no.such.host.invalid"), "no such host"),
+        (("--host", "192.0.2.1"), "Cannot assign requested address"),  # TEST-NET-1: never this machine's
+    ],
+)
+def test_an_address_it_cannot_have_is_one_line_and_a_failure(fresh_stack, tmp_path, flags, reason):
+    with _listening_socket() as busy:
+        flags = tuple(flag.format(busy=busy.getsockname()[1]) for flag in flags)
+        if "--port" not in flags:
+            flags += ("--port", str(localstack.free_port()))
+        started = time.monotonic()
+        done = subprocess.run(_serve_command(fresh_stack, tmp_path, *flags), capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamsim serve: cannot listen on "), done.stderr
+    assert reason in lines[0]
+    assert "serving on" not in done.stdout  # it never did

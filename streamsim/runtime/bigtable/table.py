@@ -11,6 +11,9 @@ Contract of :class:`Table`:
   fails raises :class:`WriteError`, so no caller can mistake a lost write for done.
   Entries must be idempotent (absolute values), which every streamsim writer's are:
   a retried entry that had in fact been applied changes nothing.
+- :meth:`check_and_mutate` is one atomic CheckAndMutateRow: one row's mutations,
+  chosen by whether a filter matches the row as it is. Used for the conditional
+  generation-pointer flip (``batch.generations``).
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ class Table:
             request_serializer=messages.SampleRowKeysRequest.SerializeToString,
             response_deserializer=messages.SampleRowKeysResponse.FromString,
         )
+        self._channel = channel  # for the stubs made on first use (check_and_mutate)
 
     # --- reads ---------------------------------------------------------------
     def read_rows(
@@ -214,3 +218,33 @@ class Table:
                 codes[item.index] = item.status.code
         # An entry without a reported status was not applied: retry it.
         return [_UNAVAILABLE if code is None else code for code in codes]
+
+    def check_and_mutate(self, row_key: bytes, predicate, *, true_mutations=(), false_mutations=()) -> bool:
+        """Atomically: if ``predicate`` (a ``RowFilter``) lets any cell of the row through,
+        apply ``true_mutations``, else ``false_mutations``; returns whether it matched.
+
+        A row that does not exist matches nothing. Transient failures are retried like
+        every call here, but unlike :meth:`mutate` an attempt whose answer was lost may
+        have been applied, and a retry then sees the row it changed: the returned flag is
+        that of the last attempt. Callers make the mutation conditional on what it sets
+        (a compare-and-set is then safe to repeat) and read the row back when the flag
+        alone cannot tell them what happened.
+        """
+        request = messages.CheckAndMutateRowRequest(
+            table_name=self.name, app_profile_id=self._app_profile_id, row_key=row_key
+        )
+        request.predicate_filter.CopyFrom(predicate)
+        request.true_mutations.extend(true_mutations)
+        request.false_mutations.extend(false_mutations)
+        response = retry(lambda: self._check_and_mutate_call(request), f"check-and-mutate {self.name}", WriteError)
+        return response.predicate_matched
+
+    def _check_and_mutate_call(self, request):
+        stub = self.__dict__.get("_check_and_mutate")
+        if stub is None:
+            stub = self._check_and_mutate = self._channel.unary_unary(
+                messages.CHECK_AND_MUTATE_ROW,
+                request_serializer=messages.CheckAndMutateRowRequest.SerializeToString,
+                response_deserializer=messages.CheckAndMutateRowResponse.FromString,
+            )
+        return stub(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata)
