@@ -79,12 +79,6 @@ def register(subparsers, parent) -> None:
     )
     refresh.add_argument("--partitions", type=int, help="read partitions (default: 2 per Spark core)")
     refresh.add_argument(
-        "--server-filter",
-        action="store_true",
-        help="incremental: let Bigtable select users holding a changed item "
-        "(fast on Cloud Bigtable, slow on the emulator)",
-    )
-    refresh.add_argument(
         "--allow-empty",
         action="store_true",
         help="publish a generation even if it has no neighbours at all (default: refuse, exit 1)",
@@ -138,7 +132,6 @@ def _options(args):
         full=args.full,
         buckets=args.buckets,
         partitions=args.partitions,
-        server_filter=args.server_filter,
         allow_empty=args.allow_empty,
     )
 
@@ -279,8 +272,6 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
         forwarded += ["--partitions", str(args.partitions)]
     if args.full:
         forwarded.append("--full")
-    if args.server_filter:
-        forwarded.append("--server-filter")
     if args.allow_empty:
         forwarded.append("--allow-empty")
     forwarded += settings_from_args(args).to_argv(remote=True)

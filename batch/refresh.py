@@ -12,14 +12,13 @@ the other rows from their stored lists (``batch.incremental`` states why that is
   (unstored) clean neighbour could move up are recomputed in a second, small Spark job.
   Rows that do not change are carried over (readers resolve them to older cells).
 
-I/O of an incremental pass: the users holding an affected item come from the stream's
-inverted index (``items c:<user>``) and are read by key, not by a scan of ``users``; of
-the previous generation only the rows of items co-held with an affected item are read
-(C below). That is enough because scores never disappear (r_ui only grows): a clean
-row p can change only through a candidate s(p, a) or through a stored entry a in A, and
-either needs a user holding both p and a, who is among the users read. Rows outside C
-are neither read nor rewritten. Items written before the index existed (a norm but no
-``c`` cell) make the pass fall back to a scan of every user.
+I/O of an incremental pass: the users holding an affected item come from prefix scans of
+the stream's ``contributions`` (one row per (item, user)), and their rows are read by
+prefix, not by a scan of ``users``; of the previous generation only the rows of items
+co-held with an affected item are read (C below). That is enough because scores never
+disappear (r_ui only grows): a clean row p can change only through a candidate s(p, a) or
+through a stored entry a in A, and either needs a user holding both p and a, who is among
+the users read. Rows outside C are neither read nor rewritten.
 
 The result equals a full pass on the same data (``tests/batch/test_refresh.py``).
 """
@@ -45,13 +44,9 @@ log = logging.getLogger(__name__)
 
 #: Length of the fallback popularity list (at least top_k).
 POPULAR_SIZE = 100
-#: Up to this many affected items (and 10% of all), an incremental pass reads only the
-#: users holding one of them, through a server-side qualifier filter; the regex grows
-#: with the list, so beyond it a plain scan is cheaper.
-MAX_HOLDING_ITEMS = 2000
 #: Up to this fraction of all items, an incremental pass finds the users holding the
-#: affected items through the inverted index; beyond it (e.g. γ moved and most q_i
-#: changed) the index holds about as much as the users table, so a scan is cheaper.
+#: affected items through ``contributions``; beyond it (e.g. γ moved and most q_i
+#: changed) those prefixes hold about as much as the users table, so a scan is cheaper.
 MAX_INDEX_FRACTION = 0.1
 
 
@@ -65,11 +60,6 @@ class PassOptions:
     #: Read partitions (key ranges); default 2 per Spark core.
     partitions: int | None = None
     spot_check_pairs: int = 300
-    #: Incremental passes: let Bigtable select the users holding an affected item (a
-    #: qualifier-regex filter). Worth it on Cloud Bigtable; the emulator evaluates such
-    #: filters slowly (measured: 8k Tmall users, 300 items: 81 s vs 2.3 s for a plain
-    #: scan), so by default all users are scanned and the non-holders skipped client-side.
-    server_filter: bool = False
     #: Publish (and flip to) a generation without a single neighbour. Off by default: such
     #: a generation (a floor above every score, no co-occurring items) would make serving
     #: answer every request from popularity only.
@@ -259,40 +249,17 @@ def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, d
 class _Selection:
     """The users one read takes; ``how`` is what ``user_selection`` records."""
 
-    how: str  # "scan", "index" or "server_filter"
-    #: "index": sorted row keys of the users holding the items.
-    keys: list[bytes] | None = None
-    #: "server_filter": the items, of which Bigtable returns the holders.
-    holding: list[str] | None = None
+    how: str  # "scan" or "index"
+    #: "index": the users holding the items, in ``source.user_order``.
+    users: list[str] | None = None
 
 
 def _select_users(ctx: _Context, items: source.ItemTable, holding: np.ndarray | None) -> _Selection:
-    """All users (``holding`` None), or the users with a score on the ``holding`` items."""
-    if holding is None:
+    """All users (``holding`` None, or too many items to look up), or the users holding ``holding`` items."""
+    if holding is None or len(holding) > MAX_INDEX_FRACTION * len(items):
         return _Selection("scan")
-    keys = _holder_keys(ctx.settings, items, holding)
-    if keys is not None:
-        return _Selection("index", keys=keys)
-    if ctx.options.server_filter and len(holding) <= min(MAX_HOLDING_ITEMS, len(items) // 10):
-        return _Selection("server_filter", holding=[items.ids[i] for i in holding.tolist()])
-    return _Selection("scan")
-
-
-def _holder_keys(settings: Settings, items: source.ItemTable, holding: np.ndarray) -> list[bytes] | None:
-    """Sorted row keys of the users holding ``holding`` items, None to scan instead."""
-    if len(holding) > MAX_INDEX_FRACTION * len(items):
-        return None
-    users, unindexed = source.read_holders(settings, [items.ids[i] for i in holding.tolist()])
-    if unindexed:
-        log.warning(
-            "%d of %d items to recompute have no inverted-index cells (state written before "
-            "the index existed, e.g. %s): scanning every user instead",
-            len(unindexed),
-            len(holding),
-            unindexed[0],
-        )
-        return None
-    return sorted(layout.user_row_key(u) for u in users)
+    holders = source.read_holders(ctx.settings, [items.ids[i] for i in holding.tolist()])
+    return _Selection("index", users=source.user_order(holders))
 
 
 # --- read: user blocks on Spark ----------------------------------------------
@@ -311,18 +278,18 @@ class _UserReads:
         """The selected users' blocks, one per non-empty bucket, cached until :meth:`close`."""
         self.selections.append(selection.how)
         # Spark pickles the closures: they take locals, never ``self`` (which holds the context).
-        settings, buckets, index, holding = self._settings, self._buckets, self._index, selection.holding
-        if selection.keys is not None:
-            # Each read partition gets the keys of its bucket range: blocks stay per bucket.
-            keys = selection.keys
-            of_key = [bucket_of_key(k, buckets) for k in keys]
-            tasks = [(r, [k for k, b in zip(keys, of_key) if r[0] <= b < r[1]]) for r in self._ranges]
+        settings, buckets, index = self._settings, self._buckets, self._index
+        if selection.users is not None:
+            # Each read partition gets the users of its bucket range: blocks stay per bucket.
+            users = selection.users
+            of_user = [bucket_of_key(layout.user_prefix(u), buckets) for u in users]
+            tasks = [(r, [u for u, b in zip(users, of_user) if r[0] <= b < r[1]]) for r in self._ranges]
             rdd = self._sc.parallelize(tasks, len(tasks)).flatMap(
-                lambda t: source.read_user_blocks(settings, t[0], buckets, index.value, keys=t[1]) if t[1] else ()
+                lambda t: source.read_user_blocks(settings, t[0], buckets, index.value, users=t[1]) if t[1] else ()
             )
         else:
             rdd = self._sc.parallelize(self._ranges, len(self._ranges)).flatMap(
-                lambda r: source.read_user_blocks(settings, r, buckets, index.value, holding)
+                lambda r: source.read_user_blocks(settings, r, buckets, index.value)
             )
         rdd = rdd.cache()
         self._cached.append(rdd)
@@ -556,11 +523,11 @@ def _statistics(options: PassOptions, plan: _Plan, computed: _Computed, selectio
         "gamma": None if math.isinf(gamma) else gamma,
         "items": len(plan.items),
         # Users of the blocks the pass computed from: incremental passes read only those
-        # holding an affected item (through the index, or server_filter).
+        # holding an affected item (through ``contributions``).
         "users": computed.users,
         # User rows read in all (incremental: plus the holders of clean rows recomputed).
         "users_read": computed.users_read,
-        # How users were selected, per read: "scan", "index" or "server_filter".
+        # How users were selected, per read: "scan" or "index".
         "user_selection": "+".join(selections),
         # Previous-generation rows looked up (incremental only; only items co-held with A).
         "similarity_rows_read": computed.old_rows_read,

@@ -42,8 +42,7 @@ class ItemTable:
         return len(self.ids)
 
 
-#: Item stats and dirty marks: whole-family column ranges (``filters``), because item rows
-#: also hold the ``c:<user>`` index, which this read must not bring back.
+#: Item stats and dirty marks (not the intents of item folds in flight).
 _ITEMS_FILTER = filters.chain(filters.families(layout.ITEM_STATS, layout.DIRTY), filters.newest())
 
 
@@ -107,42 +106,22 @@ def bucket_ranges(settings: Settings, buckets: int, partitions: int) -> list[tup
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
 
 
-_SCORE_FILTER = filters.newest_in(layout.SCORES)
-#: The ``c:<user>`` index of an item: only the qualifiers (user ids) are needed.
+_SCORE_FILTER = filters.chain(filters.column(layout.SCORES, layout.SCORE), filters.newest())
+#: Only the keys of an item's contributions rows are needed: they name its users.
 _HOLDERS_FILTER = filters.chain(filters.family(layout.CONTRIBUTIONS), filters.newest(), filters.strip_values())
 
 
-def read_holders(settings: Settings, items: list[str]) -> tuple[set[str], list[str]]:
-    """The users holding any of ``items``, from the stream's inverted index (``c:<user>``).
-
-    Returns (user ids, items without any ``c`` cell). An item that has a norm but no
-    index cells was written before the index existed: the caller cannot trust the user
-    set then and must scan.
-    """
-    users: set[str] = set()
-    indexed: set[str] = set()
-    keys = {layout.item_row_key(item) for item in items}
-    for key, row in open_tables(settings).items.read_rows(keys, row_filter=_HOLDERS_FILTER):
-        qualifiers = row.get(layout.CONTRIBUTIONS, {})
-        if qualifiers:
-            indexed.add(layout.id_from_row_key(key))
-            users.update(q.decode("utf-8") for q in qualifiers)
-    return users, sorted(set(items) - indexed)
+def read_holders(settings: Settings, items: list[str]) -> set[str]:
+    """The users holding any of ``items``: prefix scans of the stream's ``contributions``."""
+    rows = open_tables(settings).contributions.read_rows(
+        prefixes=[layout.item_prefix(item) for item in items], row_filter=_HOLDERS_FILTER
+    )
+    return {layout.ids_from_pair_key(key)[1] for key, _ in rows}
 
 
-def _user_rows(table, start_key, end_key, holding: list[str] | None, keys: list[bytes] | None):
-    """(row key, row) of the users to read, in key order."""
-    if keys is not None:
-        yield from table.read_rows(keys, row_filter=_SCORE_FILTER)
-        return
-    if holding is None:
-        yield from table.read_rows(start=start_key, end=end_key, row_filter=_SCORE_FILTER)
-        return
-    # Two reads: the server filters the (cheap, valueless) key scan, then the full rows of
-    # the matching users come back in key order.
-    holds = filters.any_qualifier_of(layout.SCORES, [layout.score_qualifier(item) for item in holding])
-    found = [key for key, _ in table.read_rows(start=start_key, end=end_key, row_filter=holds)]
-    yield from table.read_rows(found, row_filter=_SCORE_FILTER)
+def user_order(users: Iterable[str]) -> list[str]:
+    """Users in the order a key-range read of ``users`` returns them."""
+    return sorted(users, key=layout.user_prefix)
 
 
 def read_user_blocks(
@@ -150,48 +129,55 @@ def read_user_blocks(
     bucket_range: tuple[int, int],
     buckets: int,
     item_index: Mapping[str, int],
-    holding: list[str] | None = None,
-    keys: list[bytes] | None = None,
+    users: list[str] | None = None,
 ) -> Iterator[UserBlock]:
     """The users of buckets [start, end), one :class:`UserBlock` per non-empty bucket.
 
-    With ``holding``, only users with a score on one of those items (all their scores):
-    exactly the users that contribute to those items' rows of the Gram. With ``keys``
-    (sorted user row keys, all inside the range), only those rows, read by key. Runs in a Spark
-    executor, over that process's channel (``open_tables``). Scores of items the pass does
-    not know (no norm yet) are left out; they count in the next pass.
+    With ``users`` (in :func:`user_order`, all inside the range), only their rows, read by
+    prefix. Runs in a Spark executor, over that process's channel (``open_tables``).
+    Scores of items the pass does not know (no norm yet) are left out; they count in the
+    next pass.
     """
     table = open_tables(settings).users
     start, end = bucket_range
-    start_key = bucket_start_key(start, buckets) if start > 0 else None
-    end_key = bucket_start_key(end, buckets) if end < buckets else None
-    current, users, indptr, indices, raw, skipped = None, [], [0], [], [], 0
+    if users is not None:
+        rows = table.read_rows(prefixes=[layout.user_prefix(u) for u in users], row_filter=_SCORE_FILTER)
+    else:
+        start_key = bucket_start_key(start, buckets) if start > 0 else None
+        end_key = bucket_start_key(end, buckets) if end < buckets else None
+        rows = table.read_rows(start=start_key, end=end_key, row_filter=_SCORE_FILTER)
+    current, user, names, indptr, indices, raw, skipped = None, None, [], [0], [], [], 0
 
     def flush():
         values = np.frombuffer(b"".join(raw), dtype=">f8").astype(np.float64)
         return UserBlock(
-            current, id_hashes(users), np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int32), values
+            current, id_hashes(names), np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int32), values
         )
 
-    for row_key, row in _user_rows(table, start_key, end_key, holding, keys):
+    # Rows come in key order: a user's (user, item) rows are contiguous, in item order.
+    for row_key, row in rows:
         try:
             bucket = bucket_of_key(row_key, buckets)
-            user = layout.id_from_row_key(row_key)
+            row_user, item = layout.ids_from_pair_key(row_key)
         except ValueError:
             skipped += 1
             continue
-        if bucket != current:
-            if users:
-                yield flush()
-            current, users, indptr, indices, raw = bucket, [], [0], [], []
-        for qualifier, cell in row.get(layout.SCORES, {}).items():
-            position = item_index.get(qualifier.decode("utf-8"))
-            if position is not None:
-                indices.append(position)
-                raw.append(cell.value)
-        users.append(user)
+        if row_user != user:
+            if user is not None:
+                indptr.append(len(indices))
+            if bucket != current:
+                if names:
+                    yield flush()
+                current, names, indptr, indices, raw = bucket, [], [0], [], []
+            user = row_user
+            names.append(user)
+        position = item_index.get(item)
+        cell = row.get(layout.SCORES, {}).get(layout.SCORE)
+        if position is not None and cell is not None:
+            indices.append(position)
+            raw.append(cell.value)
+    if names:
         indptr.append(len(indices))
-    if users:
         yield flush()
     if skipped:
         log.warning("skipped %d user rows whose keys are not streamsim keys", skipped)
@@ -218,7 +204,7 @@ def blocks_from_csr(users: list[str], matrix: sparse.csr_matrix, buckets: int) -
 
     Users are ordered by row key and grouped by bucket exactly as a key-range read returns them.
     """
-    keys = [layout.user_row_key(u) for u in users]
+    keys = [layout.user_prefix(u) for u in users]
     order = sorted(range(len(users)), key=keys.__getitem__)
     matrix = sparse.csr_matrix(matrix)[order]
     matrix.sort_indices()

@@ -248,8 +248,7 @@ def bigtable_passes(spark, name, users, item_ids, matrix, s, k, partitions):
         provision_bigtable(settings)
 
         start = time.perf_counter()
-        # User rows (r_ui, norm²) and item rows (norm², users, the c:<user> index), all items dirty:
-        # the state the stream leaves.
+        # Pair rows (r_ui), contributions rows and item stats, all items dirty: the state the stream leaves.
         write_scores(
             settings,
             {
@@ -257,7 +256,6 @@ def bigtable_passes(spark, name, users, item_ids, matrix, s, k, partitions):
                 for user, lo, hi in zip(users, matrix.indptr[:-1].tolist(), matrix.indptr[1:].tolist())
             },
             mark_dirty=True,
-            index=True,
         )
         print(f"(loaded {len(users):,} users into the emulator in {time.perf_counter() - start:.1f} s)")
 

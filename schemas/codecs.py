@@ -17,6 +17,7 @@ columnar packed format so that serving can decode a row with two
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable
 
@@ -98,3 +99,15 @@ def decode_neighbours_arrays(data: bytes) -> tuple[list[str], np.ndarray]:
 def decode_neighbours(data: bytes) -> list[tuple[str, float]]:
     items, scores = decode_neighbours_arrays(data)
     return list(zip(items, scores.tolist()))
+
+
+def encode_intent(contributions: Iterable[tuple[str, float, int]]) -> bytes:
+    """An ``items q:<token>`` cell: the (user, r_ui, events) an item fold committed to write.
+
+    JSON: Python writes floats with the shortest repr that reads back exactly.
+    """
+    return json.dumps([[user, r, n] for user, r, n in contributions], separators=(",", ":")).encode("utf-8")
+
+
+def decode_intent(data: bytes) -> list[tuple[str, float, int]]:
+    return [(user, float(r), int(n)) for user, r, n in json.loads(data)]

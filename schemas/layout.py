@@ -1,33 +1,43 @@
 """Where streamsim keeps its state: Bigtable tables and Pub/Sub names.
 
-Tables (ids carry a configurable prefix, ``streamsim-`` by default)::
+Every table is tall and narrow: a row holds one entity or one (entity, entity) pair,
+so no row and no read grows with an item's popularity or a user's history (Bigtable's
+schema guidance: rows far under 100 MB, one response under gRPC's 4 MiB). Table ids
+carry a configurable prefix, ``streamsim-`` by default::
 
-    users         row = user_row_key(user)
-      s:<item>      r_ui, double: sum of the weights of the user's events on item
-      e:<event_id>  empty; the event ids already folded (de-duplication),
-                    aged out after DEDUP_WINDOW by the family's GC rule
-      u:norm2       sum_i r_ui^2, double
-      u:events      events folded, int64
-      m:<item>      events folded on item, int64 (absolute; feeds c:<user>)
-    items         row = item_row_key(item)
-      n:norm2       sum_u r_ui^2, double (the stream owns it; DIMSUM reads it)
-      n:users       users with r_ui > 0, int64
-      n:events      events folded, int64
-      c:<user>      the user's contribution, codecs.encode_contribution(r_ui,
-                    events): an inverted index of users. The stream writes
-                    absolute values per (item, user), so norm2 and users are
-                    updated from the old cells in the same row mutation and a
-                    retried write changes nothing.
-      d:dirty       empty; its cell timestamp is when the norm last changed.
-                    A refresh clears marks older than its start, so a mark set
-                    during the pass survives to the next one.
-    similarities  row = item_row_key(item)
-      k:top         packed top-K neighbours (codecs.encode_neighbours); the
-                    cell timestamp is the generation that wrote it
-    meta          rows below
+    users          row = user_item_key(user, item): one per (user, item) pair
+      s:r            r_ui, double: sum of the weights of the user's events on item
+      s:n            events folded on the pair, int64
+      s:v            the row's version, int64: every fold writes it with a
+                     CheckAndMutateRow whose predicate is the version it read
+      e:<event_id>   empty; the pair's folded event ids (de-duplication), at
+                     most MAX_FOLDED_PER_PAIR, aged out after DEDUP_WINDOW
+    items          row = item_row_key(item): small, one per item
+      n:norm2        sum_u r_ui^2, double (the stream owns it; DIMSUM reads it)
+      n:users        users with r_ui > 0, int64
+      n:events       events folded, int64
+      n:version      the row's version, int64 (conditional writes, as above)
+      d:dirty        empty; its cell timestamp is when the norm last changed.
+                     A refresh clears marks older than its start, so a mark set
+                     during the pass survives to the next one.
+      q:<token>      an item fold in flight: the contributions it committed to
+                     write (codecs.encode_intent), deleted once written
+    contributions  row = item_user_key(item, user): one per (item, user) pair
+      c:c            codecs.encode_contribution(r_ui, events); the cell timestamp
+                     is the pair's event count (ms), so the newest cell is the
+                     highest count whatever order writers land in
+    similarities   row = item_row_key(item)
+      k:top          packed top-K neighbours (codecs.encode_neighbours); the
+                     cell timestamp is the generation that wrote it
+    meta           rows below
       generation  g:current   int64, the generation serving reads (the pointer)
       pass#<gen>  p:stats     JSON statistics of one refresh pass
       popular     k:top       packed popularity list; cell timestamp = generation
+
+A user's items are the ``users`` rows under ``user_prefix(user)``; the users holding an
+item are the ``contributions`` rows under ``item_prefix(item)`` (the refresh's inverted
+index). Pair keys join the two ids with a NUL byte, which the event contract forbids
+in ids, so a prefix names exactly one entity.
 
 A generation is the epoch milliseconds at which its pass started. Readers of
 ``similarities`` take the newest cell not newer than the pointer, so a
@@ -43,9 +53,16 @@ from datetime import timedelta
 
 DEFAULT_PREFIX = "streamsim-"
 
-#: How long folded event ids are remembered. A replay of the same events
-#: inside this window is a no-op; older ids are aged out by GC.
+#: How long folded event ids are remembered. A redelivery or replay of an event
+#: inside this window is a no-op; Pub/Sub keeps an unacknowledged message 7 days
+#: by default (31 at most), so every redelivery falls inside it.
 DEDUP_WINDOW = timedelta(days=30)
+#: Folded event ids kept per (user, item) pair, newest first: the dedup state a
+#: fold reads is bounded even for a bot that sends millions of events on one item.
+#: A redelivered event older than the pair's last MAX_FOLDED_PER_PAIR events (or
+#: than DEDUP_WINDOW) is counted again; on one pair that needs hundreds of newer
+#: events between the delivery and its redelivery.
+MAX_FOLDED_PER_PAIR = 128
 #: Similarity generations kept for rollback (the pointer may go back this far).
 KEEP_GENERATIONS = 3
 
@@ -61,19 +78,26 @@ class GcRule:
 # --- column families and qualifiers -----------------------------------------
 SCORES = "s"
 FOLDED = "e"
-USER_STATS = "u"
 ITEM_STATS = "n"
 DIRTY = "d"
-ITEM_COUNTS = "m"
+INTENTS = "q"
 CONTRIBUTIONS = "c"
 NEIGHBOURS = "k"
 GENERATION = "g"
 PASS_STATS = "p"
 
+#: ``users`` s: qualifiers.
+SCORE = b"r"
+COUNT = b"n"
+VERSION = b"v"
+#: ``items`` n: qualifiers.
 NORM2 = b"norm2"
 EVENTS = b"events"
 USERS = b"users"
+ITEM_VERSION = b"version"
 DIRTY_MARK = b"dirty"
+#: ``contributions`` c: qualifier.
+CONTRIBUTION = b"c"
 TOP = b"top"
 CURRENT = b"current"
 STATS = b"stats"
@@ -82,12 +106,14 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
     "users": {
         SCORES: GcRule(max_versions=1),
         FOLDED: GcRule(max_versions=1, max_age=DEDUP_WINDOW),
-        USER_STATS: GcRule(max_versions=1),
-        ITEM_COUNTS: GcRule(max_versions=1),
     },
     "items": {
         ITEM_STATS: GcRule(max_versions=1),
         DIRTY: GcRule(max_versions=1),
+        INTENTS: GcRule(max_versions=1),
+    },
+    "contributions": {
+        # Versions by event count (the cell timestamp), not by time: no max_age.
         CONTRIBUTIONS: GcRule(max_versions=1),
     },
     "similarities": {
@@ -112,6 +138,7 @@ _PUBSUB_ID = re.compile(r"^[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
 class TableIds:
     users: str
     items: str
+    contributions: str
     similarities: str
     meta: str
 
@@ -177,27 +204,53 @@ def _salted(entity: str) -> bytes:
     return hashlib.blake2b(raw, digest_size=2).hexdigest().encode("ascii") + b"#" + raw
 
 
-def user_row_key(user: str) -> bytes:
-    return _salted(user)
+#: Joins the two ids of a pair key; ids never contain control characters.
+PAIR_SEPARATOR = b"\x00"
 
 
 def item_row_key(item: str) -> bytes:
+    """The ``items`` and ``similarities`` row of an item."""
     return _salted(item)
 
 
-def id_from_row_key(key: bytes) -> str:
-    """The user or item id a ``users``/``items``/``similarities`` key holds."""
+def user_prefix(user: str) -> bytes:
+    """The key prefix of a user's ``users`` rows (salted by the user: its rows stay together)."""
+    return _salted(user) + PAIR_SEPARATOR
+
+
+def item_prefix(item: str) -> bytes:
+    """The key prefix of an item's ``contributions`` rows."""
+    return _salted(item) + PAIR_SEPARATOR
+
+
+def user_item_key(user: str, item: str) -> bytes:
+    return user_prefix(user) + item.encode("utf-8")
+
+
+def item_user_key(item: str, user: str) -> bytes:
+    return item_prefix(item) + user.encode("utf-8")
+
+
+def _entity(key: bytes) -> bytes:
     if len(key) <= _SALT_CHARS or key[_SALT_CHARS : _SALT_CHARS + 1] != b"#":
         raise ValueError(f"{key!r} is not a streamsim row key")
-    return key[_SALT_CHARS + 1 :].decode("utf-8")
+    return key[_SALT_CHARS + 1 :]
 
 
-def score_qualifier(item: str) -> bytes:
-    return item.encode("utf-8")
+def id_from_row_key(key: bytes) -> str:
+    """The item id an ``items``/``similarities`` key holds."""
+    entity = _entity(key)
+    if PAIR_SEPARATOR in entity:
+        raise ValueError(f"{key!r} is a pair key, not an entity key")
+    return entity.decode("utf-8")
 
 
-def contribution_qualifier(user: str) -> bytes:
-    return user.encode("utf-8")
+def ids_from_pair_key(key: bytes) -> tuple[str, str]:
+    """``(first, second)`` of a ``users`` (user, item) or ``contributions`` (item, user) key."""
+    first, separator, second = _entity(key).partition(PAIR_SEPARATOR)
+    if not separator:
+        raise ValueError(f"{key!r} is not a pair key")
+    return first.decode("utf-8"), second.decode("utf-8")
 
 
 def folded_qualifier(event_id: str) -> bytes:

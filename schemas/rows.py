@@ -2,7 +2,7 @@
 
 A row arrives from the Bigtable gateway as ``{family: {qualifier: Cell}}`` holding the
 newest cell of each column (missing row: ``{}``). The decoders below are total: a column
-that is absent reads as its default, so a user or item never seen decodes to empty state.
+that is absent reads as its default, so a pair or item never seen decodes to empty state.
 """
 
 from __future__ import annotations
@@ -33,27 +33,28 @@ Row = Mapping[str, Mapping[bytes, Cell]]
 
 
 @dataclasses.dataclass(frozen=True)
-class UserRow:
-    """What a ``users`` row holds (missing row: the defaults)."""
+class PairRow:
+    """A ``users`` row: one (user, item) pair (missing row: the defaults, version 0)."""
 
-    scores: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    folded: frozenset[str] = frozenset()
-    norm2: float = 0.0
+    r: float = 0.0
     events: int = 0
+    version: int = 0
+    #: Folded event id -> cell time (µs), newest last after :func:`decode_pair`.
+    folded: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class ItemRow:
-    """What an ``items`` row holds (missing row: the defaults)."""
+    """An ``items`` row (missing row: the defaults, version 0)."""
 
     norm2: float = 0.0
     users: int = 0
     events: int = 0
-    #: user -> (r_ui, events), the inverted index (only when its family was read).
-    contributions: Mapping[str, tuple[float, int]] = dataclasses.field(default_factory=dict)
+    version: int = 0
     #: Cell time (µs) of the dirty mark, 0 if unmarked.
     dirty_micros: int = 0
+    #: Item folds in flight: token -> the (user, r_ui, events) they committed to write.
+    intents: Mapping[str, list[tuple[str, float, int]]] = dataclasses.field(default_factory=dict)
 
 
 def _number(cells: Mapping[bytes, Cell], qualifier: bytes, decode, default):
@@ -61,20 +62,14 @@ def _number(cells: Mapping[bytes, Cell], qualifier: bytes, decode, default):
     return decode(cell.value) if cell is not None else default
 
 
-def _ids(cells: Mapping[bytes, Cell]) -> list[str]:
-    return [qualifier.decode("utf-8") for qualifier in cells]
-
-
-def decode_user(row: Row) -> UserRow:
-    stats = row.get(layout.USER_STATS, {})
+def decode_pair(row: Row) -> PairRow:
     scores = row.get(layout.SCORES, {})
-    counts = row.get(layout.ITEM_COUNTS, {})
-    return UserRow(
-        scores={q.decode("utf-8"): codecs.decode_double(c.value) for q, c in scores.items()},
-        counts={q.decode("utf-8"): codecs.decode_int64(c.value) for q, c in counts.items()},
-        folded=frozenset(_ids(row.get(layout.FOLDED, {}))),
-        norm2=_number(stats, layout.NORM2, codecs.decode_double, 0.0),
-        events=_number(stats, layout.EVENTS, codecs.decode_int64, 0),
+    folded = sorted(row.get(layout.FOLDED, {}).values(), key=lambda c: (c.timestamp_micros, c.qualifier))
+    return PairRow(
+        r=_number(scores, layout.SCORE, codecs.decode_double, 0.0),
+        events=_number(scores, layout.COUNT, codecs.decode_int64, 0),
+        version=_number(scores, layout.VERSION, codecs.decode_int64, 0),
+        folded={cell.qualifier.decode("utf-8"): cell.timestamp_micros for cell in folded},
     )
 
 
@@ -85,11 +80,16 @@ def decode_item(row: Row) -> ItemRow:
         norm2=_number(stats, layout.NORM2, codecs.decode_double, 0.0),
         users=_number(stats, layout.USERS, codecs.decode_int64, 0),
         events=_number(stats, layout.EVENTS, codecs.decode_int64, 0),
-        contributions={
-            q.decode("utf-8"): codecs.decode_contribution(c.value) for q, c in row.get(layout.CONTRIBUTIONS, {}).items()
-        },
+        version=_number(stats, layout.ITEM_VERSION, codecs.decode_int64, 0),
         dirty_micros=mark.timestamp_micros if mark is not None else 0,
+        intents={q.decode("utf-8"): codecs.decode_intent(c.value) for q, c in row.get(layout.INTENTS, {}).items()},
     )
+
+
+def decode_contribution(row: Row) -> tuple[float, int]:
+    """A ``contributions`` row's (r_ui, events); (0.0, 0) if absent."""
+    cell = row.get(layout.CONTRIBUTIONS, {}).get(layout.CONTRIBUTION)
+    return codecs.decode_contribution(cell.value) if cell is not None else (0.0, 0)
 
 
 def neighbours_cell(row: Row) -> Cell | None:

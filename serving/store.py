@@ -28,7 +28,10 @@ __all__ = ["BackendUnavailable", "BigtableStore", "request_deadline"]
 #: request even when the cache answers without any RPC.
 request_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
 
-_HISTORY = filters.newest_in(layout.SCORES)
+_HISTORY = filters.chain(filters.column(layout.SCORES, layout.SCORE), filters.newest())
+#: Items of a user's history a request reads at most: a bot's history must not make one
+#: request read millions of rows. The first ones in item order (a prefix scan).
+MAX_HISTORY_ITEMS = 1000
 _POINTER = filters.chain(filters.column(layout.GENERATION, layout.CURRENT), filters.newest())
 
 
@@ -43,20 +46,29 @@ class BigtableStore:
     async def close(self) -> None:
         await self._tables.close()
 
-    async def _read(self, table_id: str, keys: list[bytes], row_filter) -> dict:
+    def _timeout(self) -> float:
         timeout = self._deadline
         deadline = request_deadline.get()
         if deadline is not None:
             timeout = min(timeout, deadline - asyncio.get_running_loop().time())
-        return await self._tables.read(table_id, keys, row_filter, timeout=timeout)
+        return timeout
+
+    async def _read(self, table_id: str, keys: list[bytes], row_filter) -> dict:
+        return await self._tables.read(table_id, keys, row_filter, timeout=self._timeout())
+
+    async def _read_prefix(self, table_id: str, prefix: bytes, row_filter, limit: int) -> dict:
+        return await self._tables.read_prefix(table_id, prefix, row_filter, limit=limit, timeout=self._timeout())
 
     async def read_history(self, user: str) -> tuple[list[str], np.ndarray]:
-        """The user's items and r_ui (float64), in qualifier order; empty if no row."""
-        key = layout.user_row_key(user)
-        cells = (await self._read(self._ids.users, [key], _HISTORY)).get(key, {}).get(layout.SCORES, {})
-        items = [qualifier.decode("utf-8") for qualifier in cells]
-        scores = np.array([codecs.decode_double(cell.value) for cell in cells.values()], dtype=np.float64)
-        return items, scores
+        """The user's items and r_ui (float64), in item order (at most MAX_HISTORY_ITEMS); empty if none."""
+        rows = await self._read_prefix(self._ids.users, layout.user_prefix(user), _HISTORY, MAX_HISTORY_ITEMS)
+        items, scores = [], []
+        for key, row in rows.items():
+            cell = row.get(layout.SCORES, {}).get(layout.SCORE)
+            if cell is not None:
+                items.append(layout.ids_from_pair_key(key)[1])
+                scores.append(codecs.decode_double(cell.value))
+        return items, np.array(scores, dtype=np.float64)
 
     async def read_pointer(self) -> int | None:
         """The generation serving should use, or None before the first pass."""

@@ -28,6 +28,8 @@ import logging
 import threading
 import time
 
+import apache_beam as beam
+
 log = logging.getLogger(__name__)
 
 #: Messages per pull: Pub/Sub's maximum, and the fold's batch size.
@@ -72,8 +74,6 @@ class PullGate:
         self._ack_ids: dict[str, str] = {}
         #: accepted / duplicates / dead_lettered / written in this process.
         self.counts: collections.Counter = collections.Counter()
-        #: Set when a step failed outside Beam's threads (the background fold).
-        self.failure: BaseException | None = None
         self._subscriber = None
         self._subscription = None
 
@@ -83,9 +83,6 @@ class PullGate:
     def count(self, **deltas: int) -> None:
         with self._lock:
             self.counts.update(deltas)
-
-    def fail(self, exc: BaseException) -> None:
-        self.failure = exc
 
     @property
     def closed(self) -> bool:
@@ -217,3 +214,18 @@ def install() -> None:
     _PubSubReadEvaluator._get_subscriber_client = classmethod(_get_subscriber_client)
     _installed = True
     log.info("local Pub/Sub read patched: %d messages per pull", PULL_MAX_MESSAGES)
+
+
+class _AckSettledFn(beam.DoFn):
+    def process(self, settled):
+        GATE.count(**dict(settled.counts))
+        if settled.message_ids:
+            GATE.record_settled(list(settled.message_ids))
+
+
+class AckSettled(beam.PTransform):
+    """The local runner's last step: count and acknowledge what the pipeline settled
+    (``streaming.fold_stages.Settled``). Only the local entry point adds it."""
+
+    def expand(self, settled):
+        return settled | beam.ParDo(_AckSettledFn())

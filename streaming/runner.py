@@ -75,7 +75,7 @@ def run_pipeline(
     if local:
         direct_pubsub.install()
     p = beam.Pipeline(options=options)
-    pipeline.build(p, settings, weights, fold_options.log_every, background=local and fold_options.background_fold)
+    pipeline.build(p, settings, weights, local=local, shards=fold_options.fold_shards)
     result = p.run()
     if not local:
         log.info("submitted %s", getattr(result, "job_id", lambda: "")())
@@ -100,8 +100,6 @@ def run_pipeline(
     try:
         while reason is None:
             time.sleep(_POLL_SECONDS)
-            if gate.failure is not None:
-                failure.append(gate.failure)
             if failure:
                 log.error("pipeline failed: %s", failure[0])
                 return 1
@@ -114,7 +112,7 @@ def run_pipeline(
         log.info("stopping (%s): draining %d pulled messages", reason, gate.in_flight)
         gate.close()
         deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-        while gate.in_flight > 0 and gate.failure is None and not failure and time.monotonic() < deadline:
+        while gate.in_flight > 0 and not failure and time.monotonic() < deadline:
             time.sleep(_POLL_SECONDS)
         if gate.in_flight > 0:
             log.error("%d pulled messages were not written before the stop", gate.in_flight)
@@ -122,7 +120,7 @@ def run_pipeline(
         # The local runner's streaming metrics only showed a first bundle's
         # counters; the gate's own tallies are exact for this process.
         log.info("stopped: %d messages pulled and written; %s", gate.settled, dict(gate.counts))
-        return 1 if failure or gate.failure is not None else 0
+        return 1 if failure else 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -2,40 +2,44 @@
 
 ``read_user`` / ``read_item`` return plain JSON-ready dicts (the shapes
 ``streamsim inspect`` prints); a user or item never seen comes back with
-empty scores and zero counts, not an error.
+empty scores and zero counts, not an error. A user's items are a prefix scan of
+``users``; ``read_user`` lists at most ``limit`` of them (a bot may hold millions).
 """
 
 from __future__ import annotations
 
 from schemas import layout
-from schemas.rows import decode_item, decode_user
+from schemas.rows import decode_contribution, decode_item, decode_pair
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.settings import Settings
 
-_USER = filters.chain(filters.families(layout.SCORES, layout.ITEM_COUNTS, layout.USER_STATS), filters.newest())
+#: Items ``inspect user`` lists, and users ``inspect item --users`` lists, at most.
+INSPECT_LIMIT = 10_000
+_NEWEST = filters.newest()
 _ITEM = filters.chain(filters.families(layout.ITEM_STATS, layout.DIRTY), filters.newest())
-_ITEM_WITH_USERS = filters.chain(
-    filters.families(layout.ITEM_STATS, layout.DIRTY, layout.CONTRIBUTIONS), filters.newest()
-)
 
 
-def read_user(settings: Settings, user: str) -> dict:
-    """``{"user", "scores": {item: r_ui}, "norm2", "events", "item_events": {item: n}}``."""
-    row = decode_user(open_tables(settings).users.read_row(layout.user_row_key(user), _USER))
+def read_user(settings: Settings, user: str, *, limit: int = INSPECT_LIMIT) -> dict:
+    """``{"user", "scores": {item: r_ui}, "norm2", "events", "item_events": {item: n}, "truncated"}``."""
+    rows = open_tables(settings).users.read_rows(prefix=layout.user_prefix(user), row_filter=_NEWEST, limit=limit + 1)
+    pairs = {layout.ids_from_pair_key(key)[1]: decode_pair(row) for key, row in rows}
+    truncated = len(pairs) > limit
+    pairs = dict(list(pairs.items())[:limit])
     return {
         "user": user,
-        "scores": dict(row.scores),
-        "norm2": row.norm2,
-        "events": row.events,
-        "item_events": dict(row.counts),
+        "scores": {item: p.r for item, p in pairs.items()},
+        "norm2": sum(p.r * p.r for p in pairs.values()),
+        "events": sum(p.events for p in pairs.values()),
+        "item_events": {item: p.events for item, p in pairs.items()},
+        "truncated": truncated,
     }
 
 
-def read_item(settings: Settings, item: str, *, with_users: bool = False) -> dict:
+def read_item(settings: Settings, item: str, *, with_users: bool = False, limit: int = INSPECT_LIMIT) -> dict:
     """``{"item", "norm2", "dirty", "dirty_since_ms", "users", "events"}``, plus
-    ``"contributions": {user: r_ui}`` if ``with_users``."""
-    row_filter = _ITEM_WITH_USERS if with_users else _ITEM
-    row = decode_item(open_tables(settings).items.read_row(layout.item_row_key(item), row_filter))
+    ``"contributions": {user: r_ui}`` (at most ``limit``) if ``with_users``."""
+    tables = open_tables(settings)
+    row = decode_item(tables.items.read_row(layout.item_row_key(item), _ITEM))
     result = {
         "item": item,
         "norm2": row.norm2,
@@ -45,14 +49,18 @@ def read_item(settings: Settings, item: str, *, with_users: bool = False) -> dic
         "events": row.events,
     }
     if with_users:
-        result["contributions"] = {user: r for user, (r, _) in row.contributions.items()}
+        rows = tables.contributions.read_rows(prefix=layout.item_prefix(item), row_filter=_NEWEST, limit=limit)
+        result["contributions"] = {layout.ids_from_pair_key(key)[1]: decode_contribution(r)[0] for key, r in rows}
     return result
 
 
 def scan_users(settings: Settings) -> dict[str, dict[str, float]]:
     """Every user's scores ``{user: {item: r_ui}}`` (for tests and small tables)."""
-    rows = open_tables(settings).users.read_rows(row_filter=filters.newest_in(layout.SCORES))
-    return {layout.id_from_row_key(key): dict(decode_user(row).scores) for key, row in rows}
+    found: dict[str, dict[str, float]] = {}
+    for key, row in open_tables(settings).users.read_rows(row_filter=filters.newest_in(layout.SCORES)):
+        user, item = layout.ids_from_pair_key(key)
+        found.setdefault(user, {})[item] = decode_pair(row).r
+    return found
 
 
 def scan_items(settings: Settings) -> dict[str, dict]:

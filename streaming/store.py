@@ -1,107 +1,65 @@
-"""Bigtable reads and writes of the fold, in batches (never one RPC per event).
+"""The fold's Bigtable I/O: batched reads, conditional writes, correct with any number of writers.
 
-Contract of :class:`FoldStore`:
+Work per event is bounded: a batch reads, by key, the ``users`` row of each (user, item)
+pair it touches (at most MAX_FOLDED_PER_PAIR event ids), the small ``items`` stats row
+of each item and the ``contributions`` row of each (item, user) pair. Nothing reads an
+item's users or a user's items.
 
-- ``read_users`` / ``read_items`` return state for every key asked, missing
-  rows as empty state. They read whole rows (latest cell per column, as the
-  emulator applies GC rules late): qualifier filters for "only this batch's
-  items / ids / users" were measured 2-3x slower on the emulator, which
-  re-evaluates a regex or a union of column ranges for every row. A user row
-  is bounded by the dedup window; an item row grows with its users (one
-  ``c`` cell each), the price of idempotent norms.
-- ``write_users`` / ``write_items`` write one atomic row mutation per row,
-  absolute values only, through the gateway's retry policy. A row that still
-  fails raises ``WriteError`` (a read, ``ReadError``): the batch cannot be
-  folded, and the pipeline must stop rather than ack it silently.
+Why no event is lost or counted twice, whatever runs at the same time (two pipelines
+on one subscription, a Dataflow bundle retried on another worker, a drained job and
+its successor) and wherever a writer crashes:
+
+1. **Pairs.** A pair's r_ui, its event count and the ids folded into it live in one
+   row, with a version. :meth:`FoldStore.fold_users` reads the row, folds the new
+   events (:func:`streaming.fold.fold_pair`) and writes the result with a
+   CheckAndMutateRow whose predicate is "the version is still the one I read". Row
+   mutations are atomic, so an event's mark and its weight land together or not at
+   all; a writer that lost the race re-reads and folds again, and then finds the
+   other writer's events marked. So each event id is added to r_ui once per pair
+   (within the dedup bound, ``schemas.layout.MAX_FOLDED_PER_PAIR``).
+2. **Items.** The stats row (norm², counts, version) moves by deltas, so it must see
+   each pair's change once. :meth:`FoldStore.fold_items` first completes every intent
+   left in the stats row (below), then reads the incoming users' contributions rows,
+   computes the deltas (:func:`streaming.fold.fold_item`) and commits the new stats
+   with a version-checked CheckAndMutateRow that also stores an *intent*: the
+   (user, r_ui, events) it is about to write to ``contributions``. Then it writes
+   those rows and deletes the intent. The deltas are computed against contributions
+   that include every committed intent, and the version check orders commits, so
+   each contribution's delta is applied exactly once. A crash after the commit
+   leaves the intent behind; the next fold of that item writes it for the dead
+   writer. A contribution cell's timestamp is its event count, so a late write of an
+   older value can never hide a newer one: no ordering between writers is needed.
+3. **Crashes before a commit** lose nothing: messages are acknowledged only after
+   both steps, so Pub/Sub redelivers them; the pair step then finds the events
+   marked and hands on the stored absolute values, which the item step applies
+   if (and only if) they are not applied yet.
+
+Retried bundles write the same absolute values again, and a conditional write whose
+answer was lost reads as a conflict, which re-reads: both are safe by the above.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from collections.abc import Iterable
 
 from schemas import Event, Weights, layout
-from schemas.codecs import encode_contribution, encode_double, encode_int64
-from schemas.layout import (
-    CONTRIBUTIONS,
-    DIRTY,
-    DIRTY_MARK,
-    EVENTS,
-    FOLDED,
-    ITEM_COUNTS,
-    ITEM_STATS,
-    NORM2,
-    SCORES,
-    USER_STATS,
-    USERS,
-)
-from schemas.rows import ItemRow, UserRow, decode_item, decode_user
-from streaming.fold import ItemFold, UserFold, fold_item, fold_user
-from streamsim.runtime.bigtable import entry, filters, open_tables, set_cell
+from schemas.codecs import encode_contribution, encode_double, encode_int64, encode_intent
+from schemas.rows import ItemRow, PairRow, decode_contribution, decode_item, decode_pair
+from streaming.fold import Contribution, ItemFold, PairFold, fold_item, fold_pair
+from streamsim.runtime.bigtable import Conditional, WriteError, delete_cells, entry, filters, open_tables, set_cell
 from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The emulator applies GC rules late: read only the newest cell of a column.
+#: Re-read-and-retry rounds of one batch before giving up on a row that keeps
+#: changing under it (far above what overlapping writers of one key produce).
+MAX_CONFLICT_ROUNDS = 50
 _NEWEST = filters.newest()
-
-
-class FoldStore:
-    def __init__(self, settings: Settings):
-        tables = open_tables(settings)
-        self.users = tables.users
-        self.items = tables.items
-
-    def read_users(self, users: Iterable[str]) -> dict[str, UserRow]:
-        """The stored state of each user (all its folded ids within the dedup window)."""
-        return _read(self.users, users, layout.user_row_key, decode_user, UserRow)
-
-    def read_items(self, items: Iterable[str]) -> dict[str, ItemRow]:
-        """The stored norm, counts and ``c`` cells of each item."""
-        return _read(self.items, items, layout.item_row_key, decode_item, ItemRow)
-
-    def write_users(self, folds: Iterable[UserFold]) -> int:
-        entries = []
-        for fold in folds:
-            if not fold.changed:
-                continue
-            cells = [
-                set_cell(SCORES, layout.score_qualifier(item), encode_double(r)) for item, r in fold.scores.items()
-            ]
-            cells += [
-                set_cell(ITEM_COUNTS, layout.score_qualifier(item), encode_int64(n)) for item, n in fold.counts.items()
-            ]
-            cells += [set_cell(FOLDED, layout.folded_qualifier(event_id), b"") for event_id in fold.new_ids]
-            cells.append(set_cell(USER_STATS, NORM2, encode_double(fold.norm2)))
-            cells.append(set_cell(USER_STATS, EVENTS, encode_int64(fold.events)))
-            entries.append(entry(layout.user_row_key(fold.user), cells))
-        return self.users.mutate(entries)
-
-    def write_items(self, folds: Iterable[ItemFold]) -> int:
-        entries = []
-        for fold in folds:
-            if not fold.changed:
-                continue
-            cells = [
-                set_cell(CONTRIBUTIONS, layout.contribution_qualifier(user), encode_contribution(r, n))
-                for user, (r, n) in fold.contributions.items()
-            ]
-            cells.append(set_cell(ITEM_STATS, NORM2, encode_double(fold.norm2)))
-            cells.append(set_cell(ITEM_STATS, USERS, encode_int64(fold.users)))
-            cells.append(set_cell(ITEM_STATS, EVENTS, encode_int64(fold.events)))
-            if fold.norm_changed:
-                cells.append(set_cell(DIRTY, DIRTY_MARK, b""))
-            entries.append(entry(layout.item_row_key(fold.item), cells))
-        return self.items.mutate(entries)
-
-
-def _read(table, names, row_key, decode, empty) -> dict:
-    states = {name: empty() for name in names}
-    keys = {row_key(name): name for name in states}
-    for key, row in table.read_rows(keys, row_filter=_NEWEST):
-        states[keys[key]] = decode(row)
-    return states
+_VERSION = filters.column(layout.SCORES, layout.VERSION)
+_ITEM_VERSION = filters.column(layout.ITEM_STATS, layout.ITEM_VERSION)
 
 
 @dataclasses.dataclass
@@ -109,32 +67,208 @@ class FoldStats:
     events: int = 0
     accepted: int = 0
     duplicates: int = 0
-    users_written: int = 0
+    pairs_written: int = 0
     items_written: int = 0
+    #: Conditional writes that found the row changed since it was read (then re-read).
+    conflicts: int = 0
+    #: Intents of other (crashed or concurrent) item folds this batch completed.
+    intents_completed: int = 0
+    #: What the batch's reads returned: response bytes and cell chunks (bounded per event).
+    bytes_read: int = 0
+    cells_read: int = 0
+
+    def add(self, other: FoldStats) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+def _versioned(key: bytes, version_column, version: int, mutations: list) -> Conditional:
+    """Apply ``mutations`` only if the row's version is still ``version`` (0: no row yet)."""
+    if version == 0:
+        # No version cell may exist: the mutations go in the "no match" branch.
+        return Conditional(key, version_column, otherwise=mutations)
+    predicate = filters.chain(version_column, _NEWEST, filters.value_equals(encode_int64(version)))
+    return Conditional(key, predicate, if_matched=mutations)
+
+
+def _applied(conditional: Conditional, matched: bool) -> bool:
+    return matched if conditional.if_matched else not matched
+
+
+def _contribution_cell(user: str, item: str, contribution: Contribution):
+    r, n = contribution
+    # Timestamp = event count (ms granularity): the newest cell is the highest count.
+    cell = set_cell(layout.CONTRIBUTIONS, layout.CONTRIBUTION, encode_contribution(r, n), n * 1000)
+    return entry(layout.item_user_key(item, user), [cell])
+
+
+class FoldStore:
+    def __init__(self, settings: Settings):
+        tables = open_tables(settings)
+        self.users = tables.users
+        self.items = tables.items
+        self.contributions = tables.contributions
+
+    def _read_so_far(self) -> tuple[int, int]:
+        tables = (self.users, self.items, self.contributions)
+        return sum(t.bytes_read for t in tables), sum(t.cells_read for t in tables)
+
+    def _count_reads(self, stats: FoldStats, before: tuple[int, int]) -> None:
+        after = self._read_so_far()
+        stats.bytes_read += after[0] - before[0]
+        stats.cells_read += after[1] - before[1]
+
+    # --- step 1: pairs ---------------------------------------------------------
+    def read_pairs(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], PairRow]:
+        """The stored row of each (user, item) pair (missing: an empty row)."""
+        keys = {layout.user_item_key(u, i): (u, i) for u, i in pairs}
+        found = {pair: PairRow() for pair in keys.values()}
+        for key, row in self.users.read_rows(keys, row_filter=_NEWEST):
+            found[keys[key]] = decode_pair(row)
+        return found
+
+    def fold_users(self, events: list[Event], weights: Weights, stats: FoldStats) -> dict[str, dict[str, Contribution]]:
+        """Fold events into their pairs; the absolute contribution of every touched pair, by item."""
+        before = self._read_so_far()
+        try:
+            return self._fold_users(events, weights, stats)
+        finally:
+            self._count_reads(stats, before)
+
+    def _fold_users(self, events, weights, stats):
+        by_pair: dict[tuple[str, str], list[Event]] = {}
+        for event in events:
+            by_pair.setdefault((event.user, event.item), []).append(event)
+        rows = self.read_pairs(by_pair)
+        contributions: dict[str, dict[str, Contribution]] = {}
+        todo = list(by_pair)
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            folds = [fold_pair(u, i, by_pair[u, i], rows[u, i], weights) for u, i in todo]
+            writes = [(fold, self._pair_write(rows[fold.user, fold.item], fold)) for fold in folds if fold.changed]
+            matched = self.users.check_and_mutate_many([conditional for _, conditional in writes])
+            conflicted = {
+                (fold.user, fold.item)
+                for (fold, conditional), ok in zip(writes, matched)
+                if not _applied(conditional, ok)
+            }
+            for fold in folds:
+                if (fold.user, fold.item) in conflicted:
+                    continue
+                stats.accepted += len(by_pair[fold.user, fold.item]) - fold.duplicates
+                stats.duplicates += fold.duplicates
+                stats.pairs_written += fold.changed
+                if fold.events:
+                    contributions.setdefault(fold.item, {})[fold.user] = fold.contribution
+            if not conflicted:
+                return contributions
+            stats.conflicts += len(conflicted)
+            todo = sorted(conflicted)
+            rows.update(self.read_pairs(todo))
+        raise WriteError(f"{len(todo)} pairs kept changing during {MAX_CONFLICT_ROUNDS} rounds, e.g. {todo[0]}")
+
+    @staticmethod
+    def _pair_write(row: PairRow, fold: PairFold) -> Conditional:
+        mutations = [
+            set_cell(layout.SCORES, layout.SCORE, encode_double(fold.r)),
+            set_cell(layout.SCORES, layout.COUNT, encode_int64(fold.events)),
+            set_cell(layout.SCORES, layout.VERSION, encode_int64(row.version + 1)),
+        ]
+        mutations += [set_cell(layout.FOLDED, layout.folded_qualifier(e), b"") for e in fold.new_ids]
+        mutations += [delete_cells(layout.FOLDED, layout.folded_qualifier(e)) for e in fold.forget_ids]
+        return _versioned(layout.user_item_key(fold.user, fold.item), _VERSION, row.version, mutations)
+
+    # --- step 2: items ---------------------------------------------------------
+    def read_items(self, items: Iterable[str]) -> dict[str, ItemRow]:
+        keys = {layout.item_row_key(item): item for item in items}
+        found = {item: ItemRow() for item in keys.values()}
+        for key, row in self.items.read_rows(keys, row_filter=_NEWEST):
+            found[keys[key]] = decode_item(row)
+        return found
+
+    def read_contributions(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Contribution]:
+        """(item, user) -> stored (r_ui, events); missing pairs are absent."""
+        keys = {layout.item_user_key(i, u): (i, u) for i, u in pairs}
+        return {
+            keys[key]: decode_contribution(row) for key, row in self.contributions.read_rows(keys, row_filter=_NEWEST)
+        }
+
+    def fold_items(self, incoming: dict[str, dict[str, Contribution]], stats: FoldStats) -> None:
+        """Apply absolute contributions to their items, exactly once each (module docstring)."""
+        before = self._read_so_far()
+        try:
+            self._fold_items(incoming, stats)
+        finally:
+            self._count_reads(stats, before)
+
+    def _fold_items(self, incoming, stats):
+        rows = self.read_items(incoming)
+        todo = sorted(incoming)
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            stats.intents_completed += self._complete_intents({item: rows[item] for item in todo})
+            stored = self.read_contributions((item, user) for item in todo for user in incoming[item])
+            folds = [
+                fold_item(
+                    item,
+                    incoming[item],
+                    {u: stored[item, u] for u in incoming[item] if (item, u) in stored},
+                    rows[item],
+                )
+                for item in todo
+            ]
+            writes = [(fold, uuid.uuid4().hex) for fold in folds if fold.changed]
+            conditionals = [self._item_write(rows[fold.item], fold, token) for fold, token in writes]
+            matched = self.items.check_and_mutate_many(conditionals)
+            committed = [(f, t) for (f, t), c, ok in zip(writes, conditionals, matched) if _applied(c, ok)]
+            conflicted = sorted({f.item for (f, _), c, ok in zip(writes, conditionals, matched) if not _applied(c, ok)})
+            self._write_intents(committed)
+            stats.items_written += len(committed)
+            if not conflicted:
+                return
+            stats.conflicts += len(conflicted)
+            todo = conflicted
+            rows.update(self.read_items(todo))
+        raise WriteError(f"{len(todo)} items kept changing during {MAX_CONFLICT_ROUNDS} rounds, e.g. {todo[0]}")
+
+    @staticmethod
+    def _item_write(row: ItemRow, fold: ItemFold, token: str) -> Conditional:
+        intent = encode_intent((user, r, n) for user, (r, n) in sorted(fold.writes.items()))
+        mutations = [
+            set_cell(layout.ITEM_STATS, layout.NORM2, encode_double(fold.norm2)),
+            set_cell(layout.ITEM_STATS, layout.USERS, encode_int64(fold.users)),
+            set_cell(layout.ITEM_STATS, layout.EVENTS, encode_int64(fold.events)),
+            set_cell(layout.ITEM_STATS, layout.ITEM_VERSION, encode_int64(row.version + 1)),
+            set_cell(layout.DIRTY, layout.DIRTY_MARK, b""),
+            set_cell(layout.INTENTS, token.encode("ascii"), intent),
+        ]
+        return _versioned(layout.item_row_key(fold.item), _ITEM_VERSION, row.version, mutations)
+
+    def _write_intents(self, committed: list[tuple[ItemFold, str]]) -> None:
+        """Write committed folds' contributions, then drop their intents (both idempotent)."""
+        self.contributions.mutate(
+            _contribution_cell(user, fold.item, contribution)
+            for fold, _ in committed
+            for user, contribution in fold.writes.items()
+        )
+        self.items.mutate(
+            entry(layout.item_row_key(fold.item), [delete_cells(layout.INTENTS, token.encode("ascii"))])
+            for fold, token in committed
+        )
+
+    def _complete_intents(self, rows: dict[str, ItemRow]) -> int:
+        """Write what committed folds of other writers left in ``rows``' intents; how many."""
+        left = [
+            (ItemFold(item, row.norm2, row.users, row.events, {u: (r, n) for u, r, n in writes}), token)
+            for item, row in rows.items()
+            for token, writes in row.intents.items()
+        ]
+        if left:
+            log.info("completing %d item folds left by other writers", len(left))
+            self._write_intents(left)
+        return len(left)
 
 
 def fold_batch(store: FoldStore, events: list[Event], weights: Weights) -> FoldStats:
-    """Fold a batch: read touched users, write them, then read and write touched items.
-
-    Callers must not run two batches at once against the same rows: the
-    read-compute-write of a row is not guarded against a concurrent writer.
-    """
-    by_user: dict[str, list[Event]] = {}
-    for event in events:
-        by_user.setdefault(event.user, []).append(event)
-    user_states = store.read_users(by_user)
-    user_folds = [fold_user(u, evs, user_states[u], weights) for u, evs in by_user.items()]
+    """Both steps for one batch (tests, benchmarks; the pipeline runs them as two keyed stages)."""
     stats = FoldStats(events=len(events))
-    stats.duplicates = sum(f.duplicates for f in user_folds)
-    stats.accepted = stats.events - stats.duplicates
-    stats.users_written = store.write_users(user_folds)
-
-    by_item: dict[str, dict[str, tuple[float, int]]] = {}
-    for fold in user_folds:
-        for item, contribution in fold.contributions.items():
-            by_item.setdefault(item, {})[fold.user] = contribution
-    item_states = store.read_items(by_item)
-    stats.items_written = store.write_items(
-        fold_item(item, incoming, item_states[item]) for item, incoming in by_item.items()
-    )
+    store.fold_items(store.fold_users(events, weights, stats), stats)
     return stats

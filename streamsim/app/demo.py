@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from schemas import EventError, layout, parse_event
-from schemas.rows import decode_user
+from schemas.rows import decode_item
 from streamsim.app import localstack
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.clients import subscriber_client
@@ -250,9 +250,9 @@ def _is_event(message: bytes) -> bool:
 
 
 def folded_events(settings: Settings) -> int:
-    """Σ over users of ``u:events``: the events the stream has folded."""
-    only_counts = filters.chain(filters.column(layout.USER_STATS, layout.EVENTS), filters.newest())
-    return sum(decode_user(row).events for _, row in open_tables(settings).users.read_rows(row_filter=only_counts))
+    """Σ over items of ``n:events``: the events the stream has folded (items are fewer than pairs)."""
+    only_counts = filters.chain(filters.column(layout.ITEM_STATS, layout.EVENTS), filters.newest())
+    return sum(decode_item(row).events for _, row in open_tables(settings).items.read_rows(row_filter=only_counts))
 
 
 def dead_lettered(settings: Settings) -> int:

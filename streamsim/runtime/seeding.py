@@ -14,43 +14,49 @@ from streamsim.runtime.bigtable import entry, open_tables, set_cell
 from streamsim.runtime.settings import Settings
 
 
-def write_scores(
-    settings: Settings, scores: Mapping[str, Mapping[str, float]], *, mark_dirty: bool = True, index: bool = True
-) -> None:
-    """Users' r_ui, user norm², and item norm²/users from them.
+def write_scores(settings: Settings, scores: Mapping[str, Mapping[str, float]], *, mark_dirty: bool = True) -> None:
+    """Pairs' r_ui (one event each), their contributions rows, and item stats from them.
 
-    With ``index`` (as the stream does) each item row also gets ``c:<user>`` =
-    ``encode_contribution(r_ui, 1)`` for its users; without, the items look like state
-    written before the inverted index existed.
+    As the fold writes them (version 1, contributions stamped with their event count),
+    so a fold on top of seeded state continues it.
     """
     tables = open_tables(settings)
-    user_rows, norms, counts, holders = [], {}, {}, {}
+    one = codecs.encode_int64(1)
+    pairs, contributions, norms, counts = [], [], {}, {}
     for user, row in scores.items():
-        cells = [
-            set_cell(layout.SCORES, layout.score_qualifier(item), codecs.encode_double(r)) for item, r in row.items()
-        ]
         for item, r in row.items():
+            pairs.append(
+                entry(
+                    layout.user_item_key(user, item),
+                    [
+                        set_cell(layout.SCORES, layout.SCORE, codecs.encode_double(r)),
+                        set_cell(layout.SCORES, layout.COUNT, one),
+                        set_cell(layout.SCORES, layout.VERSION, one),
+                    ],
+                )
+            )
+            contributions.append(
+                entry(
+                    layout.item_user_key(item, user),
+                    [set_cell(layout.CONTRIBUTIONS, layout.CONTRIBUTION, codecs.encode_contribution(r, 1), 1000)],
+                )
+            )
             norms[item] = norms.get(item, 0.0) + r * r
             counts[item] = counts.get(item, 0) + 1
-            holders.setdefault(item, []).append((user, r))
-        cells.append(set_cell(layout.USER_STATS, layout.NORM2, codecs.encode_double(sum(r * r for r in row.values()))))
-        user_rows.append(entry(layout.user_row_key(user), cells))
-    tables.users.mutate(user_rows)
-    item_rows = []
+    tables.users.mutate(pairs)
+    tables.contributions.mutate(contributions)
+    items = []
     for item, norm2 in norms.items():
         cells = [
             set_cell(layout.ITEM_STATS, layout.NORM2, codecs.encode_double(norm2)),
             set_cell(layout.ITEM_STATS, layout.USERS, codecs.encode_int64(counts[item])),
+            set_cell(layout.ITEM_STATS, layout.EVENTS, codecs.encode_int64(counts[item])),
+            set_cell(layout.ITEM_STATS, layout.ITEM_VERSION, one),
         ]
-        if index:
-            cells += [
-                set_cell(layout.CONTRIBUTIONS, layout.contribution_qualifier(user), codecs.encode_contribution(r, 1))
-                for user, r in holders[item]
-            ]
         if mark_dirty:
             cells.append(set_cell(layout.DIRTY, layout.DIRTY_MARK, b""))
-        item_rows.append(entry(layout.item_row_key(item), cells))
-    tables.items.mutate(item_rows)
+        items.append(entry(layout.item_row_key(item), cells))
+    tables.items.mutate(items)
 
 
 def write_generation(

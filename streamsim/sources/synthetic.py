@@ -38,7 +38,14 @@ class ClickstreamShape:
     basket_rate: float = 0.13
     purchase_rate: float = 0.35
     malformed_rate: float = 0.002
+    #: Share of events on one item, ``item-hot`` (a flash sale; 0: none).
+    hot_item_share: float = 0.0
     seed: int = 7
+
+
+#: A shop at scale: a million users, a long tail of items, and one item that 30% of
+#: the traffic goes to (over 200k distinct users at a million events).
+SHOP_AT_SCALE = ClickstreamShape(users=1_000_000, items=200_000, events=1_000_000, categories=200, hot_item_share=0.3)
 
 
 def clickstream(shape: ClickstreamShape = ClickstreamShape()) -> Iterator[bytes]:
@@ -59,6 +66,7 @@ def clickstream(shape: ClickstreamShape = ClickstreamShape()) -> Iterator[bytes]
         category = int(favourite[user, rng.integers(0, 3)])
         cdf = item_cdf[category]
         item = int(members[category][np.searchsorted(cdf, rng.random() * cdf[-1], side="right")])
+        name = "item-hot" if shape.hot_item_share and rng.random() < shape.hot_item_share else f"item-{item}"
         funnel = [EventType.BROWSE]
         if rng.random() < shape.basket_rate:
             funnel.append(EventType.BASKET)
@@ -68,7 +76,7 @@ def clickstream(shape: ClickstreamShape = ClickstreamShape()) -> Iterator[bytes]
             if emitted >= shape.events:
                 break
             ts += int(rng.integers(1, 5000))
-            event = Event(f"syn-{shape.seed}-{emitted}", f"user-{user}", f"item-{item}", event_type, ts)
+            event = Event(f"syn-{shape.seed}-{emitted}", f"user-{user}", name, event_type, ts)
             if rng.random() < shape.malformed_rate:
                 yield _break(event, int(rng.integers(0, 4)))
             else:

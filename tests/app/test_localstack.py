@@ -42,7 +42,7 @@ def test_up_status_down_lifecycle(cli_env):
     ports = [str(localstack.free_port()), str(localstack.free_port())]
     first = streamsim("up", "--bigtable-port", ports[0], "--pubsub-port", ports[1], env=cli_env)
     assert first.returncode == 0, first.stderr
-    assert "4 tables, 2 topics, 2 subscriptions" in first.stdout
+    assert "5 tables, 2 topics, 2 subscriptions" in first.stdout
 
     again = streamsim("up", env=cli_env)
     assert again.returncode == 0 and "nothing new" in again.stdout
@@ -57,6 +57,7 @@ def test_up_status_down_lifecycle(cli_env):
     assert report["tables"] == {
         "users": "life-users",
         "items": "life-items",
+        "contributions": "life-contributions",
         "similarities": "life-similarities",
         "meta": "life-meta",
     }

@@ -12,6 +12,7 @@ from batch.generations import GenerationError, Generations
 from schemas import codecs, layout
 from streamsim.runtime.bigtable import entry, set_cell
 from streamsim.runtime.bigtable.table import Table
+from tests.support.flaky_calls import AnswerLost, Failed
 
 
 class _Unavailable(grpc.RpcError):
@@ -80,17 +81,15 @@ def _flaky_check_and_mutate(monkeypatch, *, apply_first: bool) -> list[str]:
     """The next CheckAndMutateRow on the pointer row fails with UNAVAILABLE once,
     after being applied if ``apply_first`` (its answer lost)."""
     state = []
-    real_call = Table._check_and_mutate_call
+    real_start = Table._start_check_and_mutate
 
     def flaky(self, request):
         if not state and request.row_key == layout.GENERATION_ROW:
             state.append("failed once")
-            if apply_first:
-                real_call(self, request)
-            raise _Unavailable()
-        return real_call(self, request)
+            return AnswerLost(real_start(self, request), _Unavailable()) if apply_first else Failed(_Unavailable())
+        return real_start(self, request)
 
-    monkeypatch.setattr(Table, "_check_and_mutate_call", flaky)
+    monkeypatch.setattr(Table, "_start_check_and_mutate", flaky)
     return state
 
 

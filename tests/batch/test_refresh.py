@@ -21,6 +21,7 @@ from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.bigtable import entry, filters, open_tables, set_cell
 from streamsim.runtime.bigtable.table import Table
 from streamsim.runtime.seeding import write_scores
+from tests.support.flaky_calls import AnswerLost, Failed
 
 
 def clustered_scores(seed: int, users: int = 1200, items: int = 40, clusters: int = 4, weights=(0.5, 2.0, 6.0)) -> dict:
@@ -235,14 +236,12 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
     def mark_during(generation):
         mark_dirty(fresh_stack, ["sku-050"])  # an event arriving while the pass runs
 
-    incremental = run_pass(
-        spark, fresh_stack, dataclasses.replace(options, server_filter=True), before_flip=mark_during
-    )
+    incremental = run_pass(spark, fresh_stack, options, before_flip=mark_during)
     assert incremental["mode"] == "incremental"
     assert incremental["dirty_items"] == 3
     assert 3 <= incremental["items_recomputed"] < incremental["items"] / 2
     assert incremental["marks_cleared"] == 3
-    # Only users holding a dirty item were read (through the stream's inverted index).
+    # Only users holding a dirty item were read (prefix scans of the stream's contributions).
     # (a second read, by index too, for clean rows recomputed in full).
     assert set(incremental["user_selection"].split("+")) == {"index"}
     assert incremental["users"] == sum(any(i in row for i in touched) for row in new_scores.values())
@@ -298,11 +297,11 @@ def test_incremental_pass_reads_only_users_holding_dirty_items(spark, fresh_stac
     full = run_pass(spark, fresh_stack, dataclasses.replace(options, full=True))
     assert visible(fresh_stack, incremental["generation"]) == visible(fresh_stack, full["generation"])
 
-    # An item written without the index (state from before it existed): scan every user.
+    # Over a tenth of the items to recompute: their holders are about everyone, so scan.
     for user in list(changed)[-30:]:
         changed[user]["i-new"] = 2.0
-    write_scores(fresh_stack, changed, mark_dirty=False, index=False)
-    mark_dirty(fresh_stack, ["i-new"])
+    write_scores(fresh_stack, changed, mark_dirty=False)
+    mark_dirty(fresh_stack, sorted({item for row in changed.values() for item in row}))
     fallback = run_pass(spark, fresh_stack, options)
     assert fallback["mode"] == "incremental" and fallback["user_selection"] == "scan"
     assert fallback["users_read"] == len(changed)
@@ -322,18 +321,16 @@ class _Unavailable(grpc.RpcError):
 def test_a_transient_failure_at_the_flip_does_not_lose_the_pass(spark, fresh_stack, monkeypatch, applied):
     write_scores(fresh_stack, sparse_scores(8, users=80, items=12))
     state = []
-    real_call = Table._check_and_mutate_call
+    real_start = Table._start_check_and_mutate
 
     def flaky(self, request):
         # Once armed (every row written), the first flip of the pointer fails transiently.
         if state == ["armed"] and request.row_key == layout.GENERATION_ROW:
             state[0] = "failed once"
-            if applied:
-                real_call(self, request)
-            raise _Unavailable()
-        return real_call(self, request)
+            return AnswerLost(real_start(self, request), _Unavailable()) if applied else Failed(_Unavailable())
+        return real_start(self, request)
 
-    monkeypatch.setattr(Table, "_check_and_mutate_call", flaky)
+    monkeypatch.setattr(Table, "_start_check_and_mutate", flaky)
     options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
     stats = run_pass(spark, fresh_stack, options, before_flip=lambda generation: state.append("armed"))
     assert state == ["failed once"]

@@ -10,6 +10,7 @@ from streamsim.runtime.bigtable import entry, filters, open_tables, set_cell
 from streamsim.runtime.bigtable import table as table_module
 from streamsim.runtime.bigtable.messages import RowFilter
 from streamsim.runtime.bigtable.table import Table, WriteError
+from tests.support.flaky_calls import Failed
 
 ROW = b"row"
 COLUMN = (layout.GENERATION, layout.CURRENT)
@@ -74,23 +75,23 @@ class _Failure(grpc.RpcError):
 def test_transient_failures_are_retried_and_permanent_ones_raise(fresh_stack, monkeypatch):
     monkeypatch.setattr(table_module, "_backoff", lambda attempt: None)
     table = open_tables(fresh_stack).meta
-    real_call, calls = Table._check_and_mutate_call, []
+    real_start, calls = Table._start_check_and_mutate, []
 
     def flaky(self, request):
         calls.append(1)
         if len(calls) == 1:
-            raise _Failure(grpc.StatusCode.UNAVAILABLE)
-        return real_call(self, request)
+            return Failed(_Failure(grpc.StatusCode.UNAVAILABLE))
+        return real_start(self, request)
 
-    monkeypatch.setattr(Table, "_check_and_mutate_call", flaky)
+    monkeypatch.setattr(Table, "_start_check_and_mutate", flaky)
     assert table.check_and_mutate(ROW, filters.column(*COLUMN), false_mutations=[put(1)]) is False
     assert len(calls) == 2 and value(table) == codecs.encode_int64(1)
 
     def denied(self, request):
         calls.append(1)
-        raise _Failure(grpc.StatusCode.PERMISSION_DENIED)
+        return Failed(_Failure(grpc.StatusCode.PERMISSION_DENIED))
 
-    monkeypatch.setattr(Table, "_check_and_mutate_call", denied)
+    monkeypatch.setattr(Table, "_start_check_and_mutate", denied)
     with pytest.raises(WriteError, match="PERMISSION_DENIED"):
         table.check_and_mutate(ROW, filters.column(*COLUMN), false_mutations=[put(2)])
     assert len(calls) == 3  # not retried

@@ -42,11 +42,11 @@ def test_filters_newest_and_visible_at(fresh_stack):
         row = tables.similarities.read_row(key, filters.visible_at(generation))
         assert row[layout.NEIGHBOURS][layout.TOP].value == expected
     assert tables.similarities.read_row(key, filters.visible_at(9)) == {}
-    tables.users.mutate([entry(b"u", [set_cell(layout.SCORES, b"x", b"1"), set_cell(layout.USER_STATS, b"n", b"2")])])
+    tables.users.mutate([entry(b"u", [set_cell(layout.SCORES, b"x", b"1"), set_cell(layout.FOLDED, b"n", b"2")])])
     assert set(tables.users.read_row(b"u", filters.newest_in(layout.SCORES))) == {layout.SCORES}
-    assert set(tables.users.read_row(b"u", filters.families(layout.SCORES, layout.USER_STATS))) == {
+    assert set(tables.users.read_row(b"u", filters.families(layout.SCORES, layout.FOLDED))) == {
         layout.SCORES,
-        layout.USER_STATS,
+        layout.FOLDED,
     }
 
 
@@ -66,6 +66,9 @@ class _FlakyChannel:
 
     def __init__(self, channel, failures: int, code=grpc.StatusCode.UNAVAILABLE):
         self._channel, self.failures, self.code, self.requests = channel, failures, code, []
+
+    def unary_unary(self, method, **kwargs):
+        return self._channel.unary_unary(method, **kwargs)
 
     def unary_stream(self, method, **kwargs):
         call = self._channel.unary_stream(method, **kwargs)

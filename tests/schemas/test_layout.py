@@ -11,6 +11,7 @@ def test_ids_carry_the_prefix():
     assert layout.TableIds.for_prefix("shop-").as_dict() == {
         "users": "shop-users",
         "items": "shop-items",
+        "contributions": "shop-contributions",
         "similarities": "shop-similarities",
         "meta": "shop-meta",
     }
@@ -30,15 +31,30 @@ def test_pubsub_ids_must_start_with_a_letter():
         layout.PubSubNames.for_prefix("1-")
 
 
-@given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=128))
-def test_row_keys_are_salted_and_reversible(entity):
-    key = layout.user_row_key(entity)
-    assert layout.id_from_row_key(key) == entity
-    assert key[4:5] == b"#" and layout.item_row_key(entity) == key
+_ids = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=128)
+
+
+@given(_ids, _ids)
+def test_row_keys_are_salted_and_reversible(first, second):
+    key = layout.item_row_key(first)
+    assert layout.id_from_row_key(key) == first and key[4:5] == b"#"
+    pair = layout.user_item_key(first, second)
+    assert layout.ids_from_pair_key(pair) == (first, second)
+    assert pair.startswith(layout.user_prefix(first)) and layout.user_prefix(first).startswith(key)
+    assert layout.ids_from_pair_key(layout.item_user_key(first, second)) == (first, second)
+    with pytest.raises(ValueError):
+        layout.id_from_row_key(pair)
+
+
+@given(_ids, _ids)
+def test_a_prefix_names_exactly_one_entity(first, other):
+    """A user's rows are exactly the keys under its prefix: no other id's rows fall in it."""
+    if first != other:
+        assert not layout.user_item_key(other, "x").startswith(layout.user_prefix(first))
 
 
 def test_sequential_ids_spread_over_the_key_space():
-    salts = {layout.user_row_key(str(n))[:1] for n in range(1000)}
+    salts = {layout.item_row_key(str(n))[:1] for n in range(1000)}
     assert len(salts) == 16
 
 

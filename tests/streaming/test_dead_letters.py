@@ -271,7 +271,10 @@ def _publish_step(letters):
     fn.start_bundle()
     for letter in letters:
         fn.process(letter)
-    fn.finish_bundle()
+    (settled,) = [windowed.value for windowed in fn.finish_bundle()]
+    # Settled once published: the local runner acks exactly these messages.
+    assert settled.message_ids == tuple(letter.message_id for letter in letters)
+    assert dict(settled.counts)["dead_lettered"] == len(letters)
     return fn._client.published
 
 

@@ -126,11 +126,29 @@ def test_publish_replay_duplicates_and_dead_letters(fresh_stack, replay_file):
 def test_restart_between_halves_gives_the_same_state(fresh_stack, replay_file):
     half = EVENTS // 2
     assert publish_file(fresh_stack, replay_file, limit=half).published == half
-    # The first run folds on the background writer, the second inline: same state.
-    _stream_until_idle(fresh_stack, "--background_fold")
+    _stream_until_idle(fresh_stack)
     # The second run sees the rest plus a redelivery of the first half.
     assert publish_file(fresh_stack, replay_file).published == EVENTS
     _stream_until_idle(fresh_stack)
+    _assert_matches_oracle(fresh_stack, replay_file)
+
+
+def test_two_stream_processes_on_one_subscription_give_the_oracle(fresh_stack, replay_file):
+    """An operator's second `streamsim stream`, or a job and its successor: both fold at once."""
+    streams = [
+        subprocess.Popen(
+            [sys.executable, "-m", "streamsim", "stream", "--idle-exit", "4", *_connection(fresh_stack)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    # The same file twice, while both run: redeliveries race the deliveries.
+    assert publish_file(fresh_stack, replay_file).published == EVENTS
+    assert publish_file(fresh_stack, replay_file).published == EVENTS
+    for stream in streams:
+        _, err = stream.communicate(timeout=240)
+        assert stream.returncode == 0, err[-3000:]
     _assert_matches_oracle(fresh_stack, replay_file)
 
 

@@ -13,11 +13,11 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from schemas import Event, EventType, Weights
-from schemas.rows import ItemRow, UserRow
+from schemas.rows import ItemRow, PairRow
 from streaming import state
-from streaming.fold import fold_item, fold_user
+from streaming.fold import fold_item, fold_pair
 from streaming.pipeline import ParseEvents
-from streaming.store import FoldStore, fold_batch
+from streaming.store import FoldStats, FoldStore, fold_batch
 from tests.support.fold_oracle import fold_oracle
 
 W = Weights()
@@ -27,7 +27,7 @@ events_strategy = st.lists(
         Event,
         event_id=st.sampled_from([f"e{i}" for i in range(12)]),
         user=st.just("u"),
-        item=st.sampled_from(["a", "b", "c"]),
+        item=st.just("a"),
         type=st.sampled_from(list(EventType)),
         ts_ms=st.just(0),
     ),
@@ -43,57 +43,68 @@ def _canonical(events):
     return list(seen.values())
 
 
-def _apply(state_: UserRow, fold) -> UserRow:
-    return UserRow(
-        scores={**state_.scores, **fold.scores},
-        counts={**state_.counts, **fold.counts},
-        folded=state_.folded | frozenset(fold.new_ids),
-        norm2=fold.norm2,
-        events=fold.events,
-    )
+def _apply(row: PairRow, fold) -> PairRow:
+    folded = {e: t for e, t in row.folded.items() if e not in fold.forget_ids}
+    tick = max(row.folded.values(), default=0)
+    folded.update({e: tick + 1 + k for k, e in enumerate(fold.new_ids)})
+    return PairRow(r=fold.r, events=fold.events, version=row.version + fold.changed, folded=folded)
 
 
 @given(events_strategy, st.integers(min_value=0, max_value=30))
 @hyp_settings(max_examples=200, deadline=None)
-def test_fold_user_is_exactly_once_in_any_split(events, cut):
+def test_fold_pair_is_exactly_once_in_any_split(events, cut):
     events = _canonical(events)
-    whole = fold_user("u", events, UserRow(), W)
+    whole = fold_pair("u", "a", events, PairRow(), W)
     # Two batches, the second redelivering part of the first.
-    first = fold_user("u", events[:cut], UserRow(), W)
-    second = fold_user("u", events[max(0, cut - 3) :] + events[:cut], _apply(UserRow(), first), W)
-    after = _apply(_apply(UserRow(), first), second)
-    assert after.scores == pytest.approx(_apply(UserRow(), whole).scores)
-    assert after.events == len(events)
-    assert after.norm2 == pytest.approx(sum(r * r for r in after.scores.values()))
+    first = fold_pair("u", "a", events[:cut], PairRow(), W)
+    second = fold_pair("u", "a", events[max(0, cut - 3) :] + events[:cut], _apply(PairRow(), first), W)
+    after = _apply(_apply(PairRow(), first), second)
+    assert after.r == pytest.approx(whole.r) and after.events == len(events) == whole.events
     assert second.duplicates == min(cut, len(events)) + max(0, min(cut, len(events)) - max(0, cut - 3))
-    # Folding the whole stream again changes nothing.
-    again = fold_user("u", events, after, W)
+    # Folding the whole stream again changes nothing, and hands on the absolute values.
+    again = fold_pair("u", "a", events, after, W)
     assert not again.changed and again.duplicates == len(events)
-    assert again.contributions == {i: (after.scores[i], after.counts[i]) for i in after.scores}
+    assert again.contribution == (after.r, after.events)
+
+
+def test_fold_pair_keeps_a_bounded_number_of_ids(monkeypatch):
+    from streaming import fold
+
+    monkeypatch.setattr(fold, "MAX_FOLDED_PER_PAIR", 5)
+    row = PairRow()
+    for start in range(0, 12, 4):
+        batch = [Event(f"e{k}", "u", "a", EventType.BROWSE, k) for k in range(start, start + 4)]
+        result = fold_pair("u", "a", batch, row, W)
+        row = _apply(row, result)
+        assert len(row.folded) <= 5
+    assert row.events == 12 and set(row.folded) == {f"e{k}" for k in range(7, 12)}
+    # Within the window a redelivery is a duplicate; beyond it, it would count again.
+    assert fold_pair("u", "a", [Event("e11", "u", "a", EventType.BROWSE, 0)], row, W).duplicates == 1
+    assert fold_pair("u", "a", [Event("e0", "u", "a", EventType.BROWSE, 0)], row, W).changed
 
 
 @given(st.dictionaries(st.sampled_from("xyz"), st.tuples(st.floats(0.5, 50), st.integers(1, 9)), max_size=3))
 def test_fold_item_replay_changes_nothing(incoming):
-    first = fold_item("i", incoming, ItemRow())
+    first = fold_item("i", incoming, {}, ItemRow())
     assert first.norm2 == pytest.approx(sum(r * r for r, _ in incoming.values()))
     assert first.users == len(incoming)
-    stored = ItemRow(norm2=first.norm2, users=first.users, events=first.events, contributions=incoming)
-    replay = fold_item("i", incoming, stored)
-    assert not replay.changed and not replay.norm_changed
+    stored = ItemRow(norm2=first.norm2, users=first.users, events=first.events)
+    replay = fold_item("i", incoming, incoming, stored)
+    assert not replay.changed
     assert (replay.norm2, replay.users, replay.events) == (first.norm2, first.users, first.events)
 
 
 def test_fold_item_ignores_stale_contribution():
-    stored = ItemRow(norm2=16.0, users=1, events=2, contributions={"u": (4.0, 2)})
-    stale = fold_item("i", {"u": (2.0, 1)}, stored)
+    stored = ItemRow(norm2=16.0, users=1, events=2)
+    stale = fold_item("i", {"u": (2.0, 1)}, {"u": (4.0, 2)}, stored)
     assert not stale.changed and stale.norm2 == 16.0
-    newer = fold_item("i", {"u": (6.0, 3)}, stored)
+    newer = fold_item("i", {"u": (6.0, 3)}, {"u": (4.0, 2)}, stored)
     assert newer.norm2 == pytest.approx(36.0) and newer.users == 1 and newer.events == 3
 
 
-def test_fold_user_rejects_foreign_event():
+def test_fold_pair_rejects_foreign_event():
     with pytest.raises(ValueError, match="folded into"):
-        fold_user("u", [Event("e", "v", "a", EventType.BROWSE, 0)], UserRow(), W)
+        fold_pair("u", "a", [Event("e", "v", "a", EventType.BROWSE, 0)], PairRow(), W)
 
 
 def test_parse_events_splits_good_and_dead_letters():
@@ -153,28 +164,38 @@ def test_fold_batch_is_idempotent_on_bigtable(fresh_stack):
     assert first.duplicates == 0 and first.accepted == 400
     # A retried bundle and an overlapping redelivery.
     retried = fold_batch(store, events[:400], W)
-    assert retried.duplicates == 400 and retried.users_written == 0 and retried.items_written == 0
+    assert retried.duplicates == 400 and retried.pairs_written == 0 and retried.items_written == 0
     fold_batch(store, events[300:] + events[300:], W)
     _assert_state(fresh_stack, events)
     user = events[0].user
     assert state.read_user(fresh_stack, user)["events"] == sum(1 for e in events if e.user == user)
 
 
-def test_crash_between_user_and_item_write_heals_on_redelivery(fresh_stack):
+def test_crash_between_pair_and_item_writes_heals_on_redelivery(fresh_stack):
     events = _events(n=300)
     store = FoldStore(fresh_stack)
-    # Simulate a crash after the user rows were written: items never saw the batch.
-    broken = FoldStore(fresh_stack)
-
-    def crash(folds):
-        raise RuntimeError("crash")
-
-    broken.write_items = crash
-    with pytest.raises(RuntimeError, match="crash"):
-        fold_batch(broken, events, W)
+    # A writer that dies after the pair writes: items never saw the batch.
+    store.fold_users(events, W, FoldStats())
     assert state.scan_items(fresh_stack) == {}
     healed = fold_batch(store, events, W)
-    assert healed.duplicates == len(events) and healed.users_written == 0
+    assert healed.duplicates == len(events) and healed.pairs_written == 0
+    _assert_state(fresh_stack, events)
+
+
+def test_an_intent_left_by_a_dead_item_writer_is_completed(fresh_stack, monkeypatch):
+    events = _events(n=200)
+    store = FoldStore(fresh_stack)
+    stats = FoldStats()
+    contributions = store.fold_users(events, W, stats)
+    # Die after the item stats (with their intents) are committed, before the contributions rows.
+    monkeypatch.setattr(store, "_write_intents", lambda committed: None)
+    store.fold_items(contributions, stats)
+    monkeypatch.undo()
+    assert all(row.intents for row in store.read_items(contributions).values())
+    # The redelivery finds the intents, writes them for the dead writer, and applies nothing twice.
+    healed = fold_batch(store, events, W)
+    assert healed.intents_completed == len(contributions) and healed.items_written == 0
+    assert not any(row.intents for row in store.read_items(contributions).values())
     _assert_state(fresh_stack, events)
 
 
@@ -185,6 +206,7 @@ def test_unknown_user_and_item_read_as_empty(fresh_stack):
         "norm2": 0.0,
         "events": 0,
         "item_events": {},
+        "truncated": False,
     }
     item = state.read_item(fresh_stack, "nothing")
     assert item["norm2"] == 0.0 and item["dirty"] is False and item["users"] == 0

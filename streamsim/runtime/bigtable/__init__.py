@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 
 from streamsim.runtime.bigtable.messages import delete_cells, entry, set_cell
-from streamsim.runtime.bigtable.table import ReadError, Row, Table, WriteError
+from streamsim.runtime.bigtable.table import Conditional, ReadError, Row, Table, WriteError
 from streamsim.runtime.clients import bigtable_channel
 from streamsim.runtime.settings import Settings
 
 __all__ = [
+    "Conditional",
     "ReadError",
     "Row",
     "Table",
@@ -43,6 +44,7 @@ class Tables:
 
     users: Table
     items: Table
+    contributions: Table
     similarities: Table
     meta: Table
 

@@ -12,6 +12,7 @@ import grpc
 
 from schemas.rows import Cell
 from streamsim.runtime.bigtable import messages
+from streamsim.runtime.bigtable.table import prefix_end
 from streamsim.runtime.bigtable.wire import rows_from_responses
 from streamsim.runtime.clients import open_bigtable_channel
 from streamsim.runtime.settings import Settings
@@ -46,12 +47,31 @@ class AsyncTables:
         self, table_id: str, keys: list[bytes], row_filter, *, timeout: float
     ) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
         """``{key: row}`` for the keys that exist (newest cell per column)."""
-        if timeout <= 0:
-            raise Unavailable("the request's time budget is spent")
-        request = messages.ReadRowsRequest(
+        request = self._request(table_id, row_filter)
+        request.rows.row_keys.extend(keys)
+        return await self._call(request, timeout)
+
+    async def read_prefix(
+        self, table_id: str, prefix: bytes, row_filter, *, limit: int, timeout: float
+    ) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
+        """``{key: row}`` of at most ``limit`` rows under ``prefix``, in key order."""
+        request = self._request(table_id, row_filter)
+        row_range = request.rows.row_ranges.add()
+        row_range.start_key_closed = prefix
+        end = prefix_end(prefix)
+        if end is not None:
+            row_range.end_key_open = end
+        request.rows_limit = limit
+        return await self._call(request, timeout)
+
+    def _request(self, table_id: str, row_filter):
+        return messages.ReadRowsRequest(
             table_name=self._base + table_id, filter=row_filter, app_profile_id=self._app_profile_id
         )
-        request.rows.row_keys.extend(keys)
+
+    async def _call(self, request, timeout: float) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
+        if timeout <= 0:
+            raise Unavailable("the request's time budget is spent")
         responses = []
         try:
             async for response in self._read_rows(request, timeout=timeout):

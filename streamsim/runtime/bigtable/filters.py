@@ -57,6 +57,14 @@ def column(family_name: str, qualifier: bytes) -> RowFilter:
     return row_filter
 
 
+def value_equals(value: bytes) -> RowFilter:
+    """Cells whose value is exactly ``value`` (a range of one, not a regex: no escaping)."""
+    row_filter = RowFilter()
+    row_filter.value_range_filter.start_value_closed = value
+    row_filter.value_range_filter.end_value_closed = value
+    return row_filter
+
+
 def strip_values() -> RowFilter:
     """Cells with empty values: for reads that need only qualifiers or keys."""
     return RowFilter(strip_value_transformer=True)

@@ -54,9 +54,18 @@ _USED_FIELDS = {
         "column_qualifier_regex_filter",
         "strip_value_transformer",
         "cells_per_row_limit_filter",
+        "value_range_filter",
     ),
     Mutation: ("set_cell", "delete_from_column", "delete_from_row"),
-    CheckAndMutateRowRequest: ("table_name", "row_key", "predicate_filter", "true_mutations", "false_mutations"),
+    CheckAndMutateRowRequest: (
+        "table_name",
+        "app_profile_id",
+        "row_key",
+        "predicate_filter",
+        "true_mutations",
+        "false_mutations",
+    ),
+    CheckAndMutateRowResponse: ("predicate_matched",),
 }
 
 

@@ -18,6 +18,7 @@ Contract of :class:`Table`:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -55,12 +56,34 @@ _TRANSIENT_CODES = frozenset(code.value[0] for code in TRANSIENT)
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 
+#: CheckAndMutateRow calls in flight at once (each is a single-row RPC).
+MAX_CONCURRENT_CONDITIONALS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditional:
+    """One CheckAndMutateRow: ``if_matched`` applies if ``predicate`` yields a cell, else ``otherwise``."""
+
+    row_key: bytes
+    predicate: object
+    if_matched: list = dataclasses.field(default_factory=list)
+    otherwise: list = dataclasses.field(default_factory=list)
+
+
 class WriteError(RuntimeError):
     """Rows that could not be written after the retries (or failed for good)."""
 
 
 class ReadError(RuntimeError):
     """A read that failed for good (or transiently, ATTEMPTS times)."""
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The first key after every key that starts with ``prefix`` (None: no end)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 def _backoff(attempt: int) -> None:
@@ -85,6 +108,9 @@ class Table:
     def __init__(self, channel, name: str, *, app_profile_id: str = ""):
         self.name = name
         self._app_profile_id = app_profile_id
+        #: What this table's reads returned so far (response bytes, cells): bounded-read checks.
+        self.bytes_read = 0
+        self.cells_read = 0
         # Cloud Bigtable routes on this header; the emulator ignores it.
         self._metadata = (("x-goog-request-params", f"table_name={quote(name, safe='')}"),)
         self._read = channel.unary_stream(
@@ -97,12 +123,16 @@ class Table:
             request_serializer=messages.MutateRowsRequest.SerializeToString,
             response_deserializer=messages.MutateRowsResponse.FromString,
         )
+        self._check_and_mutate = channel.unary_unary(
+            messages.CHECK_AND_MUTATE_ROW,
+            request_serializer=messages.CheckAndMutateRowRequest.SerializeToString,
+            response_deserializer=messages.CheckAndMutateRowResponse.FromString,
+        )
         self._sample = channel.unary_stream(
             messages.SAMPLE_ROW_KEYS,
             request_serializer=messages.SampleRowKeysRequest.SerializeToString,
             response_deserializer=messages.SampleRowKeysResponse.FromString,
         )
-        self._channel = channel  # for the stubs made on first use (check_and_mutate)
 
     # --- reads ---------------------------------------------------------------
     def read_rows(
@@ -111,15 +141,28 @@ class Table:
         *,
         start: bytes | None = None,
         end: bytes | None = None,
+        prefix: bytes | None = None,
+        prefixes: Iterable[bytes] | None = None,
         row_filter=None,
+        limit: int | None = None,
     ) -> Iterator[tuple[bytes, Row]]:
-        """Rows of ``keys`` (any order; read sorted, in batches), or of [start, end) (all if neither)."""
-        if keys is None:
-            yield from self._read_range(start, end, row_filter)
+        """Rows of ``keys`` (any order; read sorted, in batches), of the rows under ``prefix``
+        or any of ``prefixes`` (read in batches), or of [start, end) (all if none is given);
+        at most ``limit`` rows (ranges only)."""
+        if keys is not None:
+            ordered = sorted(set(keys))
+            for offset in range(0, len(ordered), KEYS_PER_READ):
+                yield from self._read_keys(ordered[offset : offset + KEYS_PER_READ], row_filter)
             return
-        ordered = sorted(set(keys))
-        for offset in range(0, len(ordered), KEYS_PER_READ):
-            yield from self._read_keys(ordered[offset : offset + KEYS_PER_READ], row_filter)
+        if prefixes is not None:
+            ordered = sorted(set(prefixes))
+            for offset in range(0, len(ordered), KEYS_PER_READ):
+                ranges = [(p, prefix_end(p)) for p in ordered[offset : offset + KEYS_PER_READ]]
+                yield from self._read_ranges(ranges, row_filter, None)
+            return
+        if prefix is not None:
+            start, end = prefix, prefix_end(prefix)
+        yield from self._read_ranges([(start, end)], row_filter, limit)
 
     def read_row(self, key: bytes, row_filter=None) -> Row:
         """One row (``{}`` if it does not exist or nothing passes the filter)."""
@@ -128,7 +171,7 @@ class Table:
         return {}
 
     def _read_keys(self, keys: list[bytes], row_filter) -> Iterator[tuple[bytes, Row]]:
-        def request(last: bytes | None):
+        def request(last: bytes | None, _read: int):
             # Rows come back in key order: a retry asks only for the keys after the last one yielded.
             pending = keys if last is None else [k for k in keys if k > last]
             if not pending:  # an empty key list would read the whole table
@@ -139,20 +182,38 @@ class Table:
 
         return self._stream(request, "read")
 
-    def _read_range(self, start: bytes | None, end: bytes | None, row_filter) -> Iterator[tuple[bytes, Row]]:
-        def request(last: bytes | None):
+    def _read_ranges(
+        self, ranges: list[tuple[bytes | None, bytes | None]], row_filter, limit: int | None
+    ) -> Iterator[tuple[bytes, Row]]:
+        """Rows of sorted, disjoint [start, end) ranges (None: unbounded)."""
+
+        def request(last: bytes | None, read: int):
+            if limit is not None and read >= limit:
+                return None
             message = self._request(row_filter)
-            if start is not None or end is not None or last is not None:
+            if limit is not None:
+                message.rows_limit = limit - read
+            for start, end in ranges:
+                if last is not None and end is not None and end <= last:
+                    continue  # read completely before the failure
+                if start is None and end is None and last is None:
+                    return message  # the whole table: no range at all
                 row_range = message.rows.row_ranges.add()
-                if last is not None:
+                if last is not None and (start is None or start <= last):
                     row_range.start_key_open = last
                 elif start is not None:
                     row_range.start_key_closed = start
                 if end is not None:
                     row_range.end_key_open = end
-            return message
+            return message if message.rows.row_ranges else None
 
         return self._stream(request, "scan")
+
+    def _counted(self, responses):
+        for response in responses:
+            self.bytes_read += response.ByteSize()
+            self.cells_read += len(response.chunks)
+            yield response
 
     def _request(self, row_filter):
         request = messages.ReadRowsRequest(table_name=self.name, app_profile_id=self._app_profile_id)
@@ -161,17 +222,18 @@ class Table:
         return request
 
     def _stream(self, request_after, what: str) -> Iterator[tuple[bytes, Row]]:
-        """Rows of ``request_after(None)``; after a transient failure, of ``request_after(last key)``."""
-        last = None
+        """Rows of ``request_after(None, 0)``; after a transient failure, of
+        ``request_after(last key yielded, rows yielded)``."""
+        last, read = None, 0
         for attempt in range(1, ATTEMPTS + 1):
-            request = request_after(last)
+            request = request_after(last, read)
             if request is None:
                 return
             try:
                 for key, row in rows_from_responses(
-                    self._read(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata)
+                    self._counted(self._read(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata))
                 ):
-                    last = key
+                    last, read = key, read + 1
                     yield key, row
                 return
             except grpc.RpcError as exc:
@@ -219,32 +281,62 @@ class Table:
         # An entry without a reported status was not applied: retry it.
         return [_UNAVAILABLE if code is None else code for code in codes]
 
+    # --- conditional writes ----------------------------------------------------
     def check_and_mutate(self, row_key: bytes, predicate, *, true_mutations=(), false_mutations=()) -> bool:
         """Atomically: if ``predicate`` (a ``RowFilter``) lets any cell of the row through,
         apply ``true_mutations``, else ``false_mutations``; returns whether it matched.
 
-        A row that does not exist matches nothing. Transient failures are retried like
-        every call here, but unlike :meth:`mutate` an attempt whose answer was lost may
-        have been applied, and a retry then sees the row it changed: the returned flag is
-        that of the last attempt. Callers make the mutation conditional on what it sets
-        (a compare-and-set is then safe to repeat) and read the row back when the flag
-        alone cannot tell them what happened.
+        A row that does not exist matches nothing. As for :meth:`check_and_mutate_many`,
+        a retried attempt may see the row its lost first attempt changed: callers make the
+        mutation conditional on what it sets and read the row back when the flag alone
+        cannot tell them what happened.
         """
-        request = messages.CheckAndMutateRowRequest(
-            table_name=self.name, app_profile_id=self._app_profile_id, row_key=row_key
-        )
-        request.predicate_filter.CopyFrom(predicate)
-        request.true_mutations.extend(true_mutations)
-        request.false_mutations.extend(false_mutations)
-        response = retry(lambda: self._check_and_mutate_call(request), f"check-and-mutate {self.name}", WriteError)
-        return response.predicate_matched
+        conditional = Conditional(row_key, predicate, list(true_mutations), list(false_mutations))
+        return self.check_and_mutate_many([conditional])[0]
 
-    def _check_and_mutate_call(self, request):
-        stub = self.__dict__.get("_check_and_mutate")
-        if stub is None:
-            stub = self._check_and_mutate = self._channel.unary_unary(
-                messages.CHECK_AND_MUTATE_ROW,
-                request_serializer=messages.CheckAndMutateRowRequest.SerializeToString,
-                response_deserializer=messages.CheckAndMutateRowResponse.FromString,
-            )
-        return stub(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata)
+    def check_and_mutate_many(self, conditionals: list[Conditional]) -> list[bool]:
+        """Run each CheckAndMutateRow (concurrently); whether each one's predicate matched.
+
+        A transient failure is retried. The retry may find the predicate changed by the
+        first attempt itself (it was applied, then the answer was lost): callers must read
+        "did not match" as "re-read and decide again", never as "nothing was written",
+        which every streamsim caller does (see ``streaming.store``).
+        """
+        results: list[bool] = []
+        for offset in range(0, len(conditionals), MAX_CONCURRENT_CONDITIONALS):
+            results += self._check_and_mutate_window(conditionals[offset : offset + MAX_CONCURRENT_CONDITIONALS])
+        return results
+
+    def _check_and_mutate_window(self, conditionals: list[Conditional]) -> list[bool]:
+        results: list[bool | None] = [None] * len(conditionals)
+        pending = list(range(len(conditionals)))
+        for attempt in range(1, ATTEMPTS + 1):
+            futures = [(i, self._start_check_and_mutate(self._conditional_request(conditionals[i]))) for i in pending]
+            pending = []
+            for i, future in futures:
+                try:
+                    results[i] = future.result().predicate_matched
+                except grpc.RpcError as exc:
+                    if exc.code() not in TRANSIENT or attempt == ATTEMPTS:
+                        raise WriteError(
+                            f"check-and-mutate {self.name} failed: {exc.code().name} {exc.details()}"
+                        ) from exc
+                    pending.append(i)
+            if not pending:
+                break
+            log.warning("%d check-and-mutates of %s failed transiently, retry %d", len(pending), self.name, attempt)
+            _backoff(attempt)
+        return results
+
+    def _start_check_and_mutate(self, request):
+        """Send one CheckAndMutateRow; its ``result()`` is the response (a gRPC future)."""
+        return self._check_and_mutate.future(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata)
+
+    def _conditional_request(self, conditional: Conditional):
+        request = messages.CheckAndMutateRowRequest(
+            table_name=self.name, app_profile_id=self._app_profile_id, row_key=conditional.row_key
+        )
+        request.predicate_filter.CopyFrom(conditional.predicate)
+        request.true_mutations.extend(conditional.if_matched)
+        request.false_mutations.extend(conditional.otherwise)
+        return request
