@@ -111,7 +111,9 @@ class RssSampler(threading.Thread):
                 text = Path(f"/proc/{self.pid}/status").read_text()
             except OSError:
                 return
-            kib = next(int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:"))
+            kib = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), None)
+            if kib is None:  # exited: a zombie has no resident set
+                return
             self.samples.append(kib / 1024)
 
     def stop(self):

@@ -44,7 +44,7 @@ class ClickstreamShape:
 
 
 #: A shop at scale: a million users, a long tail of items, and one item that 30% of
-#: the traffic goes to (over 200k distinct users at a million events).
+#: the traffic goes to (183k distinct users after a million events).
 SHOP_AT_SCALE = ClickstreamShape(users=1_000_000, items=200_000, events=1_000_000, categories=200, hot_item_share=0.3)
 
 
