@@ -33,8 +33,8 @@ from streaming.dead_letters import (
     publish_attribute_budget,
 )
 from streaming.pipeline import DeadLetter, PublishDeadLettersFn
-from streamsim.runtime.clients import subscriber_client
 from streamsim.runtime.settings import Settings
+from tests.support.pubsub import drain
 
 # --- strategies ----------------------------------------------------------------
 # Keys and values that are fine, over a limit in bytes but not in characters,
@@ -321,18 +321,6 @@ def _stream_until_idle(settings):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def _drain(settings, subscription):
-    subscriber = subscriber_client(settings)
-    path = subscriber.subscription_path(settings.project, subscription)
-    messages = []
-    while True:
-        response = subscriber.pull(subscription=path, max_messages=100, return_immediately=True, timeout=10)
-        if not response.received_messages:
-            return messages
-        messages += [m.message for m in response.received_messages]
-        subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in response.received_messages])
-
-
 @pytest.mark.slow
 def test_pipeline_dead_letters_a_message_with_100_attributes(fresh_stack):
     hundred = {f"k{i:03d}": f"v{i}" for i in range(100)}
@@ -341,7 +329,7 @@ def test_pipeline_dead_letters_a_message_with_100_attributes(fresh_stack):
 
     _stream_until_idle(fresh_stack)
 
-    [letter] = _drain(fresh_stack, fresh_stack.pubsub.dead_letter_subscription)
+    [letter] = drain(fresh_stack, fresh_stack.pubsub.dead_letter_subscription)
     attributes = dict(letter.attributes)
     assert letter.data == data
     assert len(attributes) <= MAX_ATTRIBUTES  # the emulator would take 102
@@ -359,7 +347,7 @@ def test_pipeline_dead_letters_attributes_the_publish_call_cannot_take(fresh_sta
 
     _stream_until_idle(fresh_stack)
 
-    letters = {m.data: dict(m.attributes) for m in _drain(fresh_stack, fresh_stack.pubsub.dead_letter_subscription)}
+    letters = {m.data: dict(m.attributes) for m in drain(fresh_stack, fresh_stack.pubsub.dead_letter_subscription)}
     assert set(letters) == {b"[1, 2]", b"not json"}
     for attributes in letters.values():
         assert_fits_pubsub(attributes)

@@ -21,6 +21,7 @@ from streaming.publish import EventPublisher, publish_file
 from streamsim.runtime.clients import subscriber_client
 from streamsim.sources.formats import read_records
 from tests.support.fold_oracle import fold_oracle
+from tests.support.pubsub import drain
 
 pytestmark = pytest.mark.slow
 EVENTS = 2500
@@ -73,18 +74,6 @@ def _assert_matches_oracle(settings, path):
     return scores, norms
 
 
-def _drain(settings, subscription):
-    subscriber = subscriber_client(settings)
-    path = subscriber.subscription_path(settings.project, subscription)
-    messages = []
-    while True:
-        response = subscriber.pull(subscription=path, max_messages=100, return_immediately=True, timeout=10)
-        if not response.received_messages:
-            return messages
-        messages += [m.message for m in response.received_messages]
-        subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in response.received_messages])
-
-
 MALFORMED = [
     (b"\xff\xfe not utf-8", "not_json"),
     (b"[1, 2]", "not_object"),
@@ -109,7 +98,7 @@ def test_publish_replay_duplicates_and_dead_letters(fresh_stack, replay_file):
     _stream_until_idle(fresh_stack)
 
     scores, norms = _assert_matches_oracle(fresh_stack, replay_file)
-    letters = _drain(fresh_stack, fresh_stack.pubsub.dead_letter_subscription)
+    letters = drain(fresh_stack, fresh_stack.pubsub.dead_letter_subscription)
     assert sorted((m.data, m.attributes["error"]) for m in letters) == sorted(MALFORMED)
     assert all(m.attributes["detail"] and m.attributes["origin"] == "e2e" for m in letters)
 
