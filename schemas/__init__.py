@@ -14,10 +14,11 @@ from schemas.codecs import (
     encode_int64,
     encode_neighbours,
 )
-from schemas.events import Event, EventError, EventType, Weights, parse_event
+from schemas.events import CatalogUpdate, Event, EventError, EventType, Weights, parse_event, parse_message
 from schemas.layout import PubSubNames, TableIds
 
 __all__ = [
+    "CatalogUpdate",
     "Event",
     "EventError",
     "EventType",
@@ -31,4 +32,5 @@ __all__ = [
     "encode_int64",
     "encode_neighbours",
     "parse_event",
+    "parse_message",
 ]

@@ -46,6 +46,23 @@ def decode_int64(data: bytes) -> int:
     return _INT64.unpack(data)[0]
 
 
+def encode_available(available: bool) -> bytes:
+    """A catalogue ``available`` cell: one byte, 1 shown, 0 hidden."""
+    return b"\x01" if available else b"\x00"
+
+
+def decode_available(data: bytes) -> bool:
+    return data != b"\x00"
+
+
+def encode_text(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def decode_text(data: bytes) -> str:
+    return data.decode("utf-8")
+
+
 def encode_contribution(r_ui: float, events: int) -> bytes:
     """An items ``c:<user>`` cell: r_ui (float64) then the events behind it (int64)."""
     return _CONTRIBUTION.pack(r_ui, events)

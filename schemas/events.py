@@ -23,6 +23,18 @@ Unknown fields are ignored so that publishers can add context without
 breaking consumers. ``event_id`` and ``ts`` may also come as message
 attributes (some publishers put envelope data there); the body wins.
 
+A catalogue update is a message of the same stream with ``"kind": "catalog"``
+(:func:`parse_message` tells the two apart; any other ``kind`` is an unknown
+field of an event, as before)::
+
+    {"kind": "catalog", "item": "sku-7", "category": "shoes", "available": false,
+     "ts": "2026-11-22T10:00:00Z"}
+
+``item`` is an id, ``ts`` as for events (it orders updates of one item: the
+newest wins whatever order they arrive in), and at least one of ``category``
+(an id) and ``available`` (a JSON boolean) is given; an absent one is left as
+it is.
+
 Every way to break the contract raises :class:`EventError` with a stable
 ``code`` (see :data:`ERROR_CODES`), which the pipeline copies into the
 dead-letter message's attributes.
@@ -56,7 +68,11 @@ ERROR_CODES = {
     "bad_field": "user or item is not a 1-128 character string without control characters or lone surrogates",
     "bad_type": "type is not browse, basket, purchase or the codes 1, 2, 3",
     "bad_timestamp": "ts is neither an RFC 3339 string with a time zone nor epoch milliseconds",
+    "bad_catalog": "a catalogue update needs category (an id) and/or available (true or false)",
 }
+
+#: The ``kind`` of a catalogue update message.
+CATALOG_KIND = "catalog"
 
 # Control characters, and lone surrogates (JSON can spell "\ud800"), which
 # cannot be encoded as UTF-8 for Bigtable keys and qualifiers.
@@ -140,12 +156,25 @@ class Event:
         ).encode("utf-8")
 
 
-def parse_event(data: bytes, attributes: Mapping[str, str] | None = None) -> Event:
-    """Parse one message into an :class:`Event` or raise :class:`EventError`.
+@dataclasses.dataclass(frozen=True)
+class CatalogUpdate:
+    """An item's catalogue change; None leaves that attribute as it is."""
 
-    Pure: no I/O, and no other exception escapes for any input bytes.
-    """
-    attributes = attributes or {}
+    item: str
+    category: str | None
+    available: bool | None
+    ts_ms: int
+
+    def to_json(self) -> bytes:
+        body = {"kind": CATALOG_KIND, "item": self.item, "ts": self.ts_ms}
+        if self.category is not None:
+            body["category"] = self.category
+        if self.available is not None:
+            body["available"] = self.available
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _body(data: bytes) -> dict:
     if len(data) > MAX_EVENT_BYTES:
         raise EventError("too_large", f"{len(data)} bytes, the limit is {MAX_EVENT_BYTES}")
     try:
@@ -154,7 +183,46 @@ def parse_event(data: bytes, attributes: Mapping[str, str] | None = None) -> Eve
         raise EventError("not_json", str(exc)[:200]) from None
     if not isinstance(body, dict):
         raise EventError("not_object", f"got JSON {type(body).__name__}")
+    return body
 
+
+def parse_message(data: bytes, attributes: Mapping[str, str] | None = None) -> Event | CatalogUpdate:
+    """One message of the stream: a catalogue update if its ``kind`` says so, else an event.
+
+    Raises :class:`EventError` as :func:`parse_event` does; pure, like it.
+    """
+    body = _body(data)
+    if body.get("kind") == CATALOG_KIND:
+        return _catalog_update(body, attributes or {})
+    return _event(body, attributes or {})
+
+
+def parse_event(data: bytes, attributes: Mapping[str, str] | None = None) -> Event:
+    """Parse one message into an :class:`Event` or raise :class:`EventError`.
+
+    Pure: no I/O, and no other exception escapes for any input bytes.
+    """
+    return _event(_body(data), attributes or {})
+
+
+def _catalog_update(body: dict, attributes: Mapping[str, str]) -> CatalogUpdate:
+    for name in ("item", "ts"):
+        if name not in body and name not in attributes:
+            raise EventError("missing_field", f"'{name}' is required")
+    item = body.get("item", attributes.get("item"))
+    if not is_valid_id(item):
+        raise EventError("bad_field", f"item {_show(item)}")
+    category, available = body.get("category"), body.get("available")
+    if category is None and available is None:
+        raise EventError("bad_catalog", "neither category nor available is given")
+    if category is not None and not is_valid_id(category):
+        raise EventError("bad_catalog", f"category {_show(category)}")
+    if available is not None and not isinstance(available, bool):
+        raise EventError("bad_catalog", f"available {_show(available)} is not true or false")
+    return CatalogUpdate(item, category, available, _parse_ts(body.get("ts", attributes.get("ts"))))
+
+
+def _event(body: dict, attributes: Mapping[str, str]) -> Event:
     def field(name: str):
         if name in body:
             return body[name]

@@ -22,6 +22,11 @@ carry a configurable prefix, ``streamsim-`` by default::
                      during the pass survives to the next one.
       q:<token>      an item fold in flight: the contributions it committed to
                      write (codecs.encode_intent), deleted once written
+      m:category     the item's catalogue category (UTF-8, an id); the cell
+                     timestamp is the catalogue update's time, so a late
+                     update never hides a newer one
+      m:available    codecs.encode_available: 1 shown, 0 hidden (out of stock,
+                     deleted); no cell: available
     contributions  row = item_user_key(item, user): one per (item, user) pair
       c:c            codecs.encode_contribution(r_ui, events); the cell timestamp
                      is the pair's event count (ms), so the newest cell is the
@@ -33,6 +38,10 @@ carry a configurable prefix, ``streamsim-`` by default::
       generation  g:current   int64, the generation serving reads (the pointer)
       pass#<gen>  p:stats     JSON statistics of one refresh pass
       popular     k:top       packed popularity list; cell timestamp = generation
+      catalog#<written ms>#<item>   l:category, l:available: the catalogue change
+                  log, one row per change, the same cells as the item's m: ones
+                  (kept CATALOG_LOG_WINDOW). Serving loads the m: cells once at
+                  start and then follows the log, a bounded range read per poll.
 
 A user's items are the ``users`` rows under ``user_prefix(user)``; the users holding an
 item are the ``contributions`` rows under ``item_prefix(item)`` (the refresh's inverted
@@ -65,6 +74,9 @@ DEDUP_WINDOW = timedelta(days=30)
 MAX_FOLDED_PER_PAIR = 128
 #: Similarity generations kept for rollback (the pointer may go back this far).
 KEEP_GENERATIONS = 3
+#: How long the catalogue change log keeps a change: a server that was away
+#: longer reloads the whole catalogue at start anyway.
+CATALOG_LOG_WINDOW = timedelta(days=7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +97,8 @@ CONTRIBUTIONS = "c"
 NEIGHBOURS = "k"
 GENERATION = "g"
 PASS_STATS = "p"
+CATALOG = "m"
+CATALOG_LOG = "l"
 
 #: ``users`` s: qualifiers.
 SCORE = b"r"
@@ -101,6 +115,9 @@ CONTRIBUTION = b"c"
 TOP = b"top"
 CURRENT = b"current"
 STATS = b"stats"
+#: ``items`` m: and ``meta`` catalog log l: qualifiers.
+CATEGORY = b"category"
+AVAILABLE = b"available"
 
 FAMILIES: dict[str, dict[str, GcRule]] = {
     "users": {
@@ -111,6 +128,7 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         ITEM_STATS: GcRule(max_versions=1),
         DIRTY: GcRule(max_versions=1),
         INTENTS: GcRule(max_versions=1),
+        CATALOG: GcRule(max_versions=1),
     },
     "contributions": {
         # Versions by event count (the cell timestamp), not by time: no max_age.
@@ -124,11 +142,13 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         GENERATION: GcRule(max_versions=10),
         PASS_STATS: GcRule(max_versions=1),
         NEIGHBOURS: GcRule(max_versions=KEEP_GENERATIONS),
+        CATALOG_LOG: GcRule(max_versions=1, max_age=CATALOG_LOG_WINDOW),
     },
 }
 
 GENERATION_ROW = b"generation"
 POPULAR_ROW = b"popular"
+CATALOG_LOG_PREFIX = b"catalog#"
 
 _TABLE_ID = re.compile(r"^[_a-zA-Z0-9][-_.a-zA-Z0-9]{0,49}$")
 _PUBSUB_ID = re.compile(r"^[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
@@ -269,3 +289,22 @@ def generation_cell_micros(generation: int) -> int:
 
 def generation_of_cell(micros: int) -> int:
     return micros // 1000
+
+
+def catalog_log_key(written_ms: int, item: str) -> bytes:
+    """The change-log row of one catalogue change (zero-padded: key order is write order)."""
+    return CATALOG_LOG_PREFIX + b"%016d#" % written_ms + item.encode("utf-8")
+
+
+def catalog_log_start(written_ms: int) -> bytes:
+    """The first change-log key written at or after ``written_ms``."""
+    return CATALOG_LOG_PREFIX + b"%016d#" % max(written_ms, 0)
+
+
+def item_of_catalog_log_key(key: bytes) -> str:
+    if (
+        not key.startswith(CATALOG_LOG_PREFIX)
+        or key[len(CATALOG_LOG_PREFIX) + 16 : len(CATALOG_LOG_PREFIX) + 17] != b"#"
+    ):
+        raise ValueError(f"{key!r} is not a catalogue change key")
+    return key[len(CATALOG_LOG_PREFIX) + 17 :].decode("utf-8")

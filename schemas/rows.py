@@ -57,6 +57,19 @@ class ItemRow:
     intents: Mapping[str, list[tuple[str, float, int]]] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class CatalogCells:
+    """An item's catalogue cells (``items`` m: or a change-log row's l:); None where absent.
+
+    ``*_micros`` are the cells' timestamps: the time of the update that set them.
+    """
+
+    category: str | None = None
+    available: bool | None = None
+    category_micros: int = 0
+    available_micros: int = 0
+
+
 def _number(cells: Mapping[bytes, Cell], qualifier: bytes, decode, default):
     cell = cells.get(qualifier)
     return decode(cell.value) if cell is not None else default
@@ -83,6 +96,18 @@ def decode_item(row: Row) -> ItemRow:
         version=_number(stats, layout.ITEM_VERSION, codecs.decode_int64, 0),
         dirty_micros=mark.timestamp_micros if mark is not None else 0,
         intents={q.decode("utf-8"): codecs.decode_intent(c.value) for q, c in row.get(layout.INTENTS, {}).items()},
+    )
+
+
+def decode_catalog(row: Row, family: str = layout.CATALOG) -> CatalogCells:
+    """The catalogue cells of an ``items`` row (or, with ``layout.CATALOG_LOG``, of a change-log row)."""
+    cells = row.get(family, {})
+    category, available = cells.get(layout.CATEGORY), cells.get(layout.AVAILABLE)
+    return CatalogCells(
+        category=codecs.decode_text(category.value) if category is not None else None,
+        available=codecs.decode_available(available.value) if available is not None else None,
+        category_micros=category.timestamp_micros if category is not None else 0,
+        available_micros=available.timestamp_micros if available is not None else 0,
     )
 
 

@@ -3,6 +3,7 @@
 ::
 
     ReadEvents --PubsubMessage--> ParseEvents --Delivered--> FoldIntoBigtable
+                                       |--DeliveredUpdate--> WriteCatalog
                                        \\--DeadLetter--> PublishDeadLetters
 
 The fold is two keyed stages (:mod:`streaming.fold_stages`). The same graph runs
@@ -24,8 +25,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas import Event, EventError, Weights, parse_event
+from schemas import CatalogUpdate, Event, EventError, Weights, parse_message
 from streaming import direct_pubsub
+from streaming.catalog import DeliveredUpdate, WriteCatalog
 from streaming.dead_letters import DROPPED_ATTRIBUTES, dead_letter_attributes, publish_attribute_budget
 from streaming.fold_stages import LOCAL_SHARDS, SHARDS, FoldIntoBigtable, Settled
 from streamsim.runtime.settings import Settings
@@ -33,6 +35,7 @@ from streamsim.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
+CATALOG = "catalog"
 
 
 class FoldOptions(PipelineOptions):
@@ -67,6 +70,7 @@ class Delivered:
 class ParseEventFn(beam.DoFn):
     """Pub/Sub message (data = contract JSON, see :mod:`schemas.events`) -> :class:`Delivered`.
 
+    A catalogue update goes to the ``catalog`` output as a :class:`DeliveredUpdate`.
     Anything that breaks the contract goes to the ``dead_letter`` output with
     its original bytes; no input makes this step raise.
     """
@@ -79,10 +83,13 @@ class ParseEventFn(beam.DoFn):
         data, attributes = message.data or b"", dict(message.attributes or {})
         message_id = message.message_id or ""
         try:
-            event = parse_event(data, attributes)
+            event = parse_message(data, attributes)
         except EventError as exc:
             self.dead_lettered.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(data, exc.code, exc.detail, attributes, message_id))
+            return
+        if isinstance(event, CatalogUpdate):
+            yield beam.pvalue.TaggedOutput(CATALOG, DeliveredUpdate(message_id, event))
             return
         self.accepted.inc()
         yield Delivered(message_id, event)
@@ -143,11 +150,11 @@ class ReadEvents(beam.PTransform):
 
 
 class ParseEvents(beam.PTransform):
-    """-> ``(events, dead_letters)``."""
+    """-> ``(events, dead_letters, catalogue updates)``."""
 
     def expand(self, messages):
-        parsed = messages | beam.ParDo(ParseEventFn()).with_outputs(DEAD_LETTER, main="events")
-        return parsed.events, parsed[DEAD_LETTER]
+        parsed = messages | beam.ParDo(ParseEventFn()).with_outputs(DEAD_LETTER, CATALOG, main="events")
+        return parsed.events, parsed[DEAD_LETTER], parsed[CATALOG]
 
 
 class PublishDeadLetters(beam.PTransform):
@@ -166,8 +173,13 @@ def build(
     if shards is None:
         shards = LOCAL_SHARDS if local else SHARDS
     messages = pipeline | "ReadEvents" >> ReadEvents(settings)
-    events, dead_letters = messages | "ParseEvents" >> ParseEvents()
+    events, dead_letters, updates = messages | "ParseEvents" >> ParseEvents()
     folded = events | "FoldIntoBigtable" >> FoldIntoBigtable(settings, weights, shards)
     published = dead_letters | "PublishDeadLetters" >> PublishDeadLetters(settings)
+    catalogued = updates | "WriteCatalog" >> WriteCatalog(settings)
     if local:
-        _ = (folded, published) | "Settled" >> beam.Flatten() | "AckOnLocalRunner" >> direct_pubsub.AckSettled()
+        _ = (
+            (folded, published, catalogued)
+            | "Settled" >> beam.Flatten()
+            | "AckOnLocalRunner" >> direct_pubsub.AckSettled()
+        )
