@@ -21,8 +21,10 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from serving import errors, openapi, params
+from serving.catalog import Catalogue, CatalogueFollower
 from serving.config import ServingConfig
 from serving.generation import GenerationWatcher
+from serving.history import HistoryReads
 from serving.metrics import ServingMetrics
 from serving.neighbours import NeighbourCache
 from serving.recommender import Answer, Recommender
@@ -36,6 +38,9 @@ METRICS = web.AppKey("metrics", ServingMetrics)
 STORE = web.AppKey("store", BigtableStore)
 WATCHER = web.AppKey("watcher", GenerationWatcher)
 RECOMMENDER = web.AppKey("recommender", Recommender)
+CATALOGUE = web.AppKey("catalogue", Catalogue)
+FOLLOWER = web.AppKey("follower", CatalogueFollower)
+HISTORIES = web.AppKey("histories", HistoryReads)
 
 _METHODS = {"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"}
 #: Sent as ``Server`` instead of aiohttp's ``Python/3.x aiohttp/x.y``: versions help only an attacker.
@@ -157,9 +162,13 @@ async def expect_continue(request: web.Request) -> None:
 async def _recommend(recommender: Recommender, query: params.RecommendationQuery) -> web.Response:
     options = query.options
     if query.user is not None:
-        answer = await recommender.for_user(query.user, options.n, exclude=options.exclude, explain=options.explain)
+        answer = await recommender.for_user(
+            query.user, options.n, exclude=options.exclude, explain=options.explain, categories=options.categories
+        )
         return _answer_json(answer, user=query.user)
-    answer = await recommender.for_session(query.session, options.n, exclude=options.exclude, explain=options.explain)
+    answer = await recommender.for_session(
+        query.session, options.n, exclude=options.exclude, explain=options.explain, categories=options.categories
+    )
     return _answer_json(answer)
 
 
@@ -167,7 +176,9 @@ async def get_similar(request: web.Request) -> web.Response:
     item, options = params.similar_query(
         _raw_item(request), params.query_pairs(request.rel_url.raw_query_string), request.app[CONFIG].default_n
     )
-    answer = await request.app[RECOMMENDER].similar(item, options.n, exclude=options.exclude)
+    answer = await request.app[RECOMMENDER].similar(
+        item, options.n, exclude=options.exclude, same_category=options.same_category
+    )
     return _answer_json(answer, item=item)
 
 
@@ -194,6 +205,8 @@ async def readyz(request: web.Request) -> web.Response:
     generation = await watcher.refresh()  # BackendUnavailable -> 503
     if generation is None:
         raise errors.NotReady(f"Bigtable answers but {watcher.missing}")
+    if not request.app[CATALOGUE].loaded:
+        raise errors.NotReady("Bigtable answers but the catalogue has not been read yet")
     return json_response({"status": "ready", "generation": generation.number})
 
 
@@ -223,28 +236,48 @@ async def bigtable_context(app: web.Application):
         config.settings, deadline_seconds=config.rpc_deadline_seconds, app_profile_id=config.app_profile_id
     )
     watcher = GenerationWatcher(store, config.poll_seconds)
-    app[STORE], app[WATCHER] = store, watcher
+    follower = CatalogueFollower(store, app[CATALOGUE], config.poll_seconds, config.catalog_reload_seconds)
+    histories = HistoryReads(
+        store, window_seconds=config.history_window_ms / 1000, max_batch=config.history_batch_reads
+    )
+    app[STORE], app[WATCHER], app[FOLLOWER], app[HISTORIES] = store, watcher, follower, histories
     app[RECOMMENDER] = Recommender(
-        store, watcher, app[CACHE], max_history=config.max_history, vocabulary_limit=config.vocabulary_limit
+        store,
+        watcher,
+        app[CACHE],
+        app[CATALOGUE],
+        histories,
+        max_history=config.max_history,
+        vocabulary_limit=config.vocabulary_limit,
     )
     try:
         await watcher.refresh()
+        await follower.load()
     except BackendUnavailable as exc:
-        # Start anyway: /readyz says not ready and the poller keeps trying.
+        # Start anyway: /readyz says not ready and the pollers keep trying.
         log.warning("Bigtable not reachable at start: %s", exc)
-    poller = asyncio.get_running_loop().create_task(watcher.run(), name="generation-poller")
+    loop = asyncio.get_running_loop()
+    pollers = [
+        loop.create_task(watcher.run(), name="generation-poller"),
+        loop.create_task(follower.run(), name="catalogue-follower"),
+    ]
     yield
-    poller.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await poller
+    for poller in pollers:
+        poller.cancel()
+    for poller in pollers:
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
     await store.close()
 
 
 def create_app(config: ServingConfig) -> web.Application:
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
-    app[CACHE] = cache = NeighbourCache(config.cache_rows)
-    app[METRICS] = ServingMetrics(cache, lambda: app.get(WATCHER))
+    app[CACHE] = cache = NeighbourCache(config.cache_rows, config.absent_cache_rows)
+    app[CATALOGUE] = Catalogue()
+    app[METRICS] = ServingMetrics(
+        cache, lambda: app.get(WATCHER), lambda: (app.get(RECOMMENDER), app.get(FOLLOWER), app.get(HISTORIES))
+    )
     setup_routes(app)
     app.cleanup_ctx.append(bigtable_context)
     return app

@@ -30,6 +30,15 @@ class ServingConfig:
     request_timeout_seconds: float = 0.9
     #: Similarity rows kept (about 1 KB each for top-50 lists).
     cache_rows: int = 200_000
+    #: Ids without a similarity row remembered, apart from the rows: a flood
+    #: of random ids evicts only these, never a row that exists.
+    absent_cache_rows: int = 20_000
+    #: The catalogue is read whole this often (and its change log every poll).
+    catalog_reload_seconds: float = 600.0
+    #: User history reads arriving within this window share one ReadRows call...
+    history_window_ms: float = 1.0
+    #: ...of at most this many users.
+    history_batch_reads: int = 64
     #: Item ids one generation's vocabulary may hold before it is renewed.
     vocabulary_limit: int = 2_000_000
     #: A user's strongest items that are scored (all of them are excluded).
@@ -46,6 +55,9 @@ class ServingConfig:
             "rpc_deadline_seconds",
             "request_timeout_seconds",
             "cache_rows",
+            "absent_cache_rows",
+            "catalog_reload_seconds",
+            "history_batch_reads",
             "vocabulary_limit",
             "max_history",
             "max_body_bytes",
@@ -54,6 +66,8 @@ class ServingConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not self.history_window_ms >= 0:
+            raise ValueError(f"history_window_ms must be 0 or more, got {self.history_window_ms!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
 

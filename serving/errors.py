@@ -16,7 +16,7 @@ import re
 from aiohttp import http_exceptions, web
 
 from serving.params import BadRequest
-from serving.recommender import NoGeneration, UnknownItem
+from serving.recommender import NoCatalogue, NoGeneration, UnknownItem
 from serving.store import BackendUnavailable
 
 
@@ -51,6 +51,7 @@ ERRORS: dict[type[Exception], Error] = {
     Exception: Error(500, "internal", "unexpected server error (logged)"),
     BackendUnavailable: Error(503, "backend_unavailable", "Bigtable did not answer in time or refused the call"),
     NoGeneration: Error(503, "no_generation", "no similarity generation is published, or the one served is gone"),
+    NoCatalogue: Error(503, "no_catalogue", "the catalogue has not been read yet (Bigtable unreachable since start)"),
     NotReady: Error(503, "not_ready", "Bigtable answers but no generation is published, or the one served is gone"),
 }
 

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from serving.catalog import ItemFacts
 from serving.neighbours import Vocabulary
 from serving.store import BackendUnavailable, BigtableStore
 
@@ -48,6 +49,8 @@ class Generation:
     #: Distinguishes two views of one generation (after a vocabulary reset):
     #: neighbour lists are cached per view, as their indices are per vocabulary.
     serial: int = dataclasses.field(default_factory=lambda: next(_serials))
+    #: Category and availability by vocabulary index (the catalogue filters).
+    facts: ItemFacts = dataclasses.field(default_factory=ItemFacts)
 
     @property
     def cache_key(self) -> tuple[int, int]:

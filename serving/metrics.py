@@ -8,6 +8,13 @@
 - ``streamsim_serving_generation``, ``..._generation_age_seconds``
 - ``streamsim_serving_generation_polls_total``, ``..._generation_poll_failures_total``
 - ``streamsim_serving_generation_losses_total``: generations that vanished from the store while served
+- ``streamsim_serving_filter_requests_total{filter}`` (``category``, ``same_category``),
+  ``..._hidden_items_removed_total``: unavailable items taken out of answers (fill included)
+- ``streamsim_serving_catalog_items``, ``..._catalog_hidden_items``, ``..._catalog_loads_total``,
+  ``..._catalog_changes_total``, ``..._catalog_poll_failures_total``
+- ``streamsim_serving_history_reads_total``, ``..._history_read_calls_total``: user histories
+  read and the ReadRows calls they shared
+- ``streamsim_serving_cache_absent_ids``: ids cached as having no similarity row
 """
 
 from __future__ import annotations
@@ -61,10 +68,55 @@ class _StateCollector:
             )
 
 
+class _FilterCollector:
+    """The catalogue filters, the catalogue and the coalesced history reads, at scrape time."""
+
+    def __init__(self, cache: NeighbourCache, parts: Callable[[], tuple]):
+        self._cache = cache
+        self._parts = parts
+
+    def collect(self):
+        yield GaugeMetricFamily(f"{PREFIX}_cache_absent_ids", "Ids cached as having no row", value=self._cache.absent)
+        recommender, follower, histories = self._parts()
+        if recommender is not None:
+            requests = CounterMetricFamily(
+                f"{PREFIX}_filter_requests", "Requests that asked for a catalogue filter", labels=["filter"]
+            )
+            for name, count in recommender.filtered.items():
+                requests.add_metric([name], count)
+            yield requests
+            yield CounterMetricFamily(
+                f"{PREFIX}_hidden_items_removed",
+                "Unavailable items taken out of answers",
+                value=recommender.hidden_removed,
+            )
+        if follower is not None:
+            catalogue = follower.catalogue
+            yield GaugeMetricFamily(f"{PREFIX}_catalog_items", "Items in the catalogue", value=len(catalogue))
+            yield GaugeMetricFamily(f"{PREFIX}_catalog_hidden_items", "Items hidden", value=len(catalogue.hidden))
+            yield CounterMetricFamily(f"{PREFIX}_catalog_loads", "Whole catalogue reads", value=catalogue.loads)
+            yield CounterMetricFamily(
+                f"{PREFIX}_catalog_changes", "Catalogue changes applied", value=catalogue.changes_applied
+            )
+            yield CounterMetricFamily(
+                f"{PREFIX}_catalog_poll_failures", "Catalogue polls that failed", value=follower.poll_failures
+            )
+        if histories is not None:
+            yield CounterMetricFamily(f"{PREFIX}_history_reads", "User histories read", value=histories.reads)
+            yield CounterMetricFamily(
+                f"{PREFIX}_history_read_calls", "ReadRows calls the history reads shared", value=histories.calls
+            )
+
+
 class ServingMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, cache: NeighbourCache, watcher: Callable[[], GenerationWatcher | None]):
+    def __init__(
+        self,
+        cache: NeighbourCache,
+        watcher: Callable[[], GenerationWatcher | None],
+        parts: Callable[[], tuple] = lambda: (None, None, None),
+    ):
         self.registry = CollectorRegistry()
         self._requests = Counter(
             f"{PREFIX}_requests", "HTTP requests answered", ["route", "method", "status"], registry=self.registry
@@ -84,6 +136,7 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(cache, watcher))
+        self.registry.register(_FilterCollector(cache, parts))
         # labels() takes a lock and builds a key each time; keep the children.
         self._children: dict[tuple, tuple] = {}
 

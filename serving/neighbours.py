@@ -4,7 +4,9 @@ A generation's similarity rows never change once its pointer is flipped, so
 a row read once is good for the rest of that generation: the cache is keyed
 by ``(generation, item)`` and evicts least recently used rows beyond a bound.
 Items without a row are cached too (as :data:`NO_NEIGHBOURS`), or every
-request for a cold item would read Bigtable again.
+request for a cold item would read Bigtable again; but apart, in a small bound
+of their own, so that a flood of random ids evicts only other absent ids and
+never a row that exists.
 """
 
 from __future__ import annotations
@@ -67,13 +69,17 @@ class NeighbourCache:
     item id (its hash is cached on the string), not a composite key. The bound
     is on all rows together; rows of older views are evicted first, as a
     generation's rows are useless once the pointer has moved past it.
+    Ids without a row (:data:`NO_NEIGHBOURS`) live in a separate LRU of
+    ``max_absent`` entries, keyed ``(generation, item)``, looked up only on a miss.
     """
 
-    def __init__(self, max_rows: int):
-        if max_rows < 1:
-            raise ValueError(f"the neighbour cache needs room for at least 1 row, got {max_rows}")
+    def __init__(self, max_rows: int, max_absent: int = 20_000):
+        if max_rows < 1 or max_absent < 1:
+            raise ValueError(f"the neighbour cache needs room for at least 1 row, got {max_rows}, {max_absent}")
         self.max_rows = max_rows
+        self.max_absent = max_absent
         self._views: OrderedDict[object, OrderedDict[str, NeighbourRow]] = OrderedDict()
+        self._absent: OrderedDict[tuple[object, str], None] = OrderedDict()
         self._size = 0
         self.hits = 0
         self.misses = 0
@@ -81,27 +87,42 @@ class NeighbourCache:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def absent(self) -> int:
+        """Ids cached as having no row."""
+        return len(self._absent)
+
     def lookup(self, generation, items: list[str]) -> tuple[list[NeighbourRow | None], list[str]]:
         """The cached lists of ``items`` (None where not cached) and the items to read."""
         rows = self._views.get(generation)
         if rows is None:
-            self.misses += len(items)
-            return [None] * len(items), list(items)
-        get, touch = rows.get, rows.move_to_end
+            rows = {}
+        get, touch = rows.get, getattr(rows, "move_to_end", None)
+        absent = self._absent
         found: list[NeighbourRow | None] = []
         missing: list[str] = []
         for item in items:
             row = get(item)
-            if row is None:
-                missing.append(item)
-            else:
+            if row is not None:
                 touch(item)
+            elif absent and (generation, item) in absent:
+                absent.move_to_end((generation, item))
+                row = NO_NEIGHBOURS
+            else:
+                missing.append(item)
             found.append(row)
         self.misses += len(missing)
         self.hits += len(items) - len(missing)
         return found, missing
 
     def store(self, generation, item: str, row: NeighbourRow) -> None:
+        if row is NO_NEIGHBOURS:
+            absent = self._absent
+            absent[(generation, item)] = None
+            absent.move_to_end((generation, item))
+            if len(absent) > self.max_absent:
+                absent.popitem(last=False)
+            return
         views = self._views
         rows = views.get(generation)
         if rows is None:
@@ -121,6 +142,8 @@ class NeighbourCache:
         rows = self._views.pop(generation, None)
         if rows:
             self._size -= len(rows)
+        for key in [key for key in self._absent if key[0] == generation]:
+            del self._absent[key]
 
     def hit_ratio(self) -> float:
         total = self.hits + self.misses

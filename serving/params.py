@@ -27,6 +27,8 @@ from serving.scoring import MAX_N
 MAX_REQUEST_ITEMS = 100
 #: Items one request may exclude.
 MAX_EXCLUDE = 1000
+#: Categories one request may name (``category=a,b``).
+MAX_CATEGORIES = 100
 
 SESSION_PARAMS = {"browsed": EventType.BROWSE, "basket": EventType.BASKET, "purchased": EventType.PURCHASE}
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
@@ -41,6 +43,10 @@ class Options:
     n: int
     exclude: tuple[str, ...]
     explain: bool
+    #: Only items of these catalogue categories (empty: any).
+    categories: tuple[str, ...] = ()
+    #: /similar: only items of the item's own category.
+    same_category: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +173,14 @@ def _options(values: Mapping, default_n: int, *, text: bool = True) -> Options:
             else ()
         ),
         explain=parse_bool("explain", values["explain"], text=text) if "explain" in values else False,
+        categories=(
+            tuple(parse_id_list("category", values["category"], MAX_CATEGORIES, text=text))
+            if "category" in values
+            else ()
+        ),
+        same_category=(
+            parse_bool("same_category", values["same_category"], text=text) if "same_category" in values else False
+        ),
     )
 
 
@@ -185,7 +199,7 @@ def _session(groups: list[tuple[list[str], EventType]], weights: Weights) -> dic
 
 def recommendation_query(query, weights: Weights, default_n: int) -> RecommendationQuery:
     """``GET /recommendations``: ``user=U`` or the session form, plus options."""
-    values = _single(query, {"user", *SESSION_PARAMS, "n", "exclude", "explain"})
+    values = _single(query, {"user", *SESSION_PARAMS, "n", "exclude", "explain", "category"})
     options = _options(values, default_n)
     named = [name for name in SESSION_PARAMS if name in values]
     if "user" in values:
@@ -202,7 +216,7 @@ def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
     """``POST /recommendations``: ``{"items": [{"item": I, "type": T}], "n": 10, ...}``."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    values = _single(body, {"items", "n", "exclude", "explain"})
+    values = _single(body, {"items", "n", "exclude", "explain", "category"})
     options = _options(values, default_n, text=False)
     entries = values.get("items")
     if not isinstance(entries, list) or not entries:
@@ -223,5 +237,5 @@ def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
 
 def similar_query(item: str, query, default_n: int) -> tuple[str, Options]:
     """``GET /items/{item}/similar``: ``item`` decoded already (see :func:`path_id`)."""
-    values = _single(query, {"n", "exclude"})
+    values = _single(query, {"n", "exclude", "same_category"})
     return check_id("item", item), _options(values, default_n)

@@ -7,6 +7,14 @@ a list shorter than n is filled from the generation's popularity list and
 those entries say ``source = "popular"``. Equal scores are ordered by the
 kernel's tie-break (vocabulary index: the order this process first saw the
 items); popular fill keeps the stored popularity order.
+
+The catalogue filters apply to every answer, fill included: an item the
+catalogue hides is never returned, and ``categories`` keeps only items of those
+categories (a short list is filled from those categories' most popular items,
+see :mod:`serving.catalog`). The kernel is asked for a few more than n and its
+list is filtered with the per-vocabulary arrays; if too few pass, it is asked
+for all (up to ``MAX_N``) once. Filtering a ranked list keeps its order, so the
+answer is the unfiltered ranking with the filtered-out items removed.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from serving.catalog import NO_CATEGORY, Catalogue
 from serving.generation import Generation, GenerationWatcher
+from serving.history import HistoryReads
 from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
-from serving.scoring import Scorer
+from serving.scoring import MAX_N, Scorer, TopN
 from serving.store import BigtableStore
 
 log = logging.getLogger(__name__)
@@ -32,6 +42,10 @@ _UNIT_WEIGHT = np.ones(1)
 
 class NoGeneration(RuntimeError):
     """No similarity generation has been published (or read) yet, or the one served is gone."""
+
+
+class NoCatalogue(RuntimeError):
+    """The catalogue has not been read yet: answering could return a hidden item."""
 
 
 class UnknownItem(LookupError):
@@ -55,6 +69,8 @@ class Recommender:
         store: BigtableStore,
         watcher: GenerationWatcher,
         cache: NeighbourCache,
+        catalogue: Catalogue,
+        histories: HistoryReads,
         *,
         max_history: int,
         vocabulary_limit: int,
@@ -62,6 +78,11 @@ class Recommender:
         self._store = store
         self._watcher = watcher
         self._cache = cache
+        self._catalogue = catalogue
+        self._histories = histories
+        #: Requests per filter and hidden items taken out of answers (``/metrics``).
+        self.filtered = {"category": 0, "same_category": 0}
+        self.hidden_removed = 0
         self._scorer = Scorer()
         self._max_history = max_history
         self._vocabulary_limit = vocabulary_limit
@@ -80,12 +101,16 @@ class Recommender:
             self._cache.drop_generation(current.cache_key)
             log.info("vocabulary of generation %d reached %d items: renewed", current.number, len(current.vocabulary))
             current = self._watcher.current
+        if not self._catalogue.loaded:
+            raise NoCatalogue("the catalogue has not been read yet")
         return current
 
-    async def for_user(self, user: str, n: int, *, exclude: Iterable[str] = (), explain: bool = False) -> Answer:
+    async def for_user(
+        self, user: str, n: int, *, exclude: Iterable[str] = (), explain: bool = False, categories=()
+    ) -> Answer:
         """Recommendations from the user's r_ui; an unknown user gets popular items."""
         generation = await self.generation()
-        items, weights = await self._store.read_history(user)
+        items, weights = await self._histories.read(user)
         excluded = set(items).union(exclude)
         if len(items) > self._max_history:
             # Long histories: the strongest interactions carry the score; the
@@ -93,33 +118,54 @@ class Recommender:
             keep = np.sort(np.argsort(-weights, kind="stable")[: self._max_history])
             items = [items[k] for k in keep]
             weights = weights[keep]
-        return await self._answer(generation, items, weights, n, excluded, explain)
+        return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories))
 
     async def for_session(
-        self, session: dict[str, float], n: int, *, exclude: Iterable[str] = (), explain: bool = False
+        self,
+        session: dict[str, float],
+        n: int,
+        *,
+        exclude: Iterable[str] = (),
+        explain: bool = False,
+        categories=(),
     ) -> Answer:
         """Recommendations for ``{item: weight}`` (the seed's browsed/basket/purchased form)."""
         generation = await self.generation()
         items = list(session)
         weights = np.array(list(session.values()), dtype=np.float64)
-        return await self._answer(generation, items, weights, n, set(items).union(exclude), explain)
+        codes = self._codes(categories)
+        return await self._answer(generation, items, weights, n, set(items).union(exclude), explain, codes)
 
-    async def similar(self, item: str, n: int, *, exclude: Iterable[str] = ()) -> Answer:
-        """The item's neighbours (cosine scores); :class:`UnknownItem` if it has no row."""
+    async def similar(self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False) -> Answer:
+        """The item's neighbours (cosine scores); :class:`UnknownItem` if it has no row.
+
+        ``same_category``: only neighbours of the item's own category (none if it has none).
+        """
         generation = await self.generation()
         (row,) = await self._neighbour_lists(generation, [item])
         if row is NO_NEIGHBOURS:
             raise UnknownItem(f"item {item!r} has no similarity row in generation {generation.number}")
+        codes = None
+        if same_category:
+            self.filtered["same_category"] += 1
+            code = self._catalogue.category_code(item)
+            codes = np.array([] if code == NO_CATEGORY else [code], dtype=np.int32)
         excluded = {item, *exclude}
-        picked = self._score(generation, [item], _UNIT_WEIGHT, [row], n, excluded, explain=False)
+        picked = self._score(generation, [item], _UNIT_WEIGHT, [row], n, excluded, False, codes)
         return Answer(generation.number, picked)
 
-    async def _answer(self, generation, items, weights, n, excluded, explain) -> Answer:
+    def _codes(self, categories) -> np.ndarray | None:
+        if not categories:
+            return None
+        self.filtered["category"] += 1
+        return self._catalogue.codes(categories)
+
+    async def _answer(self, generation, items, weights, n, excluded, explain, codes) -> Answer:
         rows = await self._neighbour_lists(generation, items)
-        picked = self._score(generation, items, weights, rows, n, excluded, explain)
+        picked = self._score(generation, items, weights, rows, n, excluded, explain, codes)
         if len(picked) < n:
             picked += self._popular_fill(
-                generation, n - len(picked), excluded | {entry["item"] for entry in picked}, explain
+                generation, n - len(picked), excluded | {entry["item"] for entry in picked}, explain, codes
             )
         return Answer(generation.number, picked)
 
@@ -138,11 +184,15 @@ class Recommender:
             fetched[item] = row
         return [fetched[item] if row is None else row for item, row in zip(items, found)]
 
-    def _score(self, generation, items, weights, rows, n, excluded, explain) -> list[dict]:
+    def _score(self, generation, items, weights, rows, n, excluded, explain, codes) -> list[dict]:
         if not rows:
             return []
         vocabulary = generation.vocabulary
-        top = self._scorer.top_n_rows(rows, weights, n, excluded=vocabulary.known(excluded), explain=explain)
+        excluded = vocabulary.known(excluded)
+        if codes is None and not self._catalogue.hidden:
+            top = self._scorer.top_n_rows(rows, weights, n, excluded=excluded, explain=explain)
+        else:
+            top = self._filtered_top(generation, rows, weights, n, excluded, explain, codes)
         ids = vocabulary.ids
         if not explain:
             return [
@@ -166,13 +216,44 @@ class Recommender:
             )
         return picked
 
-    @staticmethod
-    def _popular_fill(generation: Generation, count: int, excluded: set[str], explain: bool) -> list[dict]:
+    def _filtered_top(self, generation, rows, weights, n, excluded, explain, codes) -> TopN:
+        """The n best that pass the filters: a few more asked for, then all if too few pass."""
+        category, hidden = generation.facts.arrays(generation.vocabulary, self._catalogue)
+        ask = min(MAX_N, 2 * n + 10)
+        while True:
+            top = self._scorer.top_n_rows(rows, weights, ask, excluded=excluded, explain=explain)
+            shown = ~hidden[top.items]
+            keep = shown
+            if codes is not None:
+                of = category[top.items]
+                keep = np.zeros(len(of), dtype=bool)
+                for code in codes.tolist():
+                    keep |= of == code
+                keep &= shown
+            if keep.sum() >= n or len(top.items) < ask or ask == MAX_N:
+                break
+            ask = MAX_N
+        picked = np.flatnonzero(keep)[:n]
+        last = picked[-1] + 1 if len(picked) == n else len(shown)
+        self.hidden_removed += int(len(shown[:last]) - shown[:last].sum())
+        contributions = None if top.contributions is None else top.contributions[picked]
+        return TopN(top.items[picked], top.scores[picked], contributions)
+
+    def _popular_fill(
+        self, generation: Generation, count: int, excluded: set[str], explain: bool, codes: np.ndarray | None
+    ) -> list[dict]:
+        if codes is None:
+            source = zip(generation.popular_items, generation.popular_scores.tolist())
+        else:
+            source = self._catalogue.fill(codes)
+        hidden = self._catalogue.hidden
         fill = []
-        for item, score in zip(generation.popular_items, generation.popular_scores.tolist()):
+        for item, score in source:
             if len(fill) == count:
                 break
-            if item not in excluded:
+            if item in hidden:
+                self.hidden_removed += 1
+            elif item not in excluded:
                 entry = {"item": item, "score": score, "source": POPULAR}
                 if explain:
                     entry["because"] = []

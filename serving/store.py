@@ -13,10 +13,11 @@ import contextvars
 import numpy as np
 
 from schemas import codecs, layout
-from schemas.rows import neighbours_cell
+from schemas.rows import CatalogCells, decode_catalog, neighbours_cell
 from streamsim.runtime.bigtable import filters
 from streamsim.runtime.bigtable.aio import AsyncTables
 from streamsim.runtime.bigtable.aio import Unavailable as BackendUnavailable
+from streamsim.runtime.bigtable.table import prefix_end
 from streamsim.runtime.settings import Settings
 
 __all__ = ["BackendUnavailable", "BigtableStore", "request_deadline"]
@@ -33,6 +34,14 @@ _HISTORY = filters.chain(filters.column(layout.SCORES, layout.SCORE), filters.ne
 #: request read millions of rows. The first ones in item order (a prefix scan).
 MAX_HISTORY_ITEMS = 1000
 _POINTER = filters.chain(filters.column(layout.GENERATION, layout.CURRENT), filters.newest())
+#: An item's catalogue cells and its user count (the per-category popularity fill).
+_CATALOG = filters.chain(
+    filters.union(filters.family(layout.CATALOG), filters.column(layout.ITEM_STATS, layout.USERS)), filters.newest()
+)
+_CATALOG_LOG = filters.chain(filters.family(layout.CATALOG_LOG), filters.newest())
+#: One catalogue read in the background (a page of the load, or of the change log):
+#: longer than a request's, as nobody waits on it.
+BACKGROUND_DEADLINE_SECONDS = 10.0
 
 
 class BigtableStore:
@@ -62,13 +71,52 @@ class BigtableStore:
     async def read_history(self, user: str) -> tuple[list[str], np.ndarray]:
         """The user's items and r_ui (float64), in item order (at most MAX_HISTORY_ITEMS); empty if none."""
         rows = await self._read_prefix(self._ids.users, layout.user_prefix(user), _HISTORY, MAX_HISTORY_ITEMS)
-        items, scores = [], []
+        return _history(rows)
+
+    async def read_histories(self, users: list[str], timeout: float) -> dict[str, tuple[list[str], np.ndarray]]:
+        """:meth:`read_history` of several users in one ReadRows call (as few as it takes)."""
+        prefixes = {layout.user_prefix(user): user for user in users}
+        found = await self._tables.read_prefixes(
+            self._ids.users, list(prefixes), _HISTORY, limit_each=MAX_HISTORY_ITEMS, timeout=timeout
+        )
+        return {prefixes[prefix]: _history(rows) for prefix, rows in found.items()}
+
+    def remaining(self) -> float:
+        """Seconds this request may still spend on one RPC."""
+        return self._timeout()
+
+    async def read_catalog_page(self, after: bytes | None, limit: int) -> list[tuple[bytes, str, CatalogCells, int]]:
+        """A page of the catalogue load: ``(key, item, cells, users)`` of the ``items``
+        rows after ``after`` (None: from the start), in key order."""
+        rows = await self._tables.read_range(
+            self._ids.items,
+            after or b"",
+            None,
+            _CATALOG,
+            limit=limit,
+            timeout=BACKGROUND_DEADLINE_SECONDS,
+            after=after is not None,
+        )
+        page = []
         for key, row in rows.items():
-            cell = row.get(layout.SCORES, {}).get(layout.SCORE)
-            if cell is not None:
-                items.append(layout.ids_from_pair_key(key)[1])
-                scores.append(codecs.decode_double(cell.value))
-        return items, np.array(scores, dtype=np.float64)
+            users = row.get(layout.ITEM_STATS, {}).get(layout.USERS)
+            count = codecs.decode_int64(users.value) if users is not None else 0
+            page.append((key, layout.id_from_row_key(key), decode_catalog(row), count))
+        return page
+
+    async def read_catalog_log(
+        self, start: bytes, after: bool, limit: int
+    ) -> list[tuple[bytes, int, str, CatalogCells]]:
+        """``(key, written_ms, item, cells)`` of the change-log rows from ``start``
+        (``after``: excluded), in key order (write order)."""
+        end = prefix_end(layout.CATALOG_LOG_PREFIX)
+        rows = await self._tables.read_range(
+            self._ids.meta, start, end, _CATALOG_LOG, limit=limit, timeout=BACKGROUND_DEADLINE_SECONDS, after=after
+        )
+        return [
+            (key, *layout.parse_catalog_log_key(key), decode_catalog(row, layout.CATALOG_LOG))
+            for key, row in rows.items()
+        ]
 
     async def read_pointer(self) -> int | None:
         """The generation serving should use, or None before the first pass."""
@@ -106,3 +154,13 @@ class BigtableStore:
             if cell is not None:
                 found[keys[key]] = codecs.decode_neighbours_arrays(cell.value)
         return found
+
+
+def _history(rows: dict) -> tuple[list[str], np.ndarray]:
+    items, scores = [], []
+    for key, row in rows.items():
+        cell = row.get(layout.SCORES, {}).get(layout.SCORE)
+        if cell is not None:
+            items.append(layout.ids_from_pair_key(key)[1])
+            scores.append(codecs.decode_double(cell.value))
+    return items, np.array(scores, dtype=np.float64)

@@ -33,10 +33,12 @@ def write_catalog(tables: Tables, updates: Iterable[CatalogUpdate], *, written_m
     updates = list(updates)
     if not updates:
         return 0
-    written_ms = int(time.time() * 1000) if written_ms is None else written_ms
     tables.items.mutate(entry(layout.item_row_key(u.item), _cells(layout.CATALOG, u)) for u in updates)
     # After the rows: a server that starts meanwhile loads the rows and then
     # reads the log from before its load began, so it misses nothing either way.
+    # The log key's time is taken now, just before its write, so a follower that
+    # re-reads a few seconds behind its position sees it however long the rows took.
+    written_ms = int(time.time() * 1000) if written_ms is None else written_ms
     tables.meta.mutate(
         entry(layout.catalog_log_key(written_ms, u.item), _cells(layout.CATALOG_LOG, u)) for u in updates
     )
