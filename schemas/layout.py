@@ -301,10 +301,10 @@ def catalog_log_start(written_ms: int) -> bytes:
     return CATALOG_LOG_PREFIX + b"%016d#" % max(written_ms, 0)
 
 
-def item_of_catalog_log_key(key: bytes) -> str:
-    if (
-        not key.startswith(CATALOG_LOG_PREFIX)
-        or key[len(CATALOG_LOG_PREFIX) + 16 : len(CATALOG_LOG_PREFIX) + 17] != b"#"
-    ):
+def parse_catalog_log_key(key: bytes) -> tuple[int, str]:
+    """``(written_ms, item)`` of a change-log key."""
+    start = len(CATALOG_LOG_PREFIX)
+    stamp = key[start : start + 16]
+    if not key.startswith(CATALOG_LOG_PREFIX) or key[start + 16 : start + 17] != b"#" or not stamp.isdigit():
         raise ValueError(f"{key!r} is not a catalogue change key")
-    return key[len(CATALOG_LOG_PREFIX) + 17 :].decode("utf-8")
+    return int(stamp), key[start + 17 :].decode("utf-8")
