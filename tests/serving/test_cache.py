@@ -55,3 +55,20 @@ def test_older_generations_are_evicted_first():
     assert len(cache) == 3
     assert cache.lookup("old", ["a", "b"])[1] == ["a", "b"]
     assert cache.lookup("new", ["a", "b", "c"])[1] == []
+
+
+def test_absent_ids_have_their_own_bound_and_never_evict_rows():
+    cache = NeighbourCache(max_rows=100, max_absent=10)
+    real = [f"real{k}" for k in range(100)]
+    for k, item in enumerate(real):
+        cache.store("g", item, row(k))
+    for k in range(5000):  # a flood of random ids, each read once and found absent
+        cache.store("g", f"random{k}", NO_NEIGHBOURS)
+    assert len(cache) == 100 and cache.absent == 10
+    found, missing = cache.lookup("g", real)
+    assert missing == [] and [r.items.tolist() for r in found] == [[k] for k in range(100)]
+    # The most recent absent ids are still remembered; older ones are read again.
+    assert cache.lookup("g", ["random4999"]) == ([NO_NEIGHBOURS], [])
+    assert cache.lookup("g", ["random0"])[1] == ["random0"]
+    cache.drop_generation("g")
+    assert cache.absent == 0
