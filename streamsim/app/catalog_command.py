@@ -47,7 +47,9 @@ def run_catalog(args) -> int:
         return 1
     tables = open_tables(settings)
     bar = _progress_bar(args)
-    written, hidden, categories = 0, 0, set()
+    written = 0
+    #: item -> (category, available) as written: the summary counts distinct items.
+    final: dict[str, tuple[str, bool]] = {}
     rejected: collections.Counter[str] = collections.Counter()
     examples: dict[str, int] = {}
     pending: dict[str, object] = {}  # item -> update: a repeated item, the last line wins
@@ -63,8 +65,7 @@ def run_catalog(args) -> int:
             examples.setdefault(row.reason, row.line_number)
         else:
             pending[row.update.item] = row.update
-            categories.add(row.update.category)
-            hidden += not row.update.available
+            final[row.update.item] = (row.update.category, row.update.available)
             if len(pending) >= BATCH_ROWS:
                 flush()
         if bar is not None:
@@ -73,13 +74,15 @@ def run_catalog(args) -> int:
     if bar is not None:
         bar.close()
     seconds = time.monotonic() - started
+    categories = len({category for category, _ in final.values()})
+    hidden = sum(not available for _, available in final.values())
     print(
-        f"catalogue: {written} items in {len(categories)} categories written in {seconds:.1f}s "
-        f"({hidden} hidden); rejected {sum(rejected.values())}"
+        f"catalogue: {len(final)} items in {categories} categories ({hidden} hidden) written in {seconds:.1f}s "
+        f"({written} rows); rejected {sum(rejected.values())}"
     )
     for reason, count in rejected.most_common():
         print(f"  {reason}: {count} (first at line {examples[reason]})")
-    if written == 0 and not rejected:
+    if not final and not rejected:
         print(f"  ({args.file} has a header and no data lines)")
     return 0
 

@@ -432,6 +432,12 @@ CASES = [
     Case("none", ("publish", "ok.csv", "--limit", "abc"), 2, "invalid int value"),
     *[Case("none", ("publish", "ok.csv", "--rate", r), 2, "rate") for r in ("nan", "inf", "0", "-1")],
     Case("none", ("publish",), 2, "required"),
+    Case("none", ("catalog", "nope.csv"), 2, "No such file or directory: 'nope.csv'"),
+    Case("none", ("catalog", "adir"), 2, "Is a directory"),
+    Case("none", ("catalog", "empty.csv"), 2, "the catalogue file is empty"),
+    Case("none", ("catalog", "ok.csv"), 2, "needs an item and a category column"),
+    Case("none", ("catalog", "wrong.csv"), 1, NO_CREDENTIALS),  # readable: then the backend is needed
+    Case("dead", ("catalog", "wrong.csv"), 1, NOT_REACHABLE),
     Case("none", ("stream", "--max-seconds", "nan"), 2, "--max-seconds"),
     Case("none", ("stream", "--idle-exit", "-1"), 2, "--idle-exit"),
     Case("none", ("stream", "--max-restarts", "-1"), 2, "--max-restarts"),

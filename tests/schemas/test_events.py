@@ -221,3 +221,46 @@ def test_valid_ids_are_exactly_those_utf8_can_encode_without_controls(value):
         assert not expected and error.code == "bad_field"
     else:
         assert expected
+
+
+# --- catalogue updates ----------------------------------------------------------
+
+
+def _catalog(**fields) -> bytes:
+    base = {"kind": "catalog", "item": "sku-1", "category": "shoes", "available": False, "ts": 5}
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+def test_a_catalog_message_is_a_catalog_update_and_round_trips():
+    from schemas.events import CatalogUpdate, parse_message
+
+    update = parse_message(_catalog())
+    assert update == CatalogUpdate("sku-1", "shoes", False, 5)
+    assert parse_message(update.to_json()) == update
+    assert parse_message(_catalog(category=...)) == CatalogUpdate("sku-1", None, False, 5)
+    assert parse_message(_catalog(available=...)).available is None
+    # Events, with or without an unrelated kind, still parse as events.
+    assert isinstance(parse_message(body()), Event)
+    assert parse_message(body(kind="pageview")) == parse_event(body())
+
+
+@pytest.mark.parametrize(
+    "fields, code",
+    [
+        ({"category": ..., "available": ...}, "bad_catalog"),
+        ({"available": "no"}, "bad_catalog"),
+        ({"category": 12}, "bad_catalog"),
+        ({"category": "x\x00"}, "bad_catalog"),
+        ({"item": ...}, "missing_field"),
+        ({"item": ""}, "bad_field"),
+        ({"ts": ...}, "missing_field"),
+        ({"ts": "yesterday"}, "bad_timestamp"),
+    ],
+)
+def test_malformed_catalog_updates_are_rejected_with_a_code(fields, code):
+    from schemas.events import parse_message
+
+    with pytest.raises(EventError) as caught:
+        parse_message(_catalog(**fields))
+    assert caught.value.code == code

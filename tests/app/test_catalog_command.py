@@ -1,0 +1,58 @@
+"""``streamsim catalog FILE`` on the Bigtable emulator: the DIGINETICA cut, bad rows counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schemas import layout
+from schemas.rows import decode_catalog
+from streamsim.app.cli import main as streamsim_main
+from streamsim.runtime.bigtable import open_tables
+
+DIGINETICA = Path(__file__).resolve().parents[1] / "data" / "diginetica-product-categories-head.csv"
+
+
+def _catalogue(settings) -> dict:
+    rows = open_tables(settings).items.read_rows()
+    return {layout.id_from_row_key(key): decode_catalog(row) for key, row in rows}
+
+
+def _log_items(settings) -> list[str]:
+    rows = open_tables(settings).meta.read_rows(prefix=layout.CATALOG_LOG_PREFIX)
+    return [layout.parse_catalog_log_key(key)[1] for key, _ in rows]
+
+
+def test_the_diginetica_file_loads_as_it_is(fresh_stack, capsys):
+    assert streamsim_main(["catalog", str(DIGINETICA), "--no-progress", *fresh_stack.to_argv()]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue: 3000 items in 7 categories (0 hidden)" in out and "rejected 0" in out
+    stored = _catalogue(fresh_stack)
+    assert len(stored) == 3000
+    assert stored["139578"].category == "1096" and stored["139578"].available is True
+    assert len(_log_items(fresh_stack)) == 3000
+
+
+def test_bad_rows_are_counted_with_their_reason_and_the_rest_is_written(fresh_stack, tmp_path, capsys):
+    path = tmp_path / "catalog.csv"
+    path.write_text(
+        "item,category,available\n"
+        "a,shoes,true\n"
+        "b,shoes,0\n"
+        "c,,1\n"  # no category
+        "d,hats,maybe\n"
+        "e,hats,1,extra\n"
+        "\x01bad,hats,1\n" + "f," + "x" * 5000 + ",1\n"  # a line over the limit
+        "b,hats,no\n"  # b again: the last line wins
+        "g,hats\n"  # available absent: available
+    )
+    assert streamsim_main(["catalog", str(path), "--no-progress", *fresh_stack.to_argv()]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue: 3 items in 2 categories (1 hidden)" in out and "rejected 5" in out
+    for reason in ("bad_category: 1", "bad_available: 1", "columns: 1", "bad_item: 1", "too_large: 1"):
+        assert reason in out
+    stored = _catalogue(fresh_stack)
+    assert {item: (c.category, c.available) for item, c in stored.items()} == {
+        "a": ("shoes", True),
+        "b": ("hats", False),
+        "g": ("hats", True),
+    }
