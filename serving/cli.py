@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     group.add_argument("--port", type=int, help="TCP port (default 8080)")
     group.add_argument("--poll-seconds", type=float, help="how often the generation pointer is read (default 2)")
-    group.add_argument("--cache-rows", type=int, help="similarity rows kept in memory (default 200000)")
+    group.add_argument("--workers", type=int, help="serving processes on the port (default: one per CPU available)")
+    group.add_argument("--cache-rows", type=int, help="similarity rows kept in memory, per worker (default 200000)")
     group.add_argument("--rpc-deadline-seconds", type=float, help="deadline of one Bigtable read (default 0.4)")
     group.add_argument("--app-profile-id", help="Bigtable app profile for reads")
     group.add_argument("--weights", help='event weights, e.g. "browse=0.5,basket=2,purchase=6" (STREAMSIM_WEIGHTS)')
@@ -38,6 +39,7 @@ def config_from_args(args: argparse.Namespace):
         host=args.host,
         port=args.port,
         poll_seconds=args.poll_seconds,
+        workers=args.workers,
         cache_rows=args.cache_rows,
         rpc_deadline_seconds=args.rpc_deadline_seconds,
         app_profile_id=args.app_profile_id,
@@ -49,6 +51,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_serve(args: argparse.Namespace) -> int:
     from serving.server import CannotListen, run
+    from serving.workers import available_cpus, run_workers
 
     try:
         config = config_from_args(args)
@@ -61,17 +64,22 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"streamsim serve: {problem}", file=sys.stderr)
         return 1
     where = config.settings.bigtable_host or "Cloud Bigtable"
+    workers = config.workers or available_cpus()
 
     def listening() -> None:
         # Once bound, so the line is true when it is printed.
         print(
             f"serving on http://{config.host}:{config.port} from {where} "
-            f"(tables {config.settings.prefix}*); SIGTERM or Ctrl-C stops",
+            f"(tables {config.settings.prefix}*, {workers} worker{'s' if workers > 1 else ''}); "
+            "SIGTERM or Ctrl-C stops",
             flush=True,
         )
 
     try:
-        run(config, on_listening=listening)
+        if workers == 1:
+            run(config, on_listening=listening)
+        else:
+            run_workers(config, workers, on_listening=listening)
     except CannotListen as exc:  # a port in use, a host that is not ours or does not resolve
         print(f"streamsim serve: {exc}", file=sys.stderr)
         return 1

@@ -48,6 +48,8 @@ class ServingConfig:
     app_profile_id: str = ""
     #: Seconds in-flight requests get to finish after SIGTERM.
     shutdown_timeout_seconds: float = 10.0
+    #: Serving processes on the port (``streamsim serve``); 0: one per CPU available.
+    workers: int = 0
 
     def __post_init__(self):
         positive = (
@@ -66,6 +68,8 @@ class ServingConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not self.workers >= 0:
+            raise ValueError(f"workers must be 0 (one per CPU) or more, got {self.workers!r}")
         if not self.history_window_ms >= 0:
             raise ValueError(f"history_window_ms must be 0 or more, got {self.history_window_ms!r}")
         if not 0 <= self.port <= 65535:

@@ -15,10 +15,12 @@
 - ``streamsim_serving_history_reads_total``, ``..._history_read_calls_total``: user histories
   read and the ReadRows calls they shared
 - ``streamsim_serving_cache_absent_ids``: ids cached as having no similarity row
+- ``streamsim_serving_worker{pid}``: 1, naming the worker process that answered the scrape
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -76,6 +78,9 @@ class _FilterCollector:
         self._parts = parts
 
     def collect(self):
+        worker = GaugeMetricFamily(f"{PREFIX}_worker", "This serving process (one per worker)", labels=["pid"])
+        worker.add_metric([str(os.getpid())], 1)
+        yield worker
         yield GaugeMetricFamily(f"{PREFIX}_cache_absent_ids", "Ids cached as having no row", value=self._cache.absent)
         recommender, follower, histories = self._parts()
         if recommender is not None:

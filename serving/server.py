@@ -148,7 +148,7 @@ async def _freeze_startup_objects(app: web.Application):
     yield
 
 
-def _listen_problem(config: ServingConfig, exc: OSError) -> str:
+def listen_problem(config: ServingConfig, exc: OSError) -> str:
     where = f"{config.host}:{config.port}"
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {where}: no such host ({exc.strerror})"
@@ -157,8 +157,13 @@ def _listen_problem(config: ServingConfig, exc: OSError) -> str:
     return f"cannot listen on {where}: {reason}"
 
 
-async def serve(config: ServingConfig, *, on_listening: Callable[[], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; :class:`CannotListen` if the address cannot be had."""
+async def serve(
+    config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False
+) -> None:
+    """Serve until SIGINT/SIGTERM; :class:`CannotListen` if the address cannot be had.
+
+    ``reuse_port``: listen with SO_REUSEPORT, beside other workers (:mod:`serving.workers`).
+    """
     app = create_app(config)
     app.cleanup_ctx.append(_freeze_startup_objects)
     loop = asyncio.get_running_loop()
@@ -171,9 +176,9 @@ async def serve(config: ServingConfig, *, on_listening: Callable[[], None] | Non
         await runner.setup()
         if not stop.is_set():
             try:
-                await web.TCPSite(runner, config.host, config.port).start()
+                await web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None).start()
             except OSError as exc:
-                raise CannotListen(_listen_problem(config, exc)) from None
+                raise CannotListen(listen_problem(config, exc)) from None
             if on_listening is not None:
                 on_listening()
             await stop.wait()
@@ -183,6 +188,6 @@ async def serve(config: ServingConfig, *, on_listening: Callable[[], None] | Non
             loop.remove_signal_handler(number)
 
 
-def run(config: ServingConfig, *, on_listening: Callable[[], None] | None = None) -> None:
+def run(config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False) -> None:
     """:func:`serve` in an event loop of its own (the process's main thread)."""
-    asyncio.run(serve(config, on_listening=on_listening))
+    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port))

@@ -4,6 +4,8 @@ address it cannot have is one line on stderr, not a traceback."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +19,7 @@ from serving.cli import config_from_args
 from streamsim.app import localstack
 from streamsim.app.cli import build_parser
 from streamsim.runtime.seeding import write_generation
+from tests.serving.live import wait_for
 
 G1 = 1_700_000_000_000
 
@@ -46,6 +49,8 @@ def test_serves_then_stops_on_sigterm(fresh_stack, tmp_path):
         "serving",
         "--port",
         str(port),
+        "--workers",
+        "1",
         "--bigtable-host",
         fresh_stack.bigtable_host,
         "--project",
@@ -129,3 +134,46 @@ def test_an_address_it_cannot_have_is_one_line_and_a_failure(fresh_stack, tmp_pa
     assert len(lines) == 1 and lines[0].startswith("streamsim serve: cannot listen on "), done.stderr
     assert reason in lines[0]
     assert "serving on" not in done.stdout  # it never did
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return {int(child) for child in listing.read().split()}
+
+
+@pytest.mark.slow
+def test_workers_share_the_port_and_all_drain_on_sigterm(fresh_stack, tmp_path):
+    write_generation(fresh_stack, G1, {"a": [("b", 0.5)]}, popular=[("p", 1.0)])
+    port = localstack.free_port()
+    command = _serve_command(fresh_stack, tmp_path, "--port", str(port), "--workers", "2")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()  # printed once every worker listens
+        assert f"serving on http://127.0.0.1:{port}" in line and "2 workers" in line, line
+        children = _children(process.pid)  # the workers, and multiprocessing's resource tracker
+        answered = set()
+        for _ in range(40):  # new connections: the kernel spreads them over the workers
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                text = response.read().decode()
+            answered |= {int(pid) for pid in re.findall(r'streamsim_serving_worker\{pid="(\d+)"\} 1', text)}
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/a/similar", timeout=10) as response:
+                assert json.loads(response.read())["items"] == [{"item": "b", "score": 0.5, "source": "similar"}]
+        assert len(answered) == 2 and answered <= children
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    for pid in answered:  # the workers were waited for: gone before the parent exited
+        assert not os.path.exists(f"/proc/{pid}")
+    # multiprocessing's resource tracker leaves once the parent is gone
+    assert wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in children))
+    with pytest.raises(ConnectionRefusedError):  # nobody listens any more
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with socket.socket() as sock:  # and a new server can have the port (as servers bind: SO_REUSEADDR)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
