@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from schemas.events import MAX_ID_CHARS
 from serving.errors import ERROR_CODES, ERRORS
-from serving.params import MAX_EXCLUDE, MAX_REQUEST_ITEMS
+from serving.params import MAX_CATEGORIES, MAX_EXCLUDE, MAX_REQUEST_ITEMS
 from serving.scoring import MAX_N
 
 
@@ -77,6 +77,18 @@ EXPLAIN = {
     "description": "list, for each result, the history items that contributed and how much",
     "schema": {"type": "boolean", "default": False},
 }
+CATEGORY = _ids(
+    "category",
+    "only items of these catalogue categories; a short list is filled from their most popular items",
+    MAX_CATEGORIES,
+)
+SAME_CATEGORY = {
+    "name": "same_category",
+    "in": "query",
+    "required": False,
+    "description": "only neighbours in the item's own catalogue category (none if it has no category)",
+    "schema": {"type": "boolean", "default": False},
+}
 _API_ERRORS = (400, 405, 500, 503)
 
 
@@ -89,7 +101,8 @@ def document() -> dict:
             "and `exclude` are never returned; a short list is filled from the popularity list "
             "(`source: popular`). Give either `user` or at least one of browsed/basket/purchased "
             "(anything else is a 400 `bad_parameter`). The request line is limited to 8190 bytes: "
-            "send long lists with POST."
+            "send long lists with POST. No route ever returns an item the catalogue marks unavailable, "
+            "popular fill included."
         ),
         "parameters": [
             {
@@ -105,6 +118,7 @@ def document() -> dict:
             N_PARAM,
             EXCLUDE,
             EXPLAIN,
+            CATEGORY,
         ],
         "responses": {**_ok("Recommendations", "best items first"), **_errors(*_API_ERRORS)},
     }
@@ -128,6 +142,7 @@ def document() -> dict:
             },
             N_PARAM,
             EXCLUDE,
+            SAME_CATEGORY,
         ],
         "responses": {**_ok("Recommendations", "neighbours, best first"), **_errors(400, 404, 405, 500, 503)},
     }
@@ -230,6 +245,7 @@ def document() -> dict:
                         "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10},
                         "exclude": {"type": "array", "items": _id(), "minItems": 0, "maxItems": MAX_EXCLUDE},
                         "explain": {"type": "boolean", "default": False},
+                        "category": {"type": "array", "items": _id(), "minItems": 1, "maxItems": MAX_CATEGORIES},
                     },
                 },
                 "Status": {

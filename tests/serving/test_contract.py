@@ -22,7 +22,10 @@ import dataclasses
 import pytest
 import schemathesis
 
+from schemas.events import CatalogUpdate
 from serving.openapi import document
+from streamsim.runtime.bigtable import open_tables
+from streamsim.runtime.catalog import write_catalog
 from streamsim.runtime.provision import provision_bigtable
 from streamsim.runtime.seeding import write_generation, write_scores
 from tests.serving.live import G1, NEIGHBOURS, POPULAR, serve
@@ -57,6 +60,11 @@ def api(stack):
     provision_bigtable(settings)
     write_scores(settings, {"u1": {"a": 2.0, "b": 1.0}, "0": {"a": 1.0}})
     write_generation(settings, G1, {**NEIGHBOURS, "0": [("a", 0.5)]}, popular=POPULAR)
+    # A catalogue, so that the filters have categories to match and items to hide.
+    write_catalog(
+        open_tables(settings),
+        [CatalogUpdate("a", "0", True, 1), CatalogUpdate("b", "0", True, 1), CatalogUpdate("c", "x", False, 1)],
+    )
     live = serve(settings)
     yield live
     live.stop()
