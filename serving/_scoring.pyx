@@ -10,6 +10,12 @@ which makes resetting the scratch free.
 Neighbour lists come either concatenated with offsets (:meth:`top_n`) or as
 :class:`NeighbourRow` objects checked once when built (:meth:`top_n_rows`,
 the serving path: no concatenation per request). Both feed one C core.
+
+The serving path may also pass catalogue filters (:meth:`top_n_rows`'s
+``category``/``codes``/``hidden``): per vocabulary index a category code and a
+hidden flag, and the codes allowed. They are checked per candidate as it
+meets the heap, so a filter costs O(candidates * codes), never O(vocabulary),
+and the answer is the unfiltered ranking without the items filtered out.
 """
 cimport cython
 from libc.stdint cimport int32_t, int64_t
@@ -20,6 +26,10 @@ import numpy as np
 cimport numpy as cnp
 
 cnp.import_array()
+
+# An empty ``codes`` still filters (nothing passes): a non-NULL pointer with n_codes 0.
+cdef int32_t _NO_CODE_STORAGE = -2
+cdef const int32_t* _NO_CODE = &_NO_CODE_STORAGE
 
 _PROBLEMS = {
     1: "offsets must have len(weights) + 1 entries, start at 0, end at len(items) and never decrease",
@@ -137,10 +147,18 @@ cdef class Accumulator:
         self, Py_ssize_t history, const int32_t** items, const double** scores, const Py_ssize_t* sizes,
         const double* weights, const int32_t* excluded, Py_ssize_t n_excluded, Py_ssize_t n,
         int32_t* heap_item, double* heap_score,
+        const int32_t* category, const unsigned char* hidden, Py_ssize_t n_facts,
+        const int32_t* codes, Py_ssize_t n_codes,
     ) noexcept nogil:
-        """The core: fills heap_item/heap_score best first; returns how many."""
-        cdef Py_ssize_t j, e, k, count = 0, kept = 0
-        cdef int32_t it, epoch
+        """The core: fills heap_item/heap_score best first; returns how many.
+
+        Filters (facts of indices below n_facts; an index beyond has category -1
+        and is shown): ``hidden`` (may be NULL) drops hidden items, ``codes``
+        (NULL: no category filter) keeps only items whose category is one of them.
+        """
+        cdef Py_ssize_t j, e, k, q, count = 0, kept = 0
+        cdef int32_t it, epoch, code
+        cdef bint allowed
         cdef double w
         cdef double* acc = &self.acc[0]
         cdef int32_t* stamp = &self.stamp[0]
@@ -170,6 +188,17 @@ cdef class Accumulator:
                     acc[it] += w * scores[j][e]
         for k in range(count):
             it = touched[k]
+            if hidden != NULL and it < n_facts and hidden[it]:
+                continue
+            if codes != NULL:
+                code = category[it] if it < n_facts else -1
+                allowed = False
+                for q in range(n_codes):
+                    if codes[q] == code:
+                        allowed = True
+                        break
+                if not allowed:
+                    continue
             if kept < n:
                 heap_score[kept] = acc[it]
                 heap_item[kept] = it
@@ -212,6 +241,8 @@ cdef class Accumulator:
     cdef tuple _run(
         self, Py_ssize_t history, const int32_t** items, const double** scores, const Py_ssize_t* sizes,
         const double[::1] weights, const int32_t[::1] excluded, Py_ssize_t n, bint explain,
+        const int32_t* category=NULL, const unsigned char* hidden=NULL, Py_ssize_t n_facts=0,
+        const int32_t* codes=NULL, Py_ssize_t n_codes=0,
     ):
         out_items = np.empty(n, dtype=np.int32)
         out_scores = np.empty(n, dtype=np.float64)
@@ -223,7 +254,10 @@ cdef class Accumulator:
         cdef int32_t* best_ptr = &best[0] if n else NULL
         cdef double* best_scores_ptr = &best_scores[0] if n else NULL
         with nogil:
-            kept = self._top(history, items, scores, sizes, w, ex, excluded.shape[0], n, best_ptr, best_scores_ptr)
+            kept = self._top(
+                history, items, scores, sizes, w, ex, excluded.shape[0], n, best_ptr, best_scores_ptr,
+                category, hidden, n_facts, codes, n_codes,
+            )
         if kept < n:
             out_items, out_scores = out_items[:kept], out_scores[:kept]
         if not explain:
@@ -295,10 +329,25 @@ cdef class Accumulator:
         finally:
             free(item_ptrs); free(score_ptrs); free(sizes)
 
-    def top_n_rows(self, list rows, const double[::1] weights, const int32_t[::1] excluded, Py_ssize_t n, bint explain):
-        """Lists as :class:`NeighbourRow` objects, one per weight."""
+    def top_n_rows(
+        self,
+        list rows,
+        const double[::1] weights,
+        const int32_t[::1] excluded,
+        Py_ssize_t n,
+        bint explain,
+        const int32_t[::1] category=None,
+        const unsigned char[::1] hidden=None,
+        const int32_t[::1] codes=None,
+    ):
+        """Lists as :class:`NeighbourRow` objects, one per weight; optional catalogue filters.
+
+        ``category`` and ``hidden`` (uint8, 1 = hidden) are by item index and of one
+        length; ``codes`` (None: any category) are the categories allowed.
+        """
         cdef Py_ssize_t history = len(rows)
         cdef Py_ssize_t j, k
+        cdef Py_ssize_t n_facts = 0
         cdef int32_t largest = -1
         cdef NeighbourRow row
         # A tuple the caller cannot change while the GIL is released.
@@ -318,6 +367,12 @@ cdef class Accumulator:
                 raise ValueError(_PROBLEMS[2])
             if excluded[k] > largest:
                 largest = excluded[k]
+        if (category is None) != (hidden is None) or (category is not None and category.shape[0] != hidden.shape[0]):
+            raise ValueError("category and hidden come together, of one length")
+        if codes is not None and category is None:
+            raise ValueError("a category filter needs the category array")
+        if category is not None:
+            n_facts = category.shape[0]
         self.reserve(largest + 1)
         cdef const int32_t** item_ptrs = <const int32_t**>malloc((history + 1) * sizeof(int32_t*))
         cdef const double** score_ptrs = <const double**>malloc((history + 1) * sizeof(double*))
@@ -332,6 +387,13 @@ cdef class Accumulator:
                 item_ptrs[j] = &row._items[0] if row.size else NULL
                 score_ptrs[j] = &row._scores[0] if row.size else NULL
             # `held` keeps the rows (and their buffers) alive for the call.
-            return self._run(history, item_ptrs, score_ptrs, sizes, weights, excluded, n, explain)
+            return self._run(
+                history, item_ptrs, score_ptrs, sizes, weights, excluded, n, explain,
+                &category[0] if category is not None and category.shape[0] else NULL,
+                &hidden[0] if hidden is not None and hidden.shape[0] else NULL,
+                n_facts,
+                NULL if codes is None else (&codes[0] if codes.shape[0] else _NO_CODE),
+                codes.shape[0] if codes is not None else 0,
+            )
         finally:
             free(item_ptrs); free(score_ptrs); free(sizes)

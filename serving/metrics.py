@@ -8,8 +8,8 @@
 - ``streamsim_serving_generation``, ``..._generation_age_seconds``
 - ``streamsim_serving_generation_polls_total``, ``..._generation_poll_failures_total``
 - ``streamsim_serving_generation_losses_total``: generations that vanished from the store while served
-- ``streamsim_serving_filter_requests_total{filter}`` (``category``, ``same_category``),
-  ``..._hidden_items_removed_total``: unavailable items taken out of answers (fill included)
+- ``streamsim_serving_filter_requests_total{filter}``: answers filtered by ``category``,
+  ``same_category``, and ``available`` (the catalogue hid some item when they were scored)
 - ``streamsim_serving_catalog_items``, ``..._catalog_hidden_items``, ``..._catalog_loads_total``,
   ``..._catalog_changes_total``, ``..._catalog_poll_failures_total``
 - ``streamsim_serving_history_reads_total``, ``..._history_read_calls_total``: user histories
@@ -90,11 +90,6 @@ class _FilterCollector:
             for name, count in recommender.filtered.items():
                 requests.add_metric([name], count)
             yield requests
-            yield CounterMetricFamily(
-                f"{PREFIX}_hidden_items_removed",
-                "Unavailable items taken out of answers",
-                value=recommender.hidden_removed,
-            )
         if follower is not None:
             catalogue = follower.catalogue
             yield GaugeMetricFamily(f"{PREFIX}_catalog_items", "Items in the catalogue", value=len(catalogue))

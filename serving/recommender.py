@@ -11,10 +11,10 @@ items); popular fill keeps the stored popularity order.
 The catalogue filters apply to every answer, fill included: an item the
 catalogue hides is never returned, and ``categories`` keeps only items of those
 categories (a short list is filled from those categories' most popular items,
-see :mod:`serving.catalog`). The kernel is asked for a few more than n and its
-list is filtered with the per-vocabulary arrays; if too few pass, it is asked
-for all (up to ``MAX_N``) once. Filtering a ranked list keeps its order, so the
-answer is the unfiltered ranking with the filtered-out items removed.
+see :mod:`serving.catalog`). The kernel checks each candidate against the
+per-vocabulary arrays (:class:`serving.catalog.ItemFacts`), so the answer is the
+unfiltered ranking with the filtered-out items removed, at the cost of a check
+per candidate.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from serving.catalog import NO_CATEGORY, Catalogue
 from serving.generation import Generation, GenerationWatcher
 from serving.history import HistoryReads
 from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
-from serving.scoring import MAX_N, Scorer, TopN
+from serving.scoring import Scorer, TopN
 from serving.store import BigtableStore
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,8 @@ class Recommender:
         self._cache = cache
         self._catalogue = catalogue
         self._histories = histories
-        #: Requests per filter and hidden items taken out of answers (``/metrics``).
-        self.filtered = {"category": 0, "same_category": 0}
-        self.hidden_removed = 0
+        #: Answers per filter (``/metrics``); ``available``: the catalogue hid some item.
+        self.filtered = {"available": 0, "category": 0, "same_category": 0}
         self._scorer = Scorer()
         self._max_history = max_history
         self._vocabulary_limit = vocabulary_limit
@@ -217,27 +216,22 @@ class Recommender:
         return picked
 
     def _filtered_top(self, generation, rows, weights, n, excluded, explain, codes) -> TopN:
-        """The n best that pass the filters: a few more asked for, then all if too few pass."""
-        category, hidden = generation.facts.arrays(generation.vocabulary, self._catalogue)
-        ask = min(MAX_N, 2 * n + 10)
-        while True:
-            top = self._scorer.top_n_rows(rows, weights, ask, excluded=excluded, explain=explain)
-            shown = ~hidden[top.items]
-            keep = shown
-            if codes is not None:
-                of = category[top.items]
-                keep = np.zeros(len(of), dtype=bool)
-                for code in codes.tolist():
-                    keep |= of == code
-                keep &= shown
-            if keep.sum() >= n or len(top.items) < ask or ask == MAX_N:
-                break
-            ask = MAX_N
-        picked = np.flatnonzero(keep)[:n]
-        last = picked[-1] + 1 if len(picked) == n else len(shown)
-        self.hidden_removed += int(len(shown[:last]) - shown[:last].sum())
-        contributions = None if top.contributions is None else top.contributions[picked]
-        return TopN(top.items[picked], top.scores[picked], contributions)
+        """The n best that pass the filters (the kernel checks each candidate)."""
+        if self._catalogue.hidden:
+            self.filtered["available"] += 1
+        vocabulary = generation.vocabulary
+        category, hidden = generation.facts.arrays(vocabulary, self._catalogue)
+        size = len(vocabulary)
+        return self._scorer.top_n_rows(
+            rows,
+            weights,
+            n,
+            excluded=excluded,
+            explain=explain,
+            category=category[:size],
+            hidden=hidden[:size],
+            codes=codes,
+        )
 
     def _popular_fill(
         self, generation: Generation, count: int, excluded: set[str], explain: bool, codes: np.ndarray | None
@@ -251,9 +245,7 @@ class Recommender:
         for item, score in source:
             if len(fill) == count:
                 break
-            if item in hidden:
-                self.hidden_removed += 1
-            elif item not in excluded:
+            if item not in excluded and item not in hidden:
                 entry = {"item": item, "score": score, "source": POPULAR}
                 if explain:
                     entry["because"] = []

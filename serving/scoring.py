@@ -92,16 +92,30 @@ class Scorer:
         *,
         excluded: np.ndarray | None = None,
         explain: bool = False,
+        category: np.ndarray | None = None,
+        hidden: np.ndarray | None = None,
+        codes: np.ndarray | None = None,
     ) -> TopN:
         """:meth:`top_n` with the history's lists as :class:`NeighbourRow` objects.
 
         The serving path: rows are checked once when built (and then cached),
         so a request pays neither concatenation nor a scan of the inputs.
+        Catalogue filters: ``category`` (int32) and ``hidden`` (bool) by item index,
+        of one length, drop hidden items and, with ``codes`` (int32), keep only
+        items of those categories; the n best that pass come back.
         """
         weights = _array(weights, np.float64, "weights")
         excluded = _NO_ITEMS if excluded is None else _array(excluded, np.int32, "excluded")
         _check_n(n)
-        best, best_scores, contributions = self._accumulator.top_n_rows(rows, weights, excluded, int(n), bool(explain))
+        if hidden is not None:
+            hidden = _array(hidden, np.bool_, "hidden").view(np.uint8)
+        if category is not None:
+            category = _array(category, np.int32, "category")
+        if codes is not None:
+            codes = _array(codes, np.int32, "codes")
+        best, best_scores, contributions = self._accumulator.top_n_rows(
+            rows, weights, excluded, int(n), bool(explain), category, hidden, codes
+        )
         return TopN(best, best_scores, contributions)
 
 

@@ -69,6 +69,36 @@ def test_kernel_matches_the_oracle(problem):
         assert top.contributions[k].sum() == pytest.approx(top.scores[k])
 
 
+@settings(max_examples=300, deadline=None)
+@given(problems(), st.data())
+def test_catalogue_filters_match_the_oracle(problem, data):
+    items, scores, offsets, weights, excluded, n = problem
+    # Facts shorter than the vocabulary at times: an index beyond them has no category and is shown.
+    facts = data.draw(st.integers(0, 30))
+    category = np.array(data.draw(st.lists(st.integers(-1, 3), min_size=facts, max_size=facts)), dtype=np.int32)
+    hidden = np.array(data.draw(st.lists(st.booleans(), min_size=facts, max_size=facts)), dtype=bool)
+    codes = data.draw(st.none() | st.lists(st.integers(-1, 4), max_size=3))
+    codes = None if codes is None else np.array(codes, dtype=np.int32)
+    rows = [
+        NeighbourRow(items[offsets[j] : offsets[j + 1]], scores[offsets[j] : offsets[j + 1]])
+        for j in range(len(weights))
+    ]
+    top = SCORER.top_n_rows(
+        rows, weights, n, excluded=excluded, explain=True, category=category, hidden=hidden, codes=codes
+    )
+    # The oracle: rank everything, then drop what the filters refuse, then take n.
+    everything, all_scores = oracle(items, scores, offsets, weights, excluded, 10**6)
+    of = np.array([category[i] if i < facts else -1 for i in everything], dtype=np.int32)
+    shown = np.array([not (i < facts and hidden[i]) for i in everything], dtype=bool)
+    keep = shown & (np.isin(of, codes) if codes is not None else True)
+    np.testing.assert_array_equal(top.items, everything[keep][:n])
+    np.testing.assert_array_equal(top.scores, all_scores[keep][:n])
+    plain = SCORER.top_n(items, scores, offsets, weights, 10**3, excluded=excluded, explain=True)
+    assert top.contributions.shape == (len(top.items), len(weights))
+    for k, item in enumerate(top.items.tolist()):
+        np.testing.assert_array_equal(top.contributions[k], plain.contributions[plain.items.tolist().index(item)])
+
+
 def test_known_answer_with_tie_break_and_exclusion():
     # History a (w=2) -> [b .5, c .25, d 1], history e (w=1) -> [c .5, b 0, d .5]
     items = np.array([1, 2, 3, 2, 1, 3], dtype=np.int32)
