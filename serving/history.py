@@ -72,12 +72,14 @@ class HistoryReads:
         self.reads += len(batch)
         try:
             found = await self._store.read_histories(list(batch), timeout)
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+        except asyncio.CancelledError:  # the server is stopping
+            for future in batch.values():
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request (503)
             for future in batch.values():
                 if not future.done():
                     future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         for user, future in batch.items():
             if not future.done():

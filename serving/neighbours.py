@@ -62,6 +62,10 @@ _EMPTY_INDICES = np.empty(0, dtype=np.int32)
 NO_NEIGHBOURS = NeighbourRow(_EMPTY_INDICES, np.empty(0, dtype=np.float64))
 
 
+#: The rows of a view not cached at all (never written to).
+_NO_ROWS: OrderedDict = OrderedDict()
+
+
 class NeighbourCache:
     """Bounded LRU of ``(generation, item) -> NeighbourRow``; counts hits and misses.
 
@@ -94,10 +98,8 @@ class NeighbourCache:
 
     def lookup(self, generation, items: list[str]) -> tuple[list[NeighbourRow | None], list[str]]:
         """The cached lists of ``items`` (None where not cached) and the items to read."""
-        rows = self._views.get(generation)
-        if rows is None:
-            rows = {}
-        get, touch = rows.get, getattr(rows, "move_to_end", None)
+        rows = self._views.get(generation, _NO_ROWS)
+        get, touch = rows.get, rows.move_to_end
         absent = self._absent
         found: list[NeighbourRow | None] = []
         missing: list[str] = []
