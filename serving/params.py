@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import unquote, unquote_plus
 
-from schemas.events import EventType, Weights, id_problem
+from schemas.events import EventType, Weights, all_valid_ids, id_problem
 from serving.scoring import MAX_N
 
 #: History items one request may name (the session form and POST). The seed's
@@ -105,6 +105,8 @@ def parse_id_list(name: str, value, limit: int, *, text: bool = True, may_be_emp
     # The count first, so an oversized list costs no per-id checks.
     if len(value) > limit:
         raise BadRequest(f"{name} has {len(value)} items; the limit is {limit}")
+    if all_valid_ids(value):  # the common case, in one pass
+        return value
     for item in value:
         problem = id_problem(item)
         if problem is not None:
@@ -151,7 +153,8 @@ def path_id(name: str, raw: str) -> str:
 def _single(query, allowed: set[str]) -> dict[str, str]:
     """Mapping or (key, value) pairs -> dict; unknown or repeated keys are errors."""
     values: dict[str, str] = {}
-    for key, value in query.items() if isinstance(query, Mapping) else query:
+    # A list (query_pairs) first: isinstance against the Mapping ABC costs on every request.
+    for key, value in query if isinstance(query, list) else query.items() if isinstance(query, Mapping) else query:
         if key not in allowed:
             raise BadRequest(f"unknown parameter {key[:40]!r}; expected one of {', '.join(sorted(allowed))}")
         if key in values:

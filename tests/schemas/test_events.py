@@ -264,3 +264,11 @@ def test_malformed_catalog_updates_are_rejected_with_a_code(fields, code):
     with pytest.raises(EventError) as caught:
         parse_message(_catalog(**fields))
     assert caught.value.code == code
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(min_size=0, max_size=140), max_size=6))
+def test_the_one_pass_list_check_agrees_with_the_id_rule(values):
+    from schemas.events import all_valid_ids, id_problem
+
+    assert all_valid_ids(values) == all(id_problem(v) is None for v in values)
