@@ -312,7 +312,8 @@ class Weights:
                 raise ValueError(f"weight {name}={value!r} must be a positive number")
 
     def of(self, event_type: EventType) -> float:
-        return getattr(self, EventType(event_type).value)
+        # An EventType as is (the serving hot path); anything else through the enum.
+        return getattr(self, event_type.value if type(event_type) is EventType else EventType(event_type).value)
 
     @classmethod
     def parse(cls, text: str) -> Weights:
