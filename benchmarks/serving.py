@@ -416,6 +416,11 @@ def main() -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{serve_port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
         hit_ratio = float(re.search(r"^streamsim_serving_cache_hit_ratio ([\d.e+-]+)$", metrics, re.M).group(1))
+
+        def counter(name: str) -> float:
+            return float(re.search(rf"^streamsim_serving_{name}_total ([\d.e+-]+)$", metrics, re.M).group(1))
+
+        histories_per_call = counter("history_reads") / max(counter("history_read_calls"), 1.0)
     finally:
         for process in processes:
             if process.poll() is None:
@@ -490,7 +495,7 @@ def main() -> int:
         ratios["user"].append(user["rps"] / reads["reads_per_second"])
         ratios["user_cpu"].append(reads["cpu_us"] / user["cpu_us"])
     session_p99 = [m["session, 20 items (warm)"]["p99_ms"] for m in rounds]
-    print(f"  cache hit ratio at the end: {hit_ratio:.3f}")
+    print(f"  cache hit ratio at the end: {hit_ratio:.3f}; user histories per ReadRows call: {histories_per_call:.1f}")
     median = {name: statistics.median(values) for name, values in ratios.items()}
     print("\ntargets (median over rounds; 'by CPU' = CPU time per request, robust to other load):")
     print(
