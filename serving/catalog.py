@@ -190,7 +190,6 @@ class CatalogueFollower:
         self.reload_seconds = reload_seconds
         self._position_ms = 0
         self._loaded_at = 0.0
-        self.polls = 0
         self.poll_failures = 0
 
     async def load(self) -> None:
@@ -244,7 +243,6 @@ class CatalogueFollower:
         failing = False
         while True:
             await asyncio.sleep(self.poll_seconds)
-            self.polls += 1
             try:
                 await self.poll()
                 if failing:
