@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from batch import engine, incremental, source
+from batch import engine, incremental, planner, source
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
 from batch.generations import UNWRITTEN_STATES, Generations
 from schemas import layout
@@ -54,6 +54,9 @@ MAX_INDEX_FRACTION = 0.1
 class PassOptions:
     params: DimsumParams = DimsumParams()
     full: bool = False
+    #: Incremental even where the cost model (``batch.planner``) expects a full pass to be
+    #: cheaper (a pass without a usable base generation is still full).
+    incremental: bool = False
     #: Buckets of the user key space: the unit of reproducible summation. More buckets allow
     #: more read partitions; fewer keep the shuffle small. Part of the result's identity.
     buckets: int = 64
@@ -67,6 +70,8 @@ class PassOptions:
 
     def __post_init__(self):
         check_buckets(self.buckets)
+        if self.full and self.incremental:
+            raise ValueError("--full and --incremental exclude each other")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
 
@@ -98,12 +103,18 @@ class _Phases:
 
 
 def run_pass(
-    spark, settings: Settings, options: PassOptions = PassOptions(), *, before_flip: Callable[[int], None] | None = None
+    spark,
+    settings: Settings,
+    options: PassOptions = PassOptions(),
+    *,
+    before_flip: Callable[[int], None] | None = None,
+    warm=None,
 ) -> dict:
     """Run one pass and return its statistics (also stored in ``meta pass#<gen>``).
 
     ``before_flip(generation)`` runs after every row is written and before the pointer
-    moves (tests use it to read "during" a pass).
+    moves (tests use it to read "during" a pass). ``warm`` (a :class:`batch.continuous.WarmState`)
+    keeps the items and similarity rows between the passes of one loop.
 
     ``stats["flipped"]`` says whether readers now use this generation. When it is False,
     ``stats["not_flipped_reason"]`` says why, and ``stats["refused"]`` whether the pass
@@ -112,7 +123,7 @@ def run_pass(
     that was already current (:meth:`Generations.flip_pointer`).
     """
     wall = time.perf_counter()
-    ctx = _Context(spark.sparkContext, settings, options, Generations(settings), _Phases())
+    ctx = _Context(spark.sparkContext, settings, options, Generations(settings), _Phases(), warm)
     plan = _plan(ctx)
     with _failed_if_raised(ctx, plan.generation, plan.mode):
         reads = _UserReads(ctx, plan)
@@ -123,7 +134,13 @@ def run_pass(
             computed = _compute(ctx, plan, reads, blocks, users)
         finally:
             reads.close()
-    stats = _publish(ctx, plan, computed, reads.selections, before_flip)
+    written = {} if warm is not None else None
+    stats = _publish(ctx, plan, computed, reads.selections, before_flip, written)
+    if warm is not None:
+        if stats["flipped"]:
+            warm.published(plan.generation, plan.base if plan.mode == "incremental" else None, written)
+        else:
+            warm.not_published()
     stats["phases_seconds"] = ctx.phases.seconds
     stats["wall_seconds"] = round(time.perf_counter() - wall, 3)
     ctx.gens.finish_pass(stats, state=stats["state"])
@@ -147,6 +164,7 @@ class _Context:
     options: PassOptions
     gens: Generations
     phases: _Phases
+    warm: object | None = None
 
 
 # --- plan: the mode, the affected set, which users each read selects ----------
@@ -167,6 +185,8 @@ class _Plan:
     affected: np.ndarray | None
     #: Bucket ranges of the user key space, one per read partition.
     ranges: list[tuple[int, int]]
+    #: The estimates the mode was chosen by (``batch.planner.Choice.record``); None if not estimated.
+    cost_model: dict | None = None
 
     @property
     def start_micros(self) -> int:
@@ -183,19 +203,40 @@ def _plan(ctx: _Context) -> _Plan:
     known = gens.passes()
     generation = max(int(time.time() * 1000), max(known, default=0) + 1)
     base = gens.current()
+    if ctx.warm is not None:
+        ctx.warm.check_base(base)
     mode, reason, base_stats = _choose_mode(known, options, base)
     # Recorded at once: an overlapping pass that plans after this sees it and goes full
     # (``_choose_mode``); one that planned just before is caught before the flip (``_publish``).
     gens.begin_pass(generation, {"mode": mode, **options.identity()})
     with _failed_if_raised(ctx, generation, mode):
         with ctx.phases("read_items"):
-            items = source.read_items(ctx.settings)
-        log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
+            items = ctx.warm.read_items(ctx.settings) if ctx.warm is not None else source.read_items(ctx.settings)
         dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
-        affected = None if mode == "full" else _affected(items, options.params, base_stats, dirty)
+        affected, cost_model = None, None
+        if mode == "incremental":
+            affected = _affected(items, options.params, base_stats, dirty)
+            choice = planner.choose(
+                items.users,
+                affected,
+                _last_full_stats(known),
+                max_index_fraction=MAX_INDEX_FRACTION,
+                forced="incremental" if options.incremental else None,
+                cached_rows=len(ctx.warm.rows) if ctx.warm is not None and ctx.warm.generation == base else 0,
+            )
+            mode, reason, cost_model = choice.mode, choice.reason, choice.record()
+            if mode == "full":
+                affected = None
+        log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
         partitions = options.partitions or 2 * ctx.sc.defaultParallelism
         ranges = source.bucket_ranges(ctx.settings, options.buckets, partitions)
-    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges)
+    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges, cost_model)
+
+
+def _last_full_stats(known: dict[int, dict]) -> dict | None:
+    """Statistics of the newest complete full pass (its counts calibrate ``batch.planner``)."""
+    full = [g for g, stats in known.items() if stats.get("state") == "complete" and stats.get("mode") == "full"]
+    return known[max(full)] if full else None
 
 
 @contextlib.contextmanager
@@ -228,7 +269,7 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
     if any(g > base for g in _with_cells(known)):
         # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
         return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
-    return "incremental", "dirty items", stats
+    return "incremental", "dirty items", stats  # unless batch.planner expects a full pass to be cheaper
 
 
 def _with_cells(known: dict[int, dict]) -> list[int]:
@@ -369,7 +410,7 @@ def _compute_incremental(
         wanted = np.zeros(len(items), dtype=bool)
         wanted[co_held] = True
         wanted &= ~affected
-        old = _stored_rows(ctx.gens, plan.base, items, wanted)
+        old, old_rows_read = _stored_rows(ctx.gens, plan.base, items, wanted, ctx.warm)
     with ctx.phases("dimsum"):
         recomputed = np.flatnonzero(affected)
         result = engine.similarity_rows(
@@ -398,27 +439,44 @@ def _compute_incremental(
             len(again),
         )
     return _Computed(
-        result, recomputed, users, users_read, extra_top=extra_top, merges=merges, old_rows_read=int(wanted.sum())
+        result, recomputed, users, users_read, extra_top=extra_top, merges=merges, old_rows_read=old_rows_read
     )
 
 
-def _stored_rows(gens: Generations, base: int, items: source.ItemTable, wanted: np.ndarray) -> dict:
-    """The ``wanted`` rows as visible at ``base``: position -> (neighbour positions, scores)."""
+def _stored_rows(
+    gens: Generations, base: int, items: source.ItemTable, wanted: np.ndarray, warm=None
+) -> tuple[dict, int]:
+    """The ``wanted`` rows as visible at ``base``: position -> (neighbour positions, scores),
+    and how many were read from the store.
+
+    With ``warm``, the rows it holds at ``base`` are not read again, and those read are kept.
+    """
     index = items.index()
     old = {}
-    for item, ids, scores in gens.read_items(base, [items.ids[i] for i in np.flatnonzero(wanted).tolist()]):
+    names = [items.ids[i] for i in np.flatnonzero(wanted).tolist()]
+    cached = warm.cached_rows(base, names) if warm is not None else {}
+    read = list(gens.read_items(base, [item for item in names if item not in cached]))
+    if warm is not None:
+        warm.remember(read)
+    found = [(item, ids, scores) for item, (ids, scores) in cached.items()] + read
+    for item, ids, scores in found:
         position = index.get(item)
         if position is None or not wanted[position]:
             continue
         cols = np.array([index.get(i, -1) for i in ids], dtype=np.int64)
         keep = cols >= 0
         old[position] = (cols[keep], np.asarray(scores)[keep])
-    return old
+    return old, len(names) - len(cached)
 
 
 # --- publish: rows, popularity, statistics, the pointer flip, the marks -------
 def _publish(
-    ctx: _Context, plan: _Plan, computed: _Computed, selections: list[str], before_flip: Callable[[int], None] | None
+    ctx: _Context,
+    plan: _Plan,
+    computed: _Computed,
+    selections: list[str],
+    before_flip: Callable[[int], None] | None,
+    written: dict | None = None,
 ) -> dict:
     """Write the generation, then make it current; returns the statistics so far.
 
@@ -426,18 +484,20 @@ def _publish(
     the flip does not lose a pass whose rows are all written. A generation that would
     have no neighbour at all is refused before anything is written (unless
     ``allow_empty``): no rows, no flip, the dirty marks stay for the next pass.
+    ``written`` (if given) receives every row written, as item -> (ids, scores).
     """
     gens, items, generation = ctx.gens, plan.items, plan.generation
     neighbours = computed.neighbour_count()
-    stats = _statistics(ctx.options, plan, computed, selections, 0)
+    stats = _statistics(ctx.options, plan, computed, selections, 0, ctx.warm)
     stats.update(neighbours_written=neighbours, flipped=False, refused=False, not_flipped_reason=None, marks_cleared=0)
     if not ctx.options.allow_empty and neighbours == 0 and not _carries_neighbours(gens, plan, computed):
         stats.update(state="empty", refused=True, not_flipped_reason=_empty_reason(ctx.options, plan))
         return stats
     with ctx.phases("write"):
-        stats["rows_written"] = gens.write_rows(generation, computed.rows(items.ids))
+        stats["rows_written"] = gens.write_rows(generation, _kept(computed.rows(items.ids), written))
         gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, ctx.options.params.top_k)))
     with ctx.phases("publish"):
+        stats["pending_since_micros"] = _pending_since(ctx.settings, plan.start_micros)
         gens.finish_pass({**stats, "state": "complete", "phases_seconds": ctx.phases.seconds})
         if before_flip is not None:
             before_flip(generation)
@@ -467,6 +527,21 @@ def _publish(
         consumed = [items.ids[i] for i in np.flatnonzero(plan.dirty).tolist()]
         stats["marks_cleared"] = source.clear_marks(ctx.settings, consumed, plan.start_micros)
     return stats
+
+
+def _kept(rows: Iterator[tuple[str, list[tuple[str, float]]]], into: dict | None) -> Iterator:
+    """``rows`` unchanged; each one is also kept in ``into`` (if given) as (ids, scores)."""
+    for item, neighbours in rows:
+        if into is not None:
+            into[item] = ([i for i, _ in neighbours], [v for _, v in neighbours])
+        yield item, neighbours
+
+
+def _pending_since(settings: Settings, start_micros: int) -> int | None:
+    """Cell time (µs) of the oldest dirty mark set since the pass started: the oldest change
+    the generation does not hold (an item changed again keeps only its newest mark)."""
+    newer = [micros for micros in source.read_marks(settings).values() if micros >= start_micros]
+    return min(newer) if newer else None
 
 
 def _carries_neighbours(gens: Generations, plan: _Plan, computed: _Computed) -> bool:
@@ -512,16 +587,24 @@ def _popular(items: source.ItemTable, size: int) -> list[tuple[str, float]]:
     return [(items.ids[i], float(items.users[i])) for i in order.tolist()]
 
 
-def _statistics(options: PassOptions, plan: _Plan, computed: _Computed, selections: list[str], written: int) -> dict:
+def _statistics(
+    options: PassOptions, plan: _Plan, computed: _Computed, selections: list[str], written: int, warm=None
+) -> dict:
     result, gamma = computed.result, options.params.gamma(len(plan.items))
     return {
         "generation": plan.generation,
         "mode": plan.mode,
         "reason": plan.reason,
+        # Estimated work of both modes, which chose ``mode`` (``batch.planner``).
+        "cost_model": plan.cost_model,
         "base_generation": plan.base,
         **options.identity(),
         "gamma": None if math.isinf(gamma) else gamma,
         "items": len(plan.items),
+        # Item rows read (a warm loop re-reads only the items marked dirty).
+        "items_read": len(plan.items) if warm is None else warm.items_read,
+        # Every change folded before this time (the pass start, µs) is in the generation.
+        "watermark_micros": plan.start_micros,
         # Users of the blocks the pass computed from: incremental passes read only those
         # holding an affected item (through ``contributions``).
         "users": computed.users,
