@@ -10,8 +10,9 @@ The work of a pass, in the units of :data:`UNIT_COSTS`:
   every row written;
 - incremental: the ``contributions`` keys of A (Σ_{a∈A} users_a, or a scan of every user
   row when A is over ``max_index_fraction`` of the items), the rows of the users holding A,
-  their Gram entries on A (also the candidates merged into clean rows), the previous-generation rows of the items co-held with A (less
-  those a warm loop has cached) and every row rewritten.
+  their Gram entries on A (also the candidates merged into clean rows), the
+  previous-generation rows of the items co-held with A (less those a warm loop has
+  cached) and every row rewritten.
 
 Users holding an item hold more items than the average user (size bias): the pass uses
 m* = Σ_u m_u² / Σ_u m_u, which the last full pass's ``pairs_exact`` (Σ_u C(m_u, 2))
@@ -129,7 +130,10 @@ def choose(
     forced: str | None = None,
     cached_rows: int = 0,
 ) -> Choice:
-    """The cheaper mode (a tie goes full: nothing to merge), or ``forced`` ("full"/"incremental") with both estimates."""
+    """The cheaper mode (a tie goes full: nothing to merge), or ``forced`` ("full"/"incremental").
+
+    Both estimates are kept either way, for the pass's statistics.
+    """
     m_star = size_biased_items_per_user(float(item_users.sum()), full_stats)
     full = full_work(item_users, m_star)
     inc = incremental_work(item_users, affected, m_star, max_index_fraction=max_index_fraction, cached_rows=cached_rows)
