@@ -8,8 +8,9 @@ What stays valid from one pass to the next (:class:`WarmState`):
   the table exact: the rows come from a scan filtered to the mark column (the server
   skips clean rows), then by key.
 - the similarity rows as visible at the generation this loop last published: the rows a
-  pass wrote, and the previous-generation rows it read to merge. The next incremental
-  pass, based on that same generation, reads only the rows it lacks.
+  pass wrote (``DEPTH_FACTOR`` times deeper than written: exact top lists whose first K
+  are the stored rows), and the previous-generation rows it read to merge. The next
+  incremental pass, based on that same generation, reads only the rows it lacks.
 
 Both are valid only while this loop is the only writer: when the pointer names a
 generation the loop did not publish (a rollback, another refresh), the state is dropped
@@ -38,7 +39,10 @@ from streamsim.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Similarity rows a loop keeps (oldest evicted first): bounded whatever the catalogue size.
-MAX_CACHED_ROWS = 500_000
+MAX_CACHED_ROWS = 300_000
+#: A loop computes and keeps lists this many times K deep (it writes K): a clean row whose
+#: entries on changed items drop then rarely needs a recompute (``batch.incremental``).
+DEPTH_FACTOR = 2
 #: How often an idle loop looks for new dirty marks.
 POLL_SECONDS = 0.5
 #: Passes in a row that may fail (a backend blip) before the loop gives up and raises.
@@ -56,6 +60,11 @@ class WarmState:
     max_rows: int = MAX_CACHED_ROWS
     #: Item rows re-read by the last :meth:`read_items` (all of them when cold).
     items_read: int = 0
+
+    @staticmethod
+    def depth(k: int) -> int:
+        """How deep the lists this state keeps are, for rows of ``k`` neighbours."""
+        return DEPTH_FACTOR * k
 
     def check_base(self, base: int | None) -> None:
         """Drop everything unless the pointer still names the generation this loop published."""

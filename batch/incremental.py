@@ -13,6 +13,11 @@ new scores:
   Otherwise an unknown clean entry could move up: that row is recomputed in full.
 
 Ranking is :func:`batch.dimsum.top_k_rows`' order: score descending, then item position.
+
+Stored lists may be deeper than K (a warm loop keeps its own lists to ``depth`` entries
+and writes their first K): a list of K or more entries is an exact top list down to its
+last entry, so the merge is exact down to that entry, and the row needs a recompute only
+when fewer than K merged entries rank before it. Deeper lists make that rare.
 """
 
 from __future__ import annotations
@@ -29,21 +34,28 @@ Row = tuple[np.ndarray, np.ndarray]  # (item positions, scores), best first
 def candidate_bars(old: dict[int, Row], affected: np.ndarray, k: int) -> np.ndarray:
     """Per item, the score a new s(c, a) must reach to matter for row c.
 
-    Rows of A are recomputed (+inf: no candidates). A full clean list without any
-    entry of A changes only if a new score reaches its K-th; every other row takes all.
+    Rows of A are recomputed (+inf: no candidates). A full clean list (K or more entries)
+    without any entry of A changes only if a new score reaches its last; every other row takes all.
     """
     bar = np.full(len(affected), -np.inf)
     for position, (cols, vals) in old.items():
         if len(cols) >= k and not affected[cols].any():
-            bar[position] = vals[k - 1]
+            bar[position] = vals[-1]
     bar[affected] = np.inf
     return bar
 
 
 def merge_rows(
-    old: dict[int, Row], affected: np.ndarray, candidates: tuple[np.ndarray, np.ndarray, np.ndarray], k: int
+    old: dict[int, Row],
+    affected: np.ndarray,
+    candidates: tuple[np.ndarray, np.ndarray, np.ndarray],
+    k: int,
+    depth: int | None = None,
 ) -> tuple[dict[int, list[tuple[int, float]]], np.ndarray]:
     """New lists of the clean rows that change, and the clean rows that need a full recompute.
+
+    Lists are merged to ``depth`` entries (default ``k``), and cut after the last entry
+    known to be exact (module docstring): at least ``k`` unless the row is recomputed.
 
     A touched row whose merged list equals its stored one (same items, same scores) is
     left out: the stored cell stays visible, so it needs no rewrite.
@@ -62,10 +74,11 @@ def merge_rows(
             continue
         cols, vals = old.get(position, empty)
         kept = [(c, v) for c, v in zip(cols.tolist(), vals.tolist()) if not affected[c]]
-        merged = merge_top_k(kept + news.get(position, []), k)
+        merged = merge_top_k(kept + news.get(position, []), depth or k)
         if len(cols) >= k:
-            last_old = (-float(vals[k - 1]), int(cols[k - 1]))
-            if len(merged) < k or (-merged[-1][1], merged[-1][0]) > last_old:
+            last_old = (-float(vals[-1]), int(cols[-1]))
+            merged = [(c, v) for c, v in merged if (-v, c) <= last_old]
+            if len(merged) < k:
                 recompute.append(position)
                 continue
         if merged == list(zip(cols.tolist(), vals.tolist())):

@@ -362,10 +362,10 @@ class _Computed:
     #: Previous-generation rows looked up (incremental only).
     old_rows_read: int = 0
 
-    def neighbour_count(self) -> int:
-        """Neighbour entries over every row to write (without building the rows)."""
-        total = sum(len(self._top(position)[0]) for position in self.recomputed.tolist())
-        return total + sum(len(pairs) for pairs in self.merges.values())
+    def neighbour_count(self, k: int) -> int:
+        """Neighbour entries over every row to write, at most ``k`` a row (without building the rows)."""
+        total = sum(min(k, len(self._top(position)[0])) for position in self.recomputed.tolist())
+        return total + sum(min(k, len(pairs)) for pairs in self.merges.values())
 
     def written_positions(self) -> set[int]:
         return set(self.recomputed.tolist()) | set(self.merges)
@@ -387,7 +387,7 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
     item_hash = id_hashes(items.ids)
     if plan.affected is None:
         with ctx.phases("dimsum"):
-            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, params)
+            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, _deep(ctx))
         computed = _Computed(result, np.arange(len(items)), users, users)
     else:
         computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash)
@@ -399,11 +399,20 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
     return computed
 
 
+def _deep(ctx: _Context) -> DimsumParams:
+    """The parameters rows are computed with: a warm loop keeps lists deeper than K
+    (``batch.incremental``), so fewer clean rows need a recompute; K are written."""
+    params = ctx.options.params
+    if ctx.warm is None:
+        return params
+    return dataclasses.replace(params, top_k=ctx.warm.depth(params.top_k))
+
+
 def _compute_incremental(
     ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray
 ) -> _Computed:
     """Recompute A, merge the clean rows that can change, recompute the few that must be."""
-    items, params, affected = plan.items, ctx.options.params, plan.affected
+    items, params, affected, deep = plan.items, ctx.options.params, plan.affected, _deep(ctx)
     with ctx.phases("read_generation"):
         # C: items co-held with an affected item (module docstring: only their rows can change).
         co_held = blocks.map(lambda b: np.unique(b.holding(affected).indices)).fold(np.empty(0, np.int32), np.union1d)
@@ -418,17 +427,17 @@ def _compute_incremental(
             blocks,
             items.norm2,
             item_hash,
-            params,
+            deep,
             rows=recomputed,
             source_rows=affected,
             bar=incremental.candidate_bars(old, affected, params.top_k),
         )
-        merges, again = incremental.merge_rows(old, affected, result.candidates, params.top_k)
+        merges, again = incremental.merge_rows(old, affected, result.candidates, params.top_k, deep.top_k)
         users_read, extra_top = users, {}
         if len(again):
             again_blocks = reads.blocks(_select_users(ctx, items, again))
             users_read += int(again_blocks.map(lambda b: b.users).sum())
-            extra_top = engine.similarity_rows(ctx.sc, again_blocks, items.norm2, item_hash, params, rows=again).top
+            extra_top = engine.similarity_rows(ctx.sc, again_blocks, items.norm2, item_hash, deep, rows=again).top
             recomputed = np.union1d(recomputed, again)
         result.clean_rows_recomputed = len(again)
         log.info(
@@ -487,20 +496,21 @@ def _publish(
     ``written`` (if given) receives every row written, as item -> (ids, scores).
     """
     gens, items, generation = ctx.gens, plan.items, plan.generation
-    neighbours = computed.neighbour_count()
+    k = ctx.options.params.top_k
+    neighbours = computed.neighbour_count(k)
     stats = _statistics(ctx.options, plan, computed, selections, 0, ctx.warm)
     stats.update(neighbours_written=neighbours, flipped=False, refused=False, not_flipped_reason=None, marks_cleared=0)
     if not ctx.options.allow_empty and neighbours == 0 and not _carries_neighbours(gens, plan, computed):
         stats.update(state="empty", refused=True, not_flipped_reason=_empty_reason(ctx.options, plan))
         return stats
     with ctx.phases("write"):
-        stats["rows_written"] = gens.write_rows(generation, _kept(computed.rows(items.ids), written))
+        stats["rows_written"] = gens.write_rows(generation, _kept(computed.rows(items.ids), k, written))
         gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, ctx.options.params.top_k)))
     with ctx.phases("publish"):
-        stats["pending_since_micros"] = _pending_since(ctx.settings, plan.start_micros)
-        gens.finish_pass({**stats, "state": "complete", "phases_seconds": ctx.phases.seconds})
         if before_flip is not None:
             before_flip(generation)
+        stats[layout.PENDING_SINCE_KEY] = _pending_since(ctx.settings, plan.start_micros)
+        gens.finish_pass({**stats, "state": "complete", "phases_seconds": ctx.phases.seconds})
         overlapping = _overlapping(gens, plan)
         if overlapping:
             stats.update(
@@ -529,12 +539,13 @@ def _publish(
     return stats
 
 
-def _kept(rows: Iterator[tuple[str, list[tuple[str, float]]]], into: dict | None) -> Iterator:
-    """``rows`` unchanged; each one is also kept in ``into`` (if given) as (ids, scores)."""
+def _kept(rows: Iterator[tuple[str, list[tuple[str, float]]]], k: int, into: dict | None) -> Iterator:
+    """The first ``k`` neighbours of each row; whole rows are also kept in ``into`` (if given)
+    as (ids, scores)."""
     for item, neighbours in rows:
         if into is not None:
-            into[item] = ([i for i, _ in neighbours], [v for _, v in neighbours])
-        yield item, neighbours
+            into[item] = ([i for i, _ in neighbours], np.array([v for _, v in neighbours], dtype=np.float64))
+        yield item, neighbours[:k]
 
 
 def _pending_since(settings: Settings, start_micros: int) -> int | None:
@@ -604,7 +615,7 @@ def _statistics(
         # Item rows read (a warm loop re-reads only the items marked dirty).
         "items_read": len(plan.items) if warm is None else warm.items_read,
         # Every change folded before this time (the pass start, µs) is in the generation.
-        "watermark_micros": plan.start_micros,
+        layout.WATERMARK_KEY: plan.start_micros,
         # Users of the blocks the pass computed from: incremental passes read only those
         # holding an affected item (through ``contributions``).
         "users": computed.users,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 
 import numpy as np
 
@@ -33,6 +34,7 @@ _HISTORY = filters.chain(filters.column(layout.SCORES, layout.SCORE), filters.ne
 #: request read millions of rows. The first ones in item order (a prefix scan).
 MAX_HISTORY_ITEMS = 1000
 _POINTER = filters.chain(filters.column(layout.GENERATION, layout.CURRENT), filters.newest())
+_PASS_STATS = filters.chain(filters.column(layout.PASS_STATS, layout.STATS), filters.newest())
 
 
 class BigtableStore:
@@ -85,6 +87,16 @@ class BigtableStore:
         rows = await self._read(self._ids.meta, [layout.POPULAR_ROW], filters.visible_at(generation))
         cell = neighbours_cell(rows.get(layout.POPULAR_ROW, {}))
         return None if cell is None else codecs.decode_neighbours_arrays(cell.value)
+
+    async def read_freshness(self, generation: int) -> dict[str, int | None] | None:
+        """``layout.FRESHNESS_KEYS`` of the pass that wrote ``generation``; None if it recorded none."""
+        key = layout.pass_row_key(generation)
+        row = (await self._read(self._ids.meta, [key], _PASS_STATS)).get(key, {})
+        cell = row.get(layout.PASS_STATS, {}).get(layout.STATS)
+        stats = json.loads(cell.value) if cell is not None else {}
+        if layout.WATERMARK_KEY not in stats:
+            return None
+        return {name: stats.get(name) for name in layout.FRESHNESS_KEYS}
 
     async def has_generation(self, generation: int) -> bool:
         """:meth:`read_popular` is not None, without reading the list itself."""
