@@ -56,6 +56,7 @@ class WarmState:
     items: source.ItemTable | None = None
     #: The generation ``rows`` are visible at (the last one this loop published).
     generation: int | None = None
+    #: Item position in ``items`` -> (neighbour positions, scores), best first.
     rows: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
     max_rows: int = MAX_CACHED_ROWS
     #: Item rows re-read by the last :meth:`read_items` (all of them when cold).
@@ -87,6 +88,8 @@ class WarmState:
         stats.update(changed)
         ids = sorted(stats)
         table = [stats[i] for i in ids]
+        if len(ids) != len(old.ids):
+            self._renumber(old.ids, ids)
         self.items = source.ItemTable(
             ids=ids,
             norm2=np.array([t[0] for t in table], dtype=np.float64),
@@ -95,25 +98,33 @@ class WarmState:
         )
         return self.items
 
-    def cached_rows(self, base: int | None, items: Iterable[str]) -> dict[str, tuple[list[str], list[float]]]:
-        """The rows of ``items`` this state holds as visible at ``base`` (none for another base)."""
+    def _renumber(self, old_ids: list[str], new_ids: list[str]) -> None:
+        """New items took positions: move the cached rows (keys and neighbours) to the new ones."""
+        index = {item: i for i, item in enumerate(new_ids)}
+        moved = np.array([index[item] for item in old_ids], dtype=np.int64)
+        self.rows = collections.OrderedDict(
+            (int(moved[position]), (moved[cols], vals)) for position, (cols, vals) in self.rows.items()
+        )
+
+    def cached_rows(self, base: int | None, positions: Iterable[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The rows at ``positions`` this state holds as visible at ``base`` (none for another base)."""
         if base is None or base != self.generation:
             return {}
-        return {item: self.rows[item] for item in items if item in self.rows}
+        return {p: self.rows[p] for p in positions if p in self.rows}
 
-    def remember(self, rows: Iterable[tuple[str, list[str], list[float]]]) -> None:
-        for item, ids, scores in rows:
-            self.rows[item] = (ids, scores)
-            self.rows.move_to_end(item)
-        while len(self.rows) > self.max_rows:
+    def remember(self, position: int, cols: np.ndarray, vals: np.ndarray) -> None:
+        self.rows[position] = (cols, vals)
+        self.rows.move_to_end(position)
+        if len(self.rows) > self.max_rows:
             self.rows.popitem(last=False)
 
-    def published(self, generation: int, base: int | None, written: dict[str, tuple[list[str], list[float]]]) -> None:
-        """A pass on ``base`` flipped to ``generation`` after writing ``written``."""
+    def published(self, generation: int, base: int | None, rows: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        """A pass on ``base`` flipped to ``generation`` after writing ``rows`` (their first K)."""
         if base != self.generation:
             self.rows.clear()  # a full pass (or another base): only what it wrote is known
         self.generation = generation
-        self.remember((item, ids, scores) for item, (ids, scores) in written.items())
+        for position, cols, vals in rows:
+            self.remember(position, cols, vals)
 
     def not_published(self) -> None:
         """A pass did not flip: what it read may not match the pointer any more."""

@@ -51,11 +51,14 @@ def merge_rows(
     candidates: tuple[np.ndarray, np.ndarray, np.ndarray],
     k: int,
     depth: int | None = None,
+    deeper_only: dict | None = None,
 ) -> tuple[dict[int, list[tuple[int, float]]], np.ndarray]:
     """New lists of the clean rows that change, and the clean rows that need a full recompute.
 
     Lists are merged to ``depth`` entries (default ``k``), and cut after the last entry
     known to be exact (module docstring): at least ``k`` unless the row is recomputed.
+    With ``deeper_only``, rows whose first ``k`` entries are unchanged go there instead
+    (the stored row stays right; only a deeper list kept elsewhere changes).
 
     A touched row whose merged list equals its stored one (same items, same scores) is
     left out: the stored cell stays visible, so it needs no rewrite.
@@ -81,7 +84,11 @@ def merge_rows(
             if len(merged) < k:
                 recompute.append(position)
                 continue
-        if merged == list(zip(cols.tolist(), vals.tolist())):
+        stored = list(zip(cols.tolist(), vals.tolist()))
+        if merged == stored:
             continue  # unchanged: carried over, no rewrite
+        if deeper_only is not None and merged[:k] == stored[:k]:
+            deeper_only[position] = merged
+            continue
         merges[position] = merged
     return merges, np.asarray(recompute, dtype=np.int64)

@@ -134,11 +134,10 @@ def run_pass(
             computed = _compute(ctx, plan, reads, blocks, users)
         finally:
             reads.close()
-    written = {} if warm is not None else None
-    stats = _publish(ctx, plan, computed, reads.selections, before_flip, written)
+    stats = _publish(ctx, plan, computed, reads.selections, before_flip)
     if warm is not None:
         if stats["flipped"]:
-            warm.published(plan.generation, plan.base if plan.mode == "incremental" else None, written)
+            warm.published(plan.generation, plan.base if plan.mode == "incremental" else None, computed.deep_rows())
         else:
             warm.not_published()
     stats["phases_seconds"] = ctx.phases.seconds
@@ -359,6 +358,8 @@ class _Computed:
     extra_top: dict = dataclasses.field(default_factory=dict)
     #: Clean rows merged from their stored lists: position -> [(neighbour position, score)].
     merges: dict = dataclasses.field(default_factory=dict)
+    #: Warm loops: clean rows whose deeper list changed but not their first K (not rewritten).
+    deeper_only: dict = dataclasses.field(default_factory=dict)
     #: Previous-generation rows looked up (incremental only).
     old_rows_read: int = 0
 
@@ -367,19 +368,29 @@ class _Computed:
         total = sum(min(k, len(self._top(position)[0])) for position in self.recomputed.tolist())
         return total + sum(min(k, len(pairs)) for pairs in self.merges.values())
 
+    def deep_rows(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(position, neighbour positions, scores) of every row computed or merged, as deep
+        as computed (warm loops keep them; the first K are the rows written)."""
+        for position in self.recomputed.tolist():
+            cols, vals = self._top(position)
+            yield position, np.asarray(cols, dtype=np.int64), np.asarray(vals, dtype=np.float64)
+        for merged in (self.merges, self.deeper_only):
+            for position, pairs in merged.items():
+                yield position, np.array([c for c, _ in pairs], dtype=np.int64), np.array([v for _, v in pairs])
+
     def written_positions(self) -> set[int]:
         return set(self.recomputed.tolist()) | set(self.merges)
 
     def _top(self, position: int):
         return self.result.top.get(position) or self.extra_top.get(position) or ((), ())
 
-    def rows(self, ids: list[str]) -> Iterator[tuple[str, list[tuple[str, float]]]]:
-        """(item, neighbours) of every row to write."""
+    def rows(self, ids: list[str], k: int) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+        """(item, first ``k`` neighbours) of every row to write."""
         for position in self.recomputed.tolist():
             cols, vals = self._top(position)
-            yield ids[position], [(ids[c], v) for c, v in zip(list(cols), list(vals))]
+            yield ids[position], [(ids[c], v) for c, v in zip(list(cols[:k]), list(vals[:k]))]
         for position, pairs in self.merges.items():
-            yield ids[position], [(ids[c], v) for c, v in pairs]
+            yield ids[position], [(ids[c], v) for c, v in pairs[:k]]
 
 
 def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) -> _Computed:
@@ -432,7 +443,10 @@ def _compute_incremental(
             source_rows=affected,
             bar=incremental.candidate_bars(old, affected, params.top_k),
         )
-        merges, again = incremental.merge_rows(old, affected, result.candidates, params.top_k, deep.top_k)
+        deeper_only = {} if ctx.warm is not None else None
+        merges, again = incremental.merge_rows(
+            old, affected, result.candidates, params.top_k, deep.top_k, deeper_only=deeper_only
+        )
         users_read, extra_top = users, {}
         if len(again):
             again_blocks = reads.blocks(_select_users(ctx, items, again))
@@ -448,7 +462,14 @@ def _compute_incremental(
             len(again),
         )
     return _Computed(
-        result, recomputed, users, users_read, extra_top=extra_top, merges=merges, old_rows_read=old_rows_read
+        result,
+        recomputed,
+        users,
+        users_read,
+        extra_top=extra_top,
+        merges=merges,
+        deeper_only=deeper_only or {},
+        old_rows_read=old_rows_read,
     )
 
 
@@ -461,21 +482,19 @@ def _stored_rows(
     With ``warm``, the rows it holds at ``base`` are not read again, and those read are kept.
     """
     index = items.index()
-    old = {}
-    names = [items.ids[i] for i in np.flatnonzero(wanted).tolist()]
-    cached = warm.cached_rows(base, names) if warm is not None else {}
-    read = list(gens.read_items(base, [item for item in names if item not in cached]))
-    if warm is not None:
-        warm.remember(read)
-    found = [(item, ids, scores) for item, (ids, scores) in cached.items()] + read
-    for item, ids, scores in found:
+    positions = np.flatnonzero(wanted)
+    old = warm.cached_rows(base, positions) if warm is not None else {}
+    missing = [items.ids[p] for p in positions.tolist() if p not in old]
+    for item, ids, scores in gens.read_items(base, missing):
         position = index.get(item)
         if position is None or not wanted[position]:
             continue
         cols = np.array([index.get(i, -1) for i in ids], dtype=np.int64)
         keep = cols >= 0
         old[position] = (cols[keep], np.asarray(scores)[keep])
-    return old, len(names) - len(cached)
+        if warm is not None:
+            warm.remember(position, *old[position])
+    return old, len(missing)
 
 
 # --- publish: rows, popularity, statistics, the pointer flip, the marks -------
@@ -485,7 +504,6 @@ def _publish(
     computed: _Computed,
     selections: list[str],
     before_flip: Callable[[int], None] | None,
-    written: dict | None = None,
 ) -> dict:
     """Write the generation, then make it current; returns the statistics so far.
 
@@ -493,7 +511,6 @@ def _publish(
     the flip does not lose a pass whose rows are all written. A generation that would
     have no neighbour at all is refused before anything is written (unless
     ``allow_empty``): no rows, no flip, the dirty marks stay for the next pass.
-    ``written`` (if given) receives every row written, as item -> (ids, scores).
     """
     gens, items, generation = ctx.gens, plan.items, plan.generation
     k = ctx.options.params.top_k
@@ -504,7 +521,7 @@ def _publish(
         stats.update(state="empty", refused=True, not_flipped_reason=_empty_reason(ctx.options, plan))
         return stats
     with ctx.phases("write"):
-        stats["rows_written"] = gens.write_rows(generation, _kept(computed.rows(items.ids), k, written))
+        stats["rows_written"] = gens.write_rows(generation, computed.rows(items.ids, k))
         gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, ctx.options.params.top_k)))
     with ctx.phases("publish"):
         if before_flip is not None:
@@ -537,15 +554,6 @@ def _publish(
         consumed = [items.ids[i] for i in np.flatnonzero(plan.dirty).tolist()]
         stats["marks_cleared"] = source.clear_marks(ctx.settings, consumed, plan.start_micros)
     return stats
-
-
-def _kept(rows: Iterator[tuple[str, list[tuple[str, float]]]], k: int, into: dict | None) -> Iterator:
-    """The first ``k`` neighbours of each row; whole rows are also kept in ``into`` (if given)
-    as (ids, scores)."""
-    for item, neighbours in rows:
-        if into is not None:
-            into[item] = ([i for i, _ in neighbours], np.array([v for _, v in neighbours], dtype=np.float64))
-        yield item, neighbours[:k]
 
 
 def _pending_since(settings: Settings, start_micros: int) -> int | None:

@@ -214,18 +214,22 @@ def test_incremental_merge_equals_recomputing_every_row(seed, k, n_affected, ext
         for col in range(n):
             if col != row and not affected[col] and new[row, col] > 0 and new[row, col] >= bar[col]:
                 c.append(col), a.append(row), v.append(new[row, col])
+    deeper_only = {}
     merges, again = incremental.merge_rows(
         {p: r for p, r in old_rows.items() if not affected[p]},
         affected,
         (np.array(c, dtype=np.int32), np.array(a, dtype=np.int32), np.array(v)),
         k,
         depth,
+        deeper_only,
     )
     for p in range(n):
         cols, vals = want[p]
         if affected[p] or p in again.tolist():
             continue  # recomputed from the new matrix: equal by construction
-        got = merges.get(p)
+        got = merges.get(p, deeper_only.get(p))
+        if p in deeper_only:  # the stored first K stay right
+            assert [g[0] for g in got[:k]] == old_rows[p][0].tolist()[:k]
         if got is None:  # carried over unchanged
             got_cols, got_vals = old_rows[p]
         else:
