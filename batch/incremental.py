@@ -22,11 +22,7 @@ when fewer than K merged entries rank before it. Deeper lists make that rare.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
-
-from batch.dimsum import merge_top_k
 
 Row = tuple[np.ndarray, np.ndarray]  # (item positions, scores), best first
 
@@ -43,6 +39,18 @@ def candidate_bars(old: dict[int, Row], affected: np.ndarray, k: int) -> np.ndar
             bar[position] = vals[-1]
     bar[affected] = np.inf
     return bar
+
+
+def _by_row(candidates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[int, Row]:
+    """Candidates grouped by the row they are for: row -> (items of A, scores)."""
+    rows, items, scores = (np.asarray(part) for part in candidates)
+    if not len(rows):
+        return {}
+    order = np.argsort(rows, kind="stable")
+    rows, items, scores = rows[order], items[order], scores[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    return {int(rows[a]): (items[a:b], scores[a:b]) for a, b in zip(starts.tolist(), ends.tolist())}
 
 
 def merge_rows(
@@ -65,9 +73,7 @@ def merge_rows(
 
     ``candidates`` are (row c, item a, score) for a in A, as the recomputed A rows gave them.
     """
-    news = defaultdict(list)
-    for c, a, v in zip(*(part.tolist() for part in candidates)):
-        news[c].append((a, v))
+    news = _by_row(candidates)
     touched = set(news)
     touched.update(p for p, (cols, _) in old.items() if not affected[p] and affected[cols].any())
     merges, recompute = {}, []
@@ -76,14 +82,21 @@ def merge_rows(
         if affected[position]:
             continue
         cols, vals = old.get(position, empty)
-        kept = [(c, v) for c, v in zip(cols.tolist(), vals.tolist()) if not affected[c]]
-        merged = merge_top_k(kept + news.get(position, []), depth or k)
+        clean = ~affected[cols]
+        new_cols, new_vals = news.get(position, empty)
+        all_cols = np.concatenate([cols[clean], new_cols]).astype(np.int64, copy=False)
+        all_vals = np.concatenate([vals[clean], new_vals]).astype(np.float64, copy=False)
+        # top_k_rows' order (score descending, then item position).
+        best = np.lexsort((all_cols, -all_vals))[: depth or k]
+        merged_cols, merged_vals = all_cols[best], all_vals[best]
         if len(cols) >= k:
-            last_old = (-float(vals[-1]), int(cols[-1]))
-            merged = [(c, v) for c, v in merged if (-v, c) <= last_old]
-            if len(merged) < k:
+            last_val, last_col = float(vals[-1]), int(cols[-1])
+            exact = (merged_vals > last_val) | ((merged_vals == last_val) & (merged_cols <= last_col))
+            merged_cols, merged_vals = merged_cols[exact], merged_vals[exact]
+            if len(merged_cols) < k:
                 recompute.append(position)
                 continue
+        merged = list(zip(merged_cols.tolist(), merged_vals.tolist()))
         stored = list(zip(cols.tolist(), vals.tolist()))
         if merged == stored:
             continue  # unchanged: carried over, no rewrite
