@@ -1,8 +1,9 @@
 """One refresh pass: Bigtable rows and norms in, a new similarity generation out.
 
-Full mode recomputes every row. Incremental mode (the default once a complete generation
-with the same parameters is current) recomputes the rows of the affected items A and merges
-the other rows from their stored lists (``batch.incremental`` states why that is exact):
+Full mode recomputes every row. Incremental mode (possible once a complete generation with
+the same parameters is current, and run when ``batch.planner`` estimates it cheaper)
+recomputes the rows of the affected items A and merges the other rows from their stored
+lists (``batch.incremental`` states why that is exact):
 
 - A = dirty items (marked before the pass started) plus, if γ changed because the item
   count changed, every item whose q_i = min(sg, ‖c_i‖) changed. A pair (i, j) with both
