@@ -1,11 +1,16 @@
 """`streamsim refresh | rollback` (also `python -m batch refresh|rollback ...`).
 
 ``refresh`` runs a DIMSUM pass on Spark (local by default, ``--master`` or spark-submit
-otherwise), prints its statistics as JSON and stores them in ``meta``. ``--every 10m``
-repeats until interrupted. ``--dataproc CLUSTER --region R`` submits the same command as
+otherwise), prints its statistics as JSON and stores them in ``meta``. Each pass picks
+the cheaper of incremental and full from estimates (``batch.planner``); ``--full`` and
+``--incremental`` force one. ``--every 10m`` repeats until interrupted; ``--continuous``
+keeps one session and warm state and starts the next pass as soon as the last one has
+flipped and enough has changed (``batch.continuous``), until SIGTERM or Ctrl-C, which
+stop after the pass in flight. ``--dataproc CLUSTER --region R`` submits the same command as
 a Dataproc PySpark job instead (``--dry-run`` prints the gcloud line). On Google Cloud,
 schedule it with Cloud Scheduler calling the Dataproc jobs API (or a Dataproc workflow
-template) every N minutes. Overlapping passes are safe: the pointer only moves to a newer
+template) every N minutes, or submit ``--continuous`` once as a long-running job.
+Overlapping passes are safe: the pointer only moves to a newer
 generation (an older pass that finishes last is recorded as not flipped), but they waste
 work, so keep one schedule per deployment.
 
@@ -50,6 +55,8 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 MAX_EVERY_SECONDS = 7 * 24 * 3600
 LOOPBACK = "127.0.0.1"
 DEFAULT_JOB_DIR = "dist"
+#: Seconds between the starts of two ``--continuous`` passes, at least.
+DEFAULT_MIN_INTERVAL = 30.0
 #: Packages a Dataproc job needs on its PYTHONPATH (the cluster provides the libraries).
 JOB_PACKAGES = ("schemas", "batch", "streamsim")
 
@@ -66,7 +73,13 @@ def every_seconds(text: str) -> float:
 
 def register(subparsers, parent) -> None:
     refresh = subparsers.add_parser("refresh", parents=[parent], help="recompute item similarities (DIMSUM on Spark)")
-    refresh.add_argument("--full", action="store_true", help="recompute every row (default: only what changed)")
+    mode = refresh.add_mutually_exclusive_group()
+    mode.add_argument("--full", action="store_true", help="recompute every row (default: the cheaper mode)")
+    mode.add_argument(
+        "--incremental",
+        action="store_true",
+        help="recompute only what changed even where a full pass looks cheaper (default: the cheaper mode)",
+    )
     refresh.add_argument("--threshold", type=float, default=0.1, help="DIMSUM threshold s (0 = exact; default 0.1)")
     refresh.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     refresh.add_argument("--top-k", type=int, default=50, help="neighbours kept per item (default 50)")
@@ -90,6 +103,24 @@ def register(subparsers, parent) -> None:
         help="local sessions: run the Spark UI (on loopback, read-only; default: off)",
     )
     refresh.add_argument("--every", type=every_seconds, metavar="PERIOD", help="repeat every PERIOD (30s, 10m, 1h)")
+    refresh.add_argument(
+        "--continuous",
+        action="store_true",
+        help="run passes back to back in one session, each once enough has changed, until SIGTERM/Ctrl-C",
+    )
+    refresh.add_argument(
+        "--min-interval",
+        type=every_seconds,
+        metavar="PERIOD",
+        help=f"with --continuous: least time between pass starts (default {DEFAULT_MIN_INTERVAL:g}s)",
+    )
+    refresh.add_argument(
+        "--min-changed",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --continuous: start a pass once N items are marked dirty (default 1)",
+    )
     refresh.add_argument("--json", action="store_true", help="print only the statistics, one JSON line per pass")
     refresh.add_argument("--dataproc", metavar="CLUSTER", help="submit to this Dataproc cluster instead")
     refresh.add_argument("--region", help="Dataproc region (with --dataproc)")
@@ -106,10 +137,19 @@ def register(subparsers, parent) -> None:
 
 def _flag_problem(args) -> str | None:
     """Flags that cannot apply together, or apply only with another one; None if all is well."""
+    if args.continuous and args.every:
+        return "--every and --continuous exclude each other (--continuous waits --min-interval between passes)"
+    if args.min_changed < 1:
+        return "--min-changed must be at least 1"
+    if not args.continuous and args.min_interval is not None:
+        return "--min-interval applies only with --continuous"
     if args.dataproc:
         for flag, given in (("--every", args.every), ("--master", args.master), ("--spark-ui", args.spark_ui)):
             if given:
-                return f"{flag} does not apply with --dataproc (the job runs once, on the cluster's Spark)"
+                return (
+                    f"{flag} does not apply with --dataproc (the job runs on the cluster's Spark; "
+                    "--continuous makes it a long-running job)"
+                )
         return None
     for flag, given in (("--dry-run", args.dry_run), ("--region", args.region), ("--job-dir", args.job_dir)):
         if given:
@@ -130,6 +170,7 @@ def _options(args):
     return PassOptions(
         params=params,
         full=args.full,
+        incremental=args.incremental,
         buckets=args.buckets,
         partitions=args.partitions,
         allow_empty=args.allow_empty,
@@ -211,6 +252,8 @@ def run_refresh(args) -> int:
     owned = SparkSession.getActiveSession() is None
     spark = spark_session(args.master, spark_ui=args.spark_ui)
     try:
+        if args.continuous:
+            return _run_continuous(spark, settings, options, args)
         while True:
             started = time.monotonic()
             stats = run_pass(spark, settings, options)
@@ -221,6 +264,47 @@ def run_refresh(args) -> int:
     finally:
         if owned:
             spark.stop()
+
+
+def _min_interval(args) -> float:
+    return DEFAULT_MIN_INTERVAL if args.min_interval is None else args.min_interval
+
+
+def _run_continuous(spark, settings, options, args) -> int:
+    """The ``--continuous`` loop: a summary line per pass (or its JSON), one at the end; 0 on a clean stop."""
+    from batch.continuous import Stopper, run_continuous
+
+    def report(stats: dict) -> None:
+        if args.json:
+            print(json.dumps(stats), flush=True)
+        elif stats["flipped"]:
+            print(_summary(stats), flush=True)
+        else:
+            print(f"streamsim refresh: {stats['not_flipped_reason']}", file=sys.stderr, flush=True)
+
+    if not args.json:
+        print(
+            f"continuous refresh: a pass whenever {args.min_changed}+ items changed, at most every "
+            f"{_min_interval(args):g} s; Ctrl-C or SIGTERM stops after the pass in flight",
+            flush=True,
+        )
+    with Stopper() as stopper:
+        try:
+            summary = run_continuous(
+                spark,
+                settings,
+                options,
+                stop=stopper.event,
+                min_interval=_min_interval(args),
+                min_changed=args.min_changed,
+                on_pass=report,
+            )
+        except KeyboardInterrupt:
+            print("continuous refresh interrupted; the pointer names the last complete generation", file=sys.stderr)
+            return 130
+    if not args.json:
+        print(summary.line(), flush=True)
+    return 0
 
 
 def _report(stats: dict, *, as_json: bool) -> int:
@@ -272,6 +356,11 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
         forwarded += ["--partitions", str(args.partitions)]
     if args.full:
         forwarded.append("--full")
+    if args.incremental:
+        forwarded.append("--incremental")
+    if args.continuous:
+        interval = f"{_min_interval(args):g}s"
+        forwarded += ["--continuous", "--min-interval", interval, "--min-changed", str(args.min_changed)]
     if args.allow_empty:
         forwarded.append("--allow-empty")
     forwarded += settings_from_args(args).to_argv(remote=True)

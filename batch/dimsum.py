@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import sparse
@@ -249,11 +249,6 @@ def top_k_rows(
         order = np.lexsort((cols, -vals))[:k]
         out.append((cols[order].astype(np.int32), vals[order]))
     return out
-
-
-def merge_top_k(candidates: Sequence[tuple[int, float]], k: int) -> list[tuple[int, float]]:
-    """The k best (item position, score) pairs, with :func:`top_k_rows`' order."""
-    return sorted(candidates, key=lambda pair: (-pair[1], pair[0]))[:k]
 
 
 def exact_cosines(x: sparse.csr_matrix) -> sparse.csr_matrix:

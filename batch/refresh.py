@@ -1,8 +1,9 @@
 """One refresh pass: Bigtable rows and norms in, a new similarity generation out.
 
-Full mode recomputes every row. Incremental mode (the default once a complete generation
-with the same parameters is current) recomputes the rows of the affected items A and merges
-the other rows from their stored lists (``batch.incremental`` states why that is exact):
+Full mode recomputes every row. Incremental mode (possible once a complete generation with
+the same parameters is current, and run when ``batch.planner`` estimates it cheaper)
+recomputes the rows of the affected items A and merges the other rows from their stored
+lists (``batch.incremental`` states why that is exact):
 
 - A = dirty items (marked before the pass started) plus, if γ changed because the item
   count changed, every item whose q_i = min(sg, ‖c_i‖) changed. A pair (i, j) with both
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from batch import engine, incremental, source
+from batch import engine, incremental, planner, source
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
 from batch.generations import UNWRITTEN_STATES, Generations
 from schemas import layout
@@ -54,6 +55,9 @@ MAX_INDEX_FRACTION = 0.1
 class PassOptions:
     params: DimsumParams = DimsumParams()
     full: bool = False
+    #: Incremental even where the cost model (``batch.planner``) expects a full pass to be
+    #: cheaper (a pass without a usable base generation is still full).
+    incremental: bool = False
     #: Buckets of the user key space: the unit of reproducible summation. More buckets allow
     #: more read partitions; fewer keep the shuffle small. Part of the result's identity.
     buckets: int = 64
@@ -67,6 +71,8 @@ class PassOptions:
 
     def __post_init__(self):
         check_buckets(self.buckets)
+        if self.full and self.incremental:
+            raise ValueError("--full and --incremental exclude each other")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
 
@@ -98,12 +104,18 @@ class _Phases:
 
 
 def run_pass(
-    spark, settings: Settings, options: PassOptions = PassOptions(), *, before_flip: Callable[[int], None] | None = None
+    spark,
+    settings: Settings,
+    options: PassOptions = PassOptions(),
+    *,
+    before_flip: Callable[[int], None] | None = None,
+    warm=None,
 ) -> dict:
     """Run one pass and return its statistics (also stored in ``meta pass#<gen>``).
 
     ``before_flip(generation)`` runs after every row is written and before the pointer
-    moves (tests use it to read "during" a pass).
+    moves (tests use it to read "during" a pass). ``warm`` (a :class:`batch.continuous.WarmState`)
+    keeps the items and similarity rows between the passes of one loop.
 
     ``stats["flipped"]`` says whether readers now use this generation. When it is False,
     ``stats["not_flipped_reason"]`` says why, and ``stats["refused"]`` whether the pass
@@ -112,7 +124,7 @@ def run_pass(
     that was already current (:meth:`Generations.flip_pointer`).
     """
     wall = time.perf_counter()
-    ctx = _Context(spark.sparkContext, settings, options, Generations(settings), _Phases())
+    ctx = _Context(spark.sparkContext, settings, options, Generations(settings), _Phases(), warm)
     plan = _plan(ctx)
     with _failed_if_raised(ctx, plan.generation, plan.mode):
         reads = _UserReads(ctx, plan)
@@ -124,6 +136,11 @@ def run_pass(
         finally:
             reads.close()
     stats = _publish(ctx, plan, computed, reads.selections, before_flip)
+    if warm is not None:
+        if stats["flipped"]:
+            warm.published(plan.generation, plan.base if plan.mode == "incremental" else None, computed.deep_rows())
+        else:
+            warm.not_published()
     stats["phases_seconds"] = ctx.phases.seconds
     stats["wall_seconds"] = round(time.perf_counter() - wall, 3)
     ctx.gens.finish_pass(stats, state=stats["state"])
@@ -147,6 +164,7 @@ class _Context:
     options: PassOptions
     gens: Generations
     phases: _Phases
+    warm: object | None = None
 
 
 # --- plan: the mode, the affected set, which users each read selects ----------
@@ -167,6 +185,8 @@ class _Plan:
     affected: np.ndarray | None
     #: Bucket ranges of the user key space, one per read partition.
     ranges: list[tuple[int, int]]
+    #: The estimates the mode was chosen by (``batch.planner.Choice.record``); None if not estimated.
+    cost_model: dict | None = None
 
     @property
     def start_micros(self) -> int:
@@ -183,19 +203,40 @@ def _plan(ctx: _Context) -> _Plan:
     known = gens.passes()
     generation = max(int(time.time() * 1000), max(known, default=0) + 1)
     base = gens.current()
+    if ctx.warm is not None:
+        ctx.warm.check_base(base)
     mode, reason, base_stats = _choose_mode(known, options, base)
     # Recorded at once: an overlapping pass that plans after this sees it and goes full
     # (``_choose_mode``); one that planned just before is caught before the flip (``_publish``).
     gens.begin_pass(generation, {"mode": mode, **options.identity()})
     with _failed_if_raised(ctx, generation, mode):
         with ctx.phases("read_items"):
-            items = source.read_items(ctx.settings)
-        log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
+            items = ctx.warm.read_items(ctx.settings) if ctx.warm is not None else source.read_items(ctx.settings)
         dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
-        affected = None if mode == "full" else _affected(items, options.params, base_stats, dirty)
+        affected, cost_model = None, None
+        if mode == "incremental":
+            affected = _affected(items, options.params, base_stats, dirty)
+            choice = planner.choose(
+                items.users,
+                affected,
+                _last_full_stats(known),
+                max_index_fraction=MAX_INDEX_FRACTION,
+                forced="incremental" if options.incremental else None,
+                cached_rows=len(ctx.warm.rows) if ctx.warm is not None and ctx.warm.generation == base else 0,
+            )
+            mode, reason, cost_model = choice.mode, choice.reason, choice.record()
+            if mode == "full":
+                affected = None
+        log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
         partitions = options.partitions or 2 * ctx.sc.defaultParallelism
         ranges = source.bucket_ranges(ctx.settings, options.buckets, partitions)
-    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges)
+    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges, cost_model)
+
+
+def _last_full_stats(known: dict[int, dict]) -> dict | None:
+    """Statistics of the newest complete full pass (its counts calibrate ``batch.planner``)."""
+    full = [g for g, stats in known.items() if stats.get("state") == "complete" and stats.get("mode") == "full"]
+    return known[max(full)] if full else None
 
 
 @contextlib.contextmanager
@@ -228,7 +269,7 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
     if any(g > base for g in _with_cells(known)):
         # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
         return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
-    return "incremental", "dirty items", stats
+    return "incremental", "dirty items", stats  # unless batch.planner expects a full pass to be cheaper
 
 
 def _with_cells(known: dict[int, dict]) -> list[int]:
@@ -318,13 +359,25 @@ class _Computed:
     extra_top: dict = dataclasses.field(default_factory=dict)
     #: Clean rows merged from their stored lists: position -> [(neighbour position, score)].
     merges: dict = dataclasses.field(default_factory=dict)
+    #: Warm loops: clean rows whose deeper list changed but not their first K (not rewritten).
+    deeper_only: dict = dataclasses.field(default_factory=dict)
     #: Previous-generation rows looked up (incremental only).
     old_rows_read: int = 0
 
-    def neighbour_count(self) -> int:
-        """Neighbour entries over every row to write (without building the rows)."""
-        total = sum(len(self._top(position)[0]) for position in self.recomputed.tolist())
-        return total + sum(len(pairs) for pairs in self.merges.values())
+    def neighbour_count(self, k: int) -> int:
+        """Neighbour entries over every row to write, at most ``k`` a row (without building the rows)."""
+        total = sum(min(k, len(self._top(position)[0])) for position in self.recomputed.tolist())
+        return total + sum(min(k, len(pairs)) for pairs in self.merges.values())
+
+    def deep_rows(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(position, neighbour positions, scores) of every row computed or merged, as deep
+        as computed (warm loops keep them; the first K are the rows written)."""
+        for position in self.recomputed.tolist():
+            cols, vals = self._top(position)
+            yield position, np.asarray(cols, dtype=np.int64), np.asarray(vals, dtype=np.float64)
+        for merged in (self.merges, self.deeper_only):
+            for position, pairs in merged.items():
+                yield position, np.array([c for c, _ in pairs], dtype=np.int64), np.array([v for _, v in pairs])
 
     def written_positions(self) -> set[int]:
         return set(self.recomputed.tolist()) | set(self.merges)
@@ -332,13 +385,13 @@ class _Computed:
     def _top(self, position: int):
         return self.result.top.get(position) or self.extra_top.get(position) or ((), ())
 
-    def rows(self, ids: list[str]) -> Iterator[tuple[str, list[tuple[str, float]]]]:
-        """(item, neighbours) of every row to write."""
+    def rows(self, ids: list[str], k: int) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+        """(item, first ``k`` neighbours) of every row to write."""
         for position in self.recomputed.tolist():
             cols, vals = self._top(position)
-            yield ids[position], [(ids[c], v) for c, v in zip(list(cols), list(vals))]
+            yield ids[position], [(ids[c], v) for c, v in zip(list(cols[:k]), list(vals[:k]))]
         for position, pairs in self.merges.items():
-            yield ids[position], [(ids[c], v) for c, v in pairs]
+            yield ids[position], [(ids[c], v) for c, v in pairs[:k]]
 
 
 def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) -> _Computed:
@@ -346,7 +399,7 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
     item_hash = id_hashes(items.ids)
     if plan.affected is None:
         with ctx.phases("dimsum"):
-            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, params)
+            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, _deep(ctx))
         computed = _Computed(result, np.arange(len(items)), users, users)
     else:
         computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash)
@@ -358,18 +411,27 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
     return computed
 
 
+def _deep(ctx: _Context) -> DimsumParams:
+    """The parameters rows are computed with: a warm loop keeps lists deeper than K
+    (``batch.incremental``), so fewer clean rows need a recompute; K are written."""
+    params = ctx.options.params
+    if ctx.warm is None:
+        return params
+    return dataclasses.replace(params, top_k=ctx.warm.depth(params.top_k))
+
+
 def _compute_incremental(
     ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray
 ) -> _Computed:
     """Recompute A, merge the clean rows that can change, recompute the few that must be."""
-    items, params, affected = plan.items, ctx.options.params, plan.affected
+    items, params, affected, deep = plan.items, ctx.options.params, plan.affected, _deep(ctx)
     with ctx.phases("read_generation"):
         # C: items co-held with an affected item (module docstring: only their rows can change).
         co_held = blocks.map(lambda b: np.unique(b.holding(affected).indices)).fold(np.empty(0, np.int32), np.union1d)
         wanted = np.zeros(len(items), dtype=bool)
         wanted[co_held] = True
         wanted &= ~affected
-        old = _stored_rows(ctx.gens, plan.base, items, wanted)
+        old, old_rows_read = _stored_rows(ctx.gens, plan.base, items, wanted, ctx.warm)
     with ctx.phases("dimsum"):
         recomputed = np.flatnonzero(affected)
         result = engine.similarity_rows(
@@ -377,17 +439,20 @@ def _compute_incremental(
             blocks,
             items.norm2,
             item_hash,
-            params,
+            deep,
             rows=recomputed,
             source_rows=affected,
             bar=incremental.candidate_bars(old, affected, params.top_k),
         )
-        merges, again = incremental.merge_rows(old, affected, result.candidates, params.top_k)
+        deeper_only = {} if ctx.warm is not None else None
+        merges, again = incremental.merge_rows(
+            old, affected, result.candidates, params.top_k, deep.top_k, deeper_only=deeper_only
+        )
         users_read, extra_top = users, {}
         if len(again):
             again_blocks = reads.blocks(_select_users(ctx, items, again))
             users_read += int(again_blocks.map(lambda b: b.users).sum())
-            extra_top = engine.similarity_rows(ctx.sc, again_blocks, items.norm2, item_hash, params, rows=again).top
+            extra_top = engine.similarity_rows(ctx.sc, again_blocks, items.norm2, item_hash, deep, rows=again).top
             recomputed = np.union1d(recomputed, again)
         result.clean_rows_recomputed = len(again)
         log.info(
@@ -398,27 +463,48 @@ def _compute_incremental(
             len(again),
         )
     return _Computed(
-        result, recomputed, users, users_read, extra_top=extra_top, merges=merges, old_rows_read=int(wanted.sum())
+        result,
+        recomputed,
+        users,
+        users_read,
+        extra_top=extra_top,
+        merges=merges,
+        deeper_only=deeper_only or {},
+        old_rows_read=old_rows_read,
     )
 
 
-def _stored_rows(gens: Generations, base: int, items: source.ItemTable, wanted: np.ndarray) -> dict:
-    """The ``wanted`` rows as visible at ``base``: position -> (neighbour positions, scores)."""
+def _stored_rows(
+    gens: Generations, base: int, items: source.ItemTable, wanted: np.ndarray, warm=None
+) -> tuple[dict, int]:
+    """The ``wanted`` rows as visible at ``base``: position -> (neighbour positions, scores),
+    and how many were read from the store.
+
+    With ``warm``, the rows it holds at ``base`` are not read again, and those read are kept.
+    """
     index = items.index()
-    old = {}
-    for item, ids, scores in gens.read_items(base, [items.ids[i] for i in np.flatnonzero(wanted).tolist()]):
+    positions = np.flatnonzero(wanted)
+    old = warm.cached_rows(base, positions) if warm is not None else {}
+    missing = [items.ids[p] for p in positions.tolist() if p not in old]
+    for item, ids, scores in gens.read_items(base, missing):
         position = index.get(item)
         if position is None or not wanted[position]:
             continue
         cols = np.array([index.get(i, -1) for i in ids], dtype=np.int64)
         keep = cols >= 0
         old[position] = (cols[keep], np.asarray(scores)[keep])
-    return old
+        if warm is not None:
+            warm.remember(position, *old[position])
+    return old, len(missing)
 
 
 # --- publish: rows, popularity, statistics, the pointer flip, the marks -------
 def _publish(
-    ctx: _Context, plan: _Plan, computed: _Computed, selections: list[str], before_flip: Callable[[int], None] | None
+    ctx: _Context,
+    plan: _Plan,
+    computed: _Computed,
+    selections: list[str],
+    before_flip: Callable[[int], None] | None,
 ) -> dict:
     """Write the generation, then make it current; returns the statistics so far.
 
@@ -428,19 +514,21 @@ def _publish(
     ``allow_empty``): no rows, no flip, the dirty marks stay for the next pass.
     """
     gens, items, generation = ctx.gens, plan.items, plan.generation
-    neighbours = computed.neighbour_count()
-    stats = _statistics(ctx.options, plan, computed, selections, 0)
+    k = ctx.options.params.top_k
+    neighbours = computed.neighbour_count(k)
+    stats = _statistics(ctx.options, plan, computed, selections, 0, ctx.warm)
     stats.update(neighbours_written=neighbours, flipped=False, refused=False, not_flipped_reason=None, marks_cleared=0)
     if not ctx.options.allow_empty and neighbours == 0 and not _carries_neighbours(gens, plan, computed):
         stats.update(state="empty", refused=True, not_flipped_reason=_empty_reason(ctx.options, plan))
         return stats
     with ctx.phases("write"):
-        stats["rows_written"] = gens.write_rows(generation, computed.rows(items.ids))
+        stats["rows_written"] = gens.write_rows(generation, computed.rows(items.ids, k))
         gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, ctx.options.params.top_k)))
     with ctx.phases("publish"):
-        gens.finish_pass({**stats, "state": "complete", "phases_seconds": ctx.phases.seconds})
         if before_flip is not None:
             before_flip(generation)
+        stats[layout.PENDING_SINCE_KEY] = _pending_since(ctx.settings, plan.start_micros)
+        gens.finish_pass({**stats, "state": "complete", "phases_seconds": ctx.phases.seconds})
         overlapping = _overlapping(gens, plan)
         if overlapping:
             stats.update(
@@ -467,6 +555,13 @@ def _publish(
         consumed = [items.ids[i] for i in np.flatnonzero(plan.dirty).tolist()]
         stats["marks_cleared"] = source.clear_marks(ctx.settings, consumed, plan.start_micros)
     return stats
+
+
+def _pending_since(settings: Settings, start_micros: int) -> int | None:
+    """Cell time (µs) of the oldest dirty mark set since the pass started: the oldest change
+    the generation does not hold (an item changed again keeps only its newest mark)."""
+    newer = [micros for micros in source.read_marks(settings).values() if micros >= start_micros]
+    return min(newer) if newer else None
 
 
 def _carries_neighbours(gens: Generations, plan: _Plan, computed: _Computed) -> bool:
@@ -512,16 +607,24 @@ def _popular(items: source.ItemTable, size: int) -> list[tuple[str, float]]:
     return [(items.ids[i], float(items.users[i])) for i in order.tolist()]
 
 
-def _statistics(options: PassOptions, plan: _Plan, computed: _Computed, selections: list[str], written: int) -> dict:
+def _statistics(
+    options: PassOptions, plan: _Plan, computed: _Computed, selections: list[str], written: int, warm=None
+) -> dict:
     result, gamma = computed.result, options.params.gamma(len(plan.items))
     return {
         "generation": plan.generation,
         "mode": plan.mode,
         "reason": plan.reason,
+        # Estimated work of both modes, which chose ``mode`` (``batch.planner``).
+        "cost_model": plan.cost_model,
         "base_generation": plan.base,
         **options.identity(),
         "gamma": None if math.isinf(gamma) else gamma,
         "items": len(plan.items),
+        # Item rows read (a warm loop re-reads only the items marked dirty).
+        "items_read": len(plan.items) if warm is None else warm.items_read,
+        # Every change folded before this time (the pass start, µs) is in the generation.
+        layout.WATERMARK_KEY: plan.start_micros,
         # Users of the blocks the pass computed from: incremental passes read only those
         # holding an affected item (through ``contributions``).
         "users": computed.users,

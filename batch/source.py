@@ -63,6 +63,33 @@ def read_items(settings: Settings) -> ItemTable:
     )
 
 
+#: Only the dirty marks (their cell times), without values: the rows of changed items.
+_MARKS_FILTER = filters.chain(filters.column(layout.DIRTY, layout.DIRTY_MARK), filters.newest(), filters.strip_values())
+
+
+def read_marks(settings: Settings) -> dict[str, int]:
+    """Item -> cell time (µs) of its dirty mark, for the marked items only.
+
+    A scan filtered to one small column: the server skips clean rows, so what comes back
+    grows with the items changed, not with the catalogue.
+    """
+    return {
+        layout.id_from_row_key(key): row[layout.DIRTY][layout.DIRTY_MARK].timestamp_micros
+        for key, row in open_tables(settings).items.read_rows(row_filter=_MARKS_FILTER)
+    }
+
+
+def read_some_items(settings: Settings, item_ids: Iterable[str]) -> dict[str, tuple[float, int, int]]:
+    """Item -> (norm², users, dirty mark µs) of ``item_ids`` that have a norm, read by key."""
+    found = {}
+    keys = [layout.item_row_key(item) for item in item_ids]
+    for key, row in open_tables(settings).items.read_rows(keys, row_filter=_ITEMS_FILTER):
+        if layout.NORM2 in row.get(layout.ITEM_STATS, {}):
+            item = decode_item(row)
+            found[layout.id_from_row_key(key)] = (item.norm2, item.users, item.dirty_micros)
+    return found
+
+
 def clear_marks(settings: Settings, item_ids: Iterable[str], before_micros: int) -> int:
     """Delete the dirty marks of ``item_ids`` stamped before ``before_micros``; returns rows written.
 

@@ -36,7 +36,8 @@ carry a configurable prefix, ``streamsim-`` by default::
                      cell timestamp is the generation that wrote it
     meta           rows below
       generation  g:current   int64, the generation serving reads (the pointer)
-      pass#<gen>  p:stats     JSON statistics of one refresh pass
+      pass#<gen>  p:stats     JSON statistics of one refresh pass (FRESHNESS_KEYS
+                              among them: what serving reports as freshness)
       popular     k:top       packed popularity list; cell timestamp = generation
       catalog#<written ms>#<item>   l:category, l:available: the catalogue change
                   log, one row per change, the same cells as the item's m: ones
@@ -280,6 +281,14 @@ def folded_qualifier(event_id: str) -> bytes:
 def pass_row_key(generation: int) -> bytes:
     # Zero-padded so a key-ordered scan lists passes oldest first.
     return b"pass#%016d" % generation
+
+
+#: Keys of a pass's statistics JSON that serving reads: every change folded before the
+#: watermark (µs, the pass start) is in the generation; the oldest dirty mark set after
+#: it (µs; null if none when the pass published) is the oldest change that is not.
+WATERMARK_KEY = "watermark_micros"
+PENDING_SINCE_KEY = "pending_since_micros"
+FRESHNESS_KEYS = (WATERMARK_KEY, PENDING_SINCE_KEY)
 
 
 def generation_cell_micros(generation: int) -> int:

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from schemas import layout
 from serving.catalog import ItemFacts
 from serving.neighbours import Vocabulary
 from serving.store import BackendUnavailable, BigtableStore
@@ -51,6 +52,8 @@ class Generation:
     serial: int = dataclasses.field(default_factory=lambda: next(_serials))
     #: Category and availability by vocabulary index (the catalogue filters).
     facts: ItemFacts = dataclasses.field(default_factory=ItemFacts)
+    #: What its pass recorded about freshness (``layout.FRESHNESS_KEYS``); None if nothing.
+    freshness: dict | None = None
 
     @property
     def cache_key(self) -> tuple[int, int]:
@@ -58,11 +61,23 @@ class Generation:
 
     def renewed(self) -> Generation:
         """The same generation with an empty vocabulary."""
-        return Generation(self.number, self.popular_items, self.popular_scores)
+        return Generation(self.number, self.popular_items, self.popular_scores, freshness=self.freshness)
 
     def age_seconds(self, now: float | None = None) -> float:
         # A generation number is the epoch ms at which its pass started.
         return (time.time() if now is None else now) - self.number / 1000.0
+
+    def lag_seconds(self, now: float | None = None) -> float | None:
+        """Seconds from the oldest change not in this generation (as of its publication) to now.
+
+        0 when nothing was pending at publication; None when its pass recorded nothing.
+        """
+        if self.freshness is None:
+            return None
+        pending = self.freshness.get(layout.PENDING_SINCE_KEY)
+        if pending is None:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - pending / 1e6)
 
 
 class GenerationWatcher:
@@ -105,7 +120,7 @@ class GenerationWatcher:
             return self.current
         current = self.current
         if current is None or current.number != pointer:
-            self.current = Generation(pointer, *popular)
+            self.current = Generation(pointer, *popular, freshness=await self._freshness(pointer))
             self.missing = None
             log.info(
                 "serving generation %d (was %s; %d popular items)",
@@ -114,6 +129,13 @@ class GenerationWatcher:
                 len(popular[0]),
             )
         return self.current
+
+    async def _freshness(self, pointer: int) -> dict | None:
+        try:
+            return await self._store.read_freshness(pointer)
+        except BackendUnavailable as exc:  # the generation is served all the same
+            log.warning("freshness of generation %d not readable: %s", pointer, exc)
+            return None
 
     def _lose(self, seen: Generation | None, why: str) -> None:
         """Nothing is current any more, unless another refresh moved on meanwhile."""

@@ -6,6 +6,8 @@
 - ``streamsim_serving_request_seconds{route}`` (histogram)
 - ``streamsim_serving_cache_{hits,misses}_total``, ``..._cache_hit_ratio``, ``..._cache_rows``
 - ``streamsim_serving_generation``, ``..._generation_age_seconds``
+- ``streamsim_serving_freshness_lag_seconds``: from the oldest change not in the served
+  generation (when it was published; ingest time) to now
 - ``streamsim_serving_generation_polls_total``, ``..._generation_poll_failures_total``
 - ``streamsim_serving_generation_losses_total``: generations that vanished from the store while served
 - ``streamsim_serving_filter_requests_total{filter}``: answers filtered by ``category``,
@@ -58,6 +60,13 @@ class _StateCollector:
                 "Seconds since the served generation's pass started",
                 value=generation.age_seconds(),
             )
+            lag = generation.lag_seconds()
+            if lag is not None:
+                yield GaugeMetricFamily(
+                    f"{PREFIX}_freshness_lag_seconds",
+                    "Seconds from the oldest change not in the served generation (as of its publication) to now",
+                    value=lag,
+                )
         if watcher is not None:
             yield CounterMetricFamily(f"{PREFIX}_generation_polls", "Pointer polls", value=watcher.polls)
             yield CounterMetricFamily(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 
 import numpy as np
 
@@ -42,6 +43,7 @@ _CATALOG_LOG = filters.chain(filters.family(layout.CATALOG_LOG), filters.newest(
 #: One catalogue read in the background (a page of the load, or of the change log):
 #: longer than a request's, as nobody waits on it.
 BACKGROUND_DEADLINE_SECONDS = 10.0
+_PASS_STATS = filters.chain(filters.column(layout.PASS_STATS, layout.STATS), filters.newest())
 
 
 class BigtableStore:
@@ -133,6 +135,16 @@ class BigtableStore:
         rows = await self._read(self._ids.meta, [layout.POPULAR_ROW], filters.visible_at(generation))
         cell = neighbours_cell(rows.get(layout.POPULAR_ROW, {}))
         return None if cell is None else codecs.decode_neighbours_arrays(cell.value)
+
+    async def read_freshness(self, generation: int) -> dict[str, int | None] | None:
+        """``layout.FRESHNESS_KEYS`` of the pass that wrote ``generation``; None if it recorded none."""
+        key = layout.pass_row_key(generation)
+        row = (await self._read(self._ids.meta, [key], _PASS_STATS)).get(key, {})
+        cell = row.get(layout.PASS_STATS, {}).get(layout.STATS)
+        stats = json.loads(cell.value) if cell is not None else {}
+        if layout.WATERMARK_KEY not in stats:
+            return None
+        return {name: stats.get(name) for name in layout.FRESHNESS_KEYS}
 
     async def has_generation(self, generation: int) -> bool:
         """:meth:`read_popular` is not None, without reading the list itself."""

@@ -1,10 +1,12 @@
 """``streamsim demo``: the whole loop on one machine, on real or synthetic data.
 
 Emulators up -> streaming fold running -> clickstream replayed through Pub/Sub
--> a full refresh once it is folded -> the API serving -> the held-back tail
-of the stream replayed -> an incremental refresh -> a report, and refreshes on
-a schedule until Ctrl-C. Every process it starts is its own process group and
-is stopped on the way out; the emulators too, if the demo started them.
+-> the continuous refresh started once it is folded (its first pass is full) ->
+the API serving -> the held-back tail of the stream replayed -> the refresh pass
+that takes it in (incremental or full, as its cost model chooses) -> a report;
+the continuous refresh keeps passing until Ctrl-C. Every process it starts is its
+own process group and is stopped on the way out (the refresh after the pass in
+flight); the emulators too, if the demo started them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import subprocess
 import sys
 import time
 import urllib.error
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 HOLD_BACK = 0.1
 #: Give up waiting for the fold after this long without progress.
 FOLD_STALL_SECONDS = 60
+#: Give up waiting for a refresh pass after this long.
+PASS_TIMEOUT_SECONDS = 1800
+#: How long the continuous refresh may take to finish its pass in flight when stopped.
+REFRESH_STOP_SECONDS = 300
 
 
 @dataclasses.dataclass
@@ -45,7 +50,8 @@ class DemoOptions:
     limit: int | None = None
     synthetic_events: int = 50_000
     port: int = 8080
-    refresh_every: float = 300.0
+    #: Least seconds between the starts of two passes of the continuous refresh.
+    refresh_every: float = 30.0
     threshold: float = 0.1
     exit_after_report: bool = False
 
@@ -74,30 +80,36 @@ class Demo:
         self.say(f"3/6 replaying {cut:,} of {len(messages):,} messages from {source}")
         expected = self._publish(messages[:cut], "publish")
         self._wait_folded(expected)
-        self.say("4/6 first refresh (full DIMSUM pass)")
-        first = self._refresh(full=True)
+        self.say("4/6 continuous refresh started; its first pass is full")
+        self._start("refresh", self._refresh_args())
+        first = self._taken_in()
         self.say(f"5/6 serving on http://127.0.0.1:{self.options.port}")
         self._start("serve", ["serve", "--port", str(self.options.port)])
         self._wait_ready()
         examples = self._examples(messages[:cut])
         before = {u: self._get(f"/recommendations?user={u}&n=5") for u in examples["fresh_users"]}
-        self.say(f"6/6 replaying the last {len(messages) - cut:,} messages, then an incremental refresh")
+        self.say(f"6/6 replaying the last {len(messages) - cut:,} messages; the next refresh pass takes them in")
         expected += self._publish(messages[cut:], "publish tail")
         self._wait_folded(expected)
-        second = self._refresh(full=False)
+        second = self._taken_in()
         changed = self._changed_recommendation(before)
         return self._report(first, second, examples, changed)
 
     def loop(self) -> None:
-        """Refresh on the schedule until interrupted."""
+        """Report each pass of the continuous refresh until interrupted."""
+        seen = len(self._passes())
         while True:
-            time.sleep(self.options.refresh_every)
-            stats = self._refresh(full=False)
-            self.say(f"refresh: generation {stats.get('generation')}, {stats.get('items_recomputed')} items recomputed")
+            time.sleep(1.0)
+            if not self.processes["refresh"].alive():
+                raise RuntimeError(f"the continuous refresh exited; see {self.workdir / 'refresh.log'}")
+            passes = self._passes()
+            for stats in passes[seen:]:
+                self._say_pass(stats)
+            seen = len(passes)
 
     def stop(self) -> None:
         for name, process in reversed(list(self.processes.items())):
-            if process.stop():
+            if process.stop(timeout=REFRESH_STOP_SECONDS if name == "refresh" else 10.0):
                 self.say(f"stopped {name}")
         if self.started_stack:
             for line in localstack.down(self.settings):
@@ -163,18 +175,54 @@ class Demo:
                     raise RuntimeError(f"the streaming fold exited; see {self.workdir / 'stream.log'}")
                 time.sleep(pause)
 
-    def _refresh(self, *, full: bool) -> dict:
-        args = ["refresh", "--json", "--threshold", str(self.options.threshold)] + (["--full"] if full else [])
-        result = subprocess.run(self._command(*args), capture_output=True, text=True)
-        (self.workdir / "refresh.log").open("a").write(result.stderr)
-        if result.returncode != 0:
-            raise RuntimeError(f"refresh failed:\n{result.stderr[-2000:]}")
-        stats = json.loads(result.stdout.strip().splitlines()[-1])
+    def _refresh_args(self) -> list[str]:
+        return [
+            "refresh",
+            "--continuous",
+            "--json",
+            "--min-interval",
+            f"{self.options.refresh_every:g}s",
+            "--threshold",
+            str(self.options.threshold),
+        ]
+
+    def _passes(self) -> list[dict]:
+        """The continuous refresh's passes so far (its JSON lines in its log)."""
+        path = self.workdir / "refresh.log"
+        if not path.exists():
+            return []
+        lines = path.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
+
+    def _taken_in(self) -> dict:
+        """The published pass that holds everything folded so far.
+
+        Once no item is marked dirty and the newest pass logged is the generation the pointer
+        names: a mark is cleared only after a generation holding its change is published.
+        """
+        from batch.generations import Generations
+        from batch.source import read_marks
+
+        deadline = time.monotonic() + PASS_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            passes = [stats for stats in self._passes() if stats.get("flipped")]
+            if (
+                passes
+                and not read_marks(self.settings)
+                and passes[-1]["generation"] == Generations(self.settings).current()
+            ):
+                self._say_pass(passes[-1])
+                return passes[-1]
+            if not self.processes["refresh"].alive():
+                raise RuntimeError(f"the continuous refresh exited; see {self.workdir / 'refresh.log'}")
+            time.sleep(1.0)
+        raise RuntimeError(f"no refresh pass published in {PASS_TIMEOUT_SECONDS} s; see {self.workdir / 'refresh.log'}")
+
+    def _say_pass(self, stats: dict) -> None:
         self.say(
-            f"  generation {stats.get('generation')}: {stats.get('mode')}, "
+            f"  generation {stats.get('generation')}: {stats.get('mode')} ({stats.get('reason')}), "
             f"{stats.get('items_recomputed')} items recomputed in {stats.get('wall_seconds')} s"
         )
-        return stats
 
     def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -232,7 +280,7 @@ class Demo:
             "items": second.get("items"),
             "generation": second.get("generation"),
             "first_refresh": first,
-            "incremental_refresh": second,
+            "refresh_after_tail": second,
             "similarity_spot_check": second.get("spot_check") or first.get("spot_check"),
             "serving_url": base,
             "try": [f"curl '{base}{path}'" for path in paths],
@@ -270,7 +318,7 @@ def dead_lettered(settings: Settings) -> int:
 
 def format_report(report: dict) -> str:
     spot = report.get("similarity_spot_check") or {}
-    incremental = report["incremental_refresh"]
+    after_tail = report["refresh_after_tail"]
     lines = [
         "",
         "streamsim demo report",
@@ -278,8 +326,8 @@ def format_report(report: dict) -> str:
         f"  dead-lettered        {report['dead_lettered']:,}  (kept on the dead-letter subscription)",
         f"  items                {report['items']}",
         f"  generation           {report['generation']}",
-        f"  incremental refresh  {incremental.get('items_recomputed')} items recomputed in "
-        f"{incremental.get('wall_seconds')} s",
+        f"  refresh of the tail  {after_tail.get('mode')}: {after_tail.get('items_recomputed')} items recomputed "
+        f"in {after_tail.get('wall_seconds')} s",
         f"  similarity check     {json.dumps(spot)}",
         f"  serving              {report['serving_url']}",
         "",

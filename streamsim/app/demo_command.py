@@ -29,9 +29,9 @@ def register(subparsers, parent) -> None:
     parser.add_argument(
         "--refresh-every",
         type=float,
-        default=300.0,
+        default=30.0,
         metavar="SECONDS",
-        help="refresh period after the report (default 300)",
+        help="least seconds between two passes of the continuous refresh (default 30)",
     )
     parser.add_argument("--exit-after-report", action="store_true", help="stop everything after the report")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object too")
@@ -92,7 +92,7 @@ def run_demo(args) -> int:
         if args.json:
             print(json.dumps(report))
         if not options.exit_after_report:
-            say(f"\nrefreshing every {options.refresh_every:g} s; Ctrl-C stops everything")
+            say(f"\nrefreshing continuously (at most every {options.refresh_every:g} s); Ctrl-C stops everything")
             demo.loop()
         return 0
     except KeyboardInterrupt:

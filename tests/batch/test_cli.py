@@ -111,6 +111,9 @@ def test_min_similarity_within_0_1_is_accepted():
         (["--dataproc", "c", "--every", "10m"], "--every does not apply with --dataproc"),
         (["--dataproc", "c", "--master", "yarn"], "--master does not apply with --dataproc"),
         (["--dataproc", "c", "--spark-ui"], "--spark-ui does not apply with --dataproc"),
+        (["--continuous", "--every", "10m"], "--every and --continuous exclude each other"),
+        (["--min-interval", "10s"], "--min-interval applies only with --continuous"),
+        (["--continuous", "--min-changed", "0"], "--min-changed must be at least 1"),
     ],
 )
 def test_flags_that_would_be_ignored_are_errors(flags, message, capsys, tmp_path):
@@ -130,6 +133,23 @@ def test_allow_empty_is_forwarded_to_dataproc(tmp_path, capsys):
     argv = ["refresh", "--dataproc", "c", "--region", "r", "--dry-run", "--allow-empty", "--job-dir", str(tmp_path)]
     assert cli.main(argv) == 0
     assert "--allow-empty" in capsys.readouterr().out.split()
+
+
+def test_continuous_and_forced_modes_are_forwarded_to_dataproc_as_a_long_running_job(tmp_path, capsys):
+    argv = ["refresh", "--dataproc", "c", "--region", "r", "--dry-run", "--job-dir", str(tmp_path)]
+    assert cli.main([*argv, "--continuous", "--min-interval", "2m", "--incremental"]) == 0
+    line = capsys.readouterr().out.split()
+    forwarded = line[line.index("--") :]
+    assert "--continuous" in forwarded and "--incremental" in forwarded
+    assert forwarded[forwarded.index("--min-interval") + 1] == "120s"
+    assert forwarded[forwarded.index("--min-changed") + 1] == "1"
+
+
+def test_full_and_incremental_are_exclusive_flags(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["refresh", "--full", "--incremental", "--bigtable-host", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    assert "--incremental: not allowed with argument --full" in capsys.readouterr().err
 
 
 LOOPBACK_CONF = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}

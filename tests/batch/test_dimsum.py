@@ -181,9 +181,13 @@ def test_params_reject_bad_input():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 6), st.integers(1, 4))
-def test_incremental_merge_equals_recomputing_every_row(seed, k, n_affected):
-    """Merged clean rows + recomputed rows == top-K of the new matrix, for random changes."""
+@given(st.integers(0, 10_000), st.integers(1, 6), st.integers(1, 4), st.integers(0, 4))
+def test_incremental_merge_equals_recomputing_every_row(seed, k, n_affected, extra):
+    """Merged clean rows + recomputed rows == top-K of the new matrix, for random changes.
+
+    Stored lists ``extra`` entries deeper than K (a warm loop's) merge to exact top lists
+    of at least K entries.
+    """
     from batch import incremental
 
     rng = np.random.default_rng(seed)
@@ -199,8 +203,9 @@ def test_incremental_merge_equals_recomputing_every_row(seed, k, n_affected):
     new[affected, :] = changes[affected, :]
     new[:, affected] = changes[:, affected]
     positions = np.arange(n)
-    old_rows = {p: row for p, row in enumerate(dimsum.top_k_rows(sparse.csr_matrix(old), positions, k, 0.0))}
-    want = dimsum.top_k_rows(sparse.csr_matrix(new), positions, k, 0.0)
+    depth = k + extra
+    old_rows = {p: row for p, row in enumerate(dimsum.top_k_rows(sparse.csr_matrix(old), positions, depth, 0.0))}
+    want = dimsum.top_k_rows(sparse.csr_matrix(new), positions, depth, 0.0)
 
     bar = incremental.candidate_bars({p: r for p, r in old_rows.items() if not affected[p]}, affected, k)
     a_rows = np.flatnonzero(affected)
@@ -209,19 +214,26 @@ def test_incremental_merge_equals_recomputing_every_row(seed, k, n_affected):
         for col in range(n):
             if col != row and not affected[col] and new[row, col] > 0 and new[row, col] >= bar[col]:
                 c.append(col), a.append(row), v.append(new[row, col])
+    deeper_only = {}
     merges, again = incremental.merge_rows(
         {p: r for p, r in old_rows.items() if not affected[p]},
         affected,
         (np.array(c, dtype=np.int32), np.array(a, dtype=np.int32), np.array(v)),
         k,
+        depth,
+        deeper_only,
     )
     for p in range(n):
         cols, vals = want[p]
         if affected[p] or p in again.tolist():
             continue  # recomputed from the new matrix: equal by construction
-        got = merges.get(p)
+        got = merges.get(p, deeper_only.get(p))
+        if p in deeper_only:  # the stored first K stay right
+            assert [g[0] for g in got[:k]] == old_rows[p][0].tolist()[:k]
         if got is None:  # carried over unchanged
             got_cols, got_vals = old_rows[p]
         else:
             got_cols, got_vals = [g[0] for g in got], [g[1] for g in got]
-        assert list(got_cols) == cols.tolist() and list(got_vals) == vals.tolist()
+        # An exact prefix of the new top list, at least K long where that has K entries.
+        assert len(got_cols) >= min(k, len(cols))
+        assert list(got_cols) == cols.tolist()[: len(got_cols)] and list(got_vals) == vals.tolist()[: len(got_vals)]
