@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from batch import engine, incremental, source
+from batch import similarity as measures
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
 from batch.generations import UNWRITTEN_STATES, Generations
 from schemas import layout
@@ -64,11 +65,16 @@ class PassOptions:
     #: a generation (a floor above every score, no co-occurring items) would make serving
     #: answer every request from popularity only.
     allow_empty: bool = False
+    #: The measure (``batch.similarity.REGISTRY``) and its parameters, as (name, value) pairs.
+    similarity: str = measures.DEFAULT
+    similarity_params: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
         check_buckets(self.buckets)
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
+        resolved = measures.refreshable(self.similarity).resolve(dict(self.similarity_params))
+        object.__setattr__(self, "similarity_params", tuple(sorted(resolved.items())))
 
     def identity(self) -> dict:
         """What must match between a base generation and an incremental pass."""
@@ -79,6 +85,9 @@ class PassOptions:
             "top_k": p.top_k,
             "min_similarity": p.min_similarity,
             "buckets": self.buckets,
+            "entry_scale": p.entry_scale,
+            "similarity": self.similarity,
+            "similarity_params": dict(self.similarity_params),
         }
 
 
@@ -218,6 +227,8 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
     """(mode, reason, statistics of the base generation if incremental), from the recorded passes."""
     if options.full:
         return "full", "--full", None
+    if not measures.measure(options.similarity).incremental:
+        return "full", f"similarity {options.similarity!r} is computed by full passes only", None
     if base is None:
         return "full", "no generation yet", None
     stats = known.get(base)
@@ -241,7 +252,7 @@ def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, d
     gamma_new, gamma_old = params.gamma(len(items)), params.gamma(int(base_stats["items"]))
     if gamma_new != gamma_old:
         # q_i = min(sg, ‖c_i‖) is unchanged only where both sg exceed the norm.
-        affected |= np.sqrt(items.norm2) > math.sqrt(min(gamma_new, gamma_old))
+        affected |= np.sqrt(items.norm2) > math.sqrt(min(gamma_new, gamma_old)) * params.entry_scale
     return affected
 
 
@@ -344,16 +355,20 @@ class _Computed:
 def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) -> _Computed:
     items, params = plan.items, ctx.options.params
     item_hash = id_hashes(items.ids)
+    measure = None
     if plan.affected is None:
         with ctx.phases("dimsum"):
-            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, params)
+            stats = measures.ItemStats(items.norm2, items.users, users)
+            given = dict(ctx.options.similarity_params)
+            measure = engine.applied(ctx.sc, blocks, ctx.options.similarity, given, stats, params)
+            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, params, similarity=measure)
         computed = _Computed(result, np.arange(len(items)), users, users)
     else:
         computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash)
     with ctx.phases("spot_check"):
         # On the rows computed from ``blocks`` (whose users are exactly those rows' users).
         computed.spot_check = engine.spot_check(
-            blocks, items.norm2, computed.result, params, ctx.options.spot_check_pairs
+            blocks, items.norm2, computed.result, params, ctx.options.spot_check_pairs, similarity=measure
         )
     return computed
 

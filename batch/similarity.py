@@ -253,6 +253,17 @@ def measure(name: str) -> Measure:
         raise ValueError(f"unknown similarity {name!r} (choose from {', '.join(REGISTRY)})") from None
 
 
+def refreshable(name: str) -> Measure:
+    """The measure, if a refresh pass can compute it."""
+    m = measure(name)
+    if m.sequences:
+        raise ValueError(
+            f"similarity {name!r} needs the order of each user's events, which the stream does not keep yet; "
+            "`streamsim evaluate` and `streamsim tune` compute it on ordered data"
+        )
+    return m
+
+
 def parse_params(pairs: Iterable[str]) -> dict[str, float]:
     """``["k1=1.2", "b=0.75"]`` -> {"k1": "1.2", ...}; values are checked by :meth:`Measure.resolve`."""
     out = {}
@@ -346,12 +357,7 @@ def apply(
 ) -> Applied:
     """Resolve a measure for a pass. ``own_norm2(weigh_block)`` sums x² per item over the
     pass's blocks, for measures whose ``scale`` the stream's statistics do not give."""
-    m = measure(name)
-    if m.sequences:
-        raise ValueError(
-            f"similarity {name!r} needs the order of each user's events, which the stream does not keep yet; "
-            "it is available to `streamsim evaluate` and `streamsim tune` on ordered data"
-        )
+    m = refreshable(name)
     params = m.resolve(given)
     own = None
     if m.scale(stats, params) is None:
