@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import sparse
 
+from schemas import Weights
+
 #: Largest number of buckets: the salt is 4 hex digits (16 bits) of the row key.
 MAX_BUCKETS = 1 << 16
 
@@ -42,8 +44,8 @@ class DimsumParams:
     min_similarity: float = 0.0
     #: M: sampling treats entries as x/M, in [0, 1] as Zadeh-Carlsson's bound assumes (the
     #: estimate is unbiased whatever M; a larger M keeps more entries). Shop weights put r_ui
-    #: well above 1, so callers pass the largest event weight; 1 is the textbook sampler.
-    entry_scale: float = 1.0
+    #: well above 1, hence the largest default event weight; 1 is the textbook sampler.
+    entry_scale: float = max(dataclasses.astuple(Weights()))
 
     def __post_init__(self):
         # (bool is an int subclass: True is not a threshold or a count.)
