@@ -159,7 +159,9 @@ async def _recommend(recommender: Recommender, query: params.RecommendationQuery
     if query.user is not None:
         answer = await recommender.for_user(query.user, options.n, exclude=options.exclude, explain=options.explain)
         return _answer_json(answer, user=query.user)
-    answer = await recommender.for_session(query.session, options.n, exclude=options.exclude, explain=options.explain)
+    answer = await recommender.for_session(
+        query.session, options.n, exclude=options.exclude, explain=options.explain, allow_repeats=options.allow_repeats
+    )
     return _answer_json(answer)
 
 
@@ -225,7 +227,12 @@ async def bigtable_context(app: web.Application):
     watcher = GenerationWatcher(store, config.poll_seconds)
     app[STORE], app[WATCHER] = store, watcher
     app[RECOMMENDER] = Recommender(
-        store, watcher, app[CACHE], max_history=config.max_history, vocabulary_limit=config.vocabulary_limit
+        store,
+        watcher,
+        app[CACHE],
+        max_history=config.max_history,
+        vocabulary_limit=config.vocabulary_limit,
+        knobs=config.knobs,
     )
     try:
         await watcher.refresh()

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 
 from schemas.events import Weights
+from schemas.tuned import QueryKnobs, read_tuned
 from streamsim.runtime.settings import Settings
 
 
@@ -39,6 +40,10 @@ class ServingConfig:
     app_profile_id: str = ""
     #: Seconds in-flight requests get to finish after SIGTERM.
     shutdown_timeout_seconds: float = 10.0
+    #: A ``streamsim tune`` configuration whose query knobs apply ("": none).
+    tuned_config: str = ""
+    #: Popularity blend, recency decay over a session, repeats: from ``tuned_config`` if set.
+    knobs: QueryKnobs = QueryKnobs()
 
     def __post_init__(self):
         positive = (
@@ -56,13 +61,15 @@ class ServingConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
+        if self.tuned_config:
+            object.__setattr__(self, "knobs", read_tuned(self.tuned_config).serving)
 
     @classmethod
     def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> ServingConfig:
         """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name in ("settings", "weights"):
+            if field.name in ("settings", "weights", "knobs"):
                 continue
             explicit = overrides.get(field.name)
             text = environ.get(f"STREAMSIM_SERVE_{field.name.upper()}")

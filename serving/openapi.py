@@ -77,6 +77,14 @@ EXPLAIN = {
     "description": "list, for each result, the history items that contributed and how much",
     "schema": {"type": "boolean", "default": False},
 }
+ALLOW_REPEATS = {
+    "name": "allow_repeats",
+    "in": "query",
+    "required": False,
+    "description": "session form only: the session's own items may be recommended again "
+    "(default: the tuned configuration's, else false)",
+    "schema": {"type": "boolean"},
+}
 _API_ERRORS = (400, 405, 500, 503)
 
 
@@ -105,6 +113,7 @@ def document() -> dict:
             N_PARAM,
             EXCLUDE,
             EXPLAIN,
+            ALLOW_REPEATS,
         ],
         "responses": {**_ok("Recommendations", "best items first"), **_errors(*_API_ERRORS)},
     }
@@ -230,6 +239,7 @@ def document() -> dict:
                         "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10},
                         "exclude": {"type": "array", "items": _id(), "minItems": 0, "maxItems": MAX_EXCLUDE},
                         "explain": {"type": "boolean", "default": False},
+                        "allow_repeats": {"type": "boolean"},
                     },
                 },
                 "Status": {

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from schemas.tuned import QueryKnobs
+from serving.blend import blend
 from serving.generation import Generation, GenerationWatcher
 from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
 from serving.scoring import Scorer
@@ -28,6 +30,8 @@ SIMILAR = "similar"
 POPULAR = "popular"
 #: /similar scores one list with weight 1: the scores are the cosines.
 _UNIT_WEIGHT = np.ones(1)
+#: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
+BLEND_CANDIDATES = 100
 
 
 class NoGeneration(RuntimeError):
@@ -58,6 +62,7 @@ class Recommender:
         *,
         max_history: int,
         vocabulary_limit: int,
+        knobs: QueryKnobs = QueryKnobs(),  # noqa: B008 - frozen, immutable default
     ):
         self._store = store
         self._watcher = watcher
@@ -65,6 +70,7 @@ class Recommender:
         self._scorer = Scorer()
         self._max_history = max_history
         self._vocabulary_limit = vocabulary_limit
+        self._knobs = knobs
 
     async def generation(self) -> Generation:
         current = self._watcher.current
@@ -96,13 +102,29 @@ class Recommender:
         return await self._answer(generation, items, weights, n, excluded, explain)
 
     async def for_session(
-        self, session: dict[str, float], n: int, *, exclude: Iterable[str] = (), explain: bool = False
+        self,
+        session: dict[str, float],
+        n: int,
+        *,
+        exclude: Iterable[str] = (),
+        explain: bool = False,
+        allow_repeats: bool | None = None,
     ) -> Answer:
-        """Recommendations for ``{item: weight}`` (the seed's browsed/basket/purchased form)."""
+        """Recommendations for ``{item: weight}`` (the seed's browsed/basket/purchased form).
+
+        The session's items are in the order given, oldest first: with a tuned recency
+        decay d the k-th newest weighs d^k more. ``allow_repeats`` (default: the tuned
+        configuration's) lets the session's own items be recommended again.
+        """
         generation = await self.generation()
         items = list(session)
         weights = np.array(list(session.values()), dtype=np.float64)
-        return await self._answer(generation, items, weights, n, set(items).union(exclude), explain)
+        decay = self._knobs.recency_decay
+        if decay < 1.0:
+            weights = weights * decay ** np.arange(len(weights) - 1, -1, -1, dtype=np.float64)
+        repeats = self._knobs.allow_repeats if allow_repeats is None else allow_repeats
+        excluded = set(exclude) if repeats else set(items).union(exclude)
+        return await self._answer(generation, items, weights, n, excluded, explain)
 
     async def similar(self, item: str, n: int, *, exclude: Iterable[str] = ()) -> Answer:
         """The item's neighbours (cosine scores); :class:`UnknownItem` if it has no row."""
@@ -116,7 +138,10 @@ class Recommender:
 
     async def _answer(self, generation, items, weights, n, excluded, explain) -> Answer:
         rows = await self._neighbour_lists(generation, items)
-        picked = self._score(generation, items, weights, rows, n, excluded, explain)
+        w = self._knobs.popularity_blend
+        picked = self._score(generation, items, weights, rows, BLEND_CANDIDATES if w > 0 else n, excluded, explain)
+        if w > 0:
+            picked = self._blended(generation, picked, w, n, excluded, explain)
         if len(picked) < n:
             picked += self._popular_fill(
                 generation, n - len(picked), excluded | {entry["item"] for entry in picked}, explain
@@ -165,6 +190,26 @@ class Recommender:
                 }
             )
         return picked
+
+    @staticmethod
+    def _blended(generation: Generation, picked: list[dict], weight: float, n: int, excluded, explain) -> list[dict]:
+        """:func:`serving.blend.blend` of the neighbour candidates and the popular list."""
+        entries = {entry["item"]: entry for entry in picked}
+        ranked = blend(
+            list(entries),
+            [entry["score"] for entry in picked],
+            generation.popular_items,
+            generation.popular_scores.tolist(),
+            weight,
+            n,
+            excluded,
+        )
+        out = []
+        for item, score in ranked:
+            entry = dict(entries.get(item) or {"item": item, "source": POPULAR, **({"because": []} if explain else {})})
+            entry["score"] = score
+            out.append(entry)
+        return out
 
     @staticmethod
     def _popular_fill(generation: Generation, count: int, excluded: set[str], explain: bool) -> list[dict]:
