@@ -82,7 +82,7 @@ def register(subparsers, parent) -> None:
     refresh.add_argument(
         "--entry-scale",
         type=float,
-        help="M: the sampler treats entries as r/M in [0, 1] (default: the largest event weight)",
+        help="M: the sampler treats entries as r/M in [0, 1] (default: the largest r_ui a full pass reads)",
     )
     refresh.add_argument(
         "--buckets",
@@ -143,7 +143,7 @@ def _options(args):
         seed=args.seed,
         top_k=args.top_k,
         min_similarity=args.min_similarity,
-        entry_scale=_entry_scale(args),
+        **({} if args.entry_scale is None else {"entry_scale": args.entry_scale}),
     )
     return PassOptions(
         params=params,
@@ -153,6 +153,7 @@ def _options(args):
         allow_empty=args.allow_empty,
         similarity=name,
         similarity_params=tuple(given.items()),
+        entry_scale_from_data=args.entry_scale is None,
     )
 
 
@@ -171,15 +172,6 @@ def _measure(args) -> tuple[str, dict]:
         name = args.similarity
     given.update(similarity.parse_params(args.param))
     return name, similarity.measure(name).resolve(given)
-
-
-def _entry_scale(args) -> float:
-    from schemas import Weights
-
-    if args.entry_scale is not None:
-        return args.entry_scale
-    weights = Weights.from_env()
-    return max(weights.browse, weights.basket, weights.purchase)
 
 
 def _is_local(master: str) -> bool:
@@ -313,9 +305,9 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
         str(args.min_similarity),
         "--buckets",
         str(args.buckets),
-        "--entry-scale",
-        str(_entry_scale(args)),
     ]
+    if args.entry_scale is not None:
+        forwarded += ["--entry-scale", str(args.entry_scale)]
     name, given = _measure(args)
     forwarded += ["--similarity", name] + [f"--param={k}={v!r}" for k, v in given.items()]
     if args.partitions:

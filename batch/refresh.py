@@ -68,6 +68,10 @@ class PassOptions:
     #: The measure (``batch.similarity.REGISTRY``) and its parameters, as (name, value) pairs.
     similarity: str = measures.DEFAULT
     similarity_params: tuple[tuple[str, float], ...] = ()
+    #: Sampling scales entries by the largest r_ui a full pass reads (Zadeh-Carlsson's bound
+    #: needs entries in [0, 1]); incremental passes keep their base's, so their keep decisions
+    #: match it. False: ``params.entry_scale`` as given.
+    entry_scale_from_data: bool = True
 
     def __post_init__(self):
         check_buckets(self.buckets)
@@ -85,7 +89,7 @@ class PassOptions:
             "top_k": p.top_k,
             "min_similarity": p.min_similarity,
             "buckets": self.buckets,
-            "entry_scale": p.entry_scale,
+            "entry_scale": "max r" if self.entry_scale_from_data else p.entry_scale,
             "similarity": self.similarity,
             "similarity_params": dict(self.similarity_params),
         }
@@ -176,6 +180,8 @@ class _Plan:
     affected: np.ndarray | None
     #: Bucket ranges of the user key space, one per read partition.
     ranges: list[tuple[int, int]]
+    #: M of an incremental pass with ``entry_scale_from_data`` (its base's); None: from the read.
+    entry_scale: float | None = None
 
     @property
     def start_micros(self) -> int:
@@ -201,10 +207,15 @@ def _plan(ctx: _Context) -> _Plan:
             items = source.read_items(ctx.settings)
         log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
         dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
-        affected = None if mode == "full" else _affected(items, options.params, base_stats, dirty)
+        scale = None
+        params = options.params
+        if mode != "full" and options.entry_scale_from_data:
+            scale = float(base_stats["entry_scale_value"])
+            params = dataclasses.replace(params, entry_scale=scale)
+        affected = None if mode == "full" else _affected(items, params, base_stats, dirty)
         partitions = options.partitions or 2 * ctx.sc.defaultParallelism
         ranges = source.bucket_ranges(ctx.settings, options.buckets, partitions)
-    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges)
+    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges, scale)
 
 
 @contextlib.contextmanager
@@ -236,6 +247,8 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
         return "full", f"no complete statistics for generation {base}", None
     if any(stats.get(k) != v for k, v in options.identity().items()):
         return "full", "parameters differ from the current generation", None
+    if options.entry_scale_from_data and "entry_scale_value" not in stats:
+        return "full", "the current generation records no entry scale", None
     if any(g > base for g in _with_cells(known)):
         # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
         return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
@@ -331,6 +344,8 @@ class _Computed:
     merges: dict = dataclasses.field(default_factory=dict)
     #: Previous-generation rows looked up (incremental only).
     old_rows_read: int = 0
+    #: M, the entry scale the sampler used.
+    entry_scale: float = 1.0
 
     def neighbour_count(self) -> int:
         """Neighbour entries over every row to write (without building the rows)."""
@@ -352,8 +367,19 @@ class _Computed:
             yield ids[position], [(ids[c], v) for c, v in pairs]
 
 
+def _pass_params(ctx: _Context, plan: _Plan, blocks) -> DimsumParams:
+    """The DIMSUM parameters with the entry scale M resolved (``entry_scale_from_data``)."""
+    params = ctx.options.params
+    if not ctx.options.entry_scale_from_data:
+        return params
+    scale = plan.entry_scale
+    if scale is None:
+        scale = float(blocks.map(lambda b: float(b.values.max()) if len(b.values) else 0.0).fold(0.0, max))
+    return dataclasses.replace(params, entry_scale=scale if scale > 0 else 1.0)
+
+
 def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) -> _Computed:
-    items, params = plan.items, ctx.options.params
+    items, params = plan.items, _pass_params(ctx, plan, blocks)
     item_hash = id_hashes(items.ids)
     measure = None
     if plan.affected is None:
@@ -364,7 +390,8 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
             result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, params, similarity=measure)
         computed = _Computed(result, np.arange(len(items)), users, users)
     else:
-        computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash)
+        computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash, params)
+    computed.entry_scale = params.entry_scale
     with ctx.phases("spot_check"):
         # On the rows computed from ``blocks`` (whose users are exactly those rows' users).
         computed.spot_check = engine.spot_check(
@@ -374,10 +401,10 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
 
 
 def _compute_incremental(
-    ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray
+    ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray, params: DimsumParams
 ) -> _Computed:
     """Recompute A, merge the clean rows that can change, recompute the few that must be."""
-    items, params, affected = plan.items, ctx.options.params, plan.affected
+    items, affected = plan.items, plan.affected
     with ctx.phases("read_generation"):
         # C: items co-held with an affected item (module docstring: only their rows can change).
         co_held = blocks.map(lambda b: np.unique(b.holding(affected).indices)).fold(np.empty(0, np.int32), np.union1d)
@@ -555,4 +582,5 @@ def _statistics(options: PassOptions, plan: _Plan, computed: _Computed, selectio
         "rows_merged": len(computed.merges),
         "rows_written": written,
         "spot_check": computed.spot_check,
+        "entry_scale_value": computed.entry_scale,
     }

@@ -3,7 +3,8 @@
 Zadeh-Carlsson's guarantee assumes entries in [0, 1]; shop weights (0.5 / 2 / 6) put r_ui
 far above 1, so sampling from raw entries keeps fewer of them than the analysis needs.
 Per data set and threshold s this prints, for M = 1 (the textbook sampler on raw
-scores) and M = the largest event weight (``DimsumParams.entry_scale``): pairs emitted,
+scores), M = the largest event weight, and M = the largest r_ui (what a refresh uses by
+default, ``PassOptions.entry_scale_from_data``): pairs emitted,
 the mean relative error on pairs whose exact cosine is above s, and HR@10 against the
 exact pass (same scoring as ``streamsim evaluate``).
 
@@ -51,9 +52,10 @@ def main(argv=None) -> int:
     weights = Weights.from_env()
     top = max(weights.browse, weights.basket, weights.purchase)
     methods = {"exact": evaluate.Method(evaluate.measure_similarities("cosine"))}
+    largest = float(interactions.matrix.data.max())
     for s in (float(t) for t in args.thresholds.split(",")):
-        methods[f"s={s:g} M=1"] = evaluate.Method(evaluate.dimsum_similarities(s, entry_scale=1.0))
-        methods[f"s={s:g} M={top:g}"] = evaluate.Method(evaluate.dimsum_similarities(s, entry_scale=top))
+        for scale in (1.0, top, largest):
+            methods[f"s={s:g} M={scale:g}"] = evaluate.Method(evaluate.dimsum_similarities(s, entry_scale=scale))
     results = evaluate.evaluate(interactions, held, methods)
     exact = results["exact"]["hr@10"]
     print(

@@ -190,8 +190,11 @@ def _top(scores: sparse.csr_matrix, top_k: int) -> sparse.csr_matrix:
     return _as_rows(dimsum.top_k_rows(scores, np.arange(n), top_k, 0.0), n)
 
 
-def measure_similarities(name: str, params: dict | None = None, threshold: float = 0.0, entry_scale: float = 6.0):
-    """A registry measure through the refresh pass's own steps, on one node."""
+def measure_similarities(
+    name: str, params: dict | None = None, threshold: float = 0.0, entry_scale: float | None = None
+):
+    """A registry measure through the refresh pass's own steps, on one node (``entry_scale``
+    None: the largest r_ui, as a refresh takes it)."""
     m = similarity.measure(name)
     resolved = m.resolve(params)
 
@@ -201,8 +204,9 @@ def measure_similarities(name: str, params: dict | None = None, threshold: float
                 raise ValueError(f"similarity {name!r} needs ordered events")
             scores = similarity.directed_cooccurrence(interactions.sequences, len(interactions.items), **resolved)
             return _top(scores, top_k), {}
-        params_ = dimsum.DimsumParams(threshold=threshold, top_k=top_k, entry_scale=entry_scale)
         matrix = interactions.matrix
+        scale = entry_scale if entry_scale is not None else float(matrix.data.max(initial=0.0)) or 1.0
+        params_ = dimsum.DimsumParams(threshold=threshold, top_k=top_k, entry_scale=scale)
         scores, stats = similarity.single_node(m, resolved, matrix, interactions.users, interactions.items, params_)
         if threshold > 0 and name == similarity.DEFAULT:
             exact, _ = similarity.single_node(
@@ -214,7 +218,7 @@ def measure_similarities(name: str, params: dict | None = None, threshold: float
     return method
 
 
-def dimsum_similarities(threshold: float, seed: int = 0, entry_scale: float = 6.0):
+def dimsum_similarities(threshold: float, seed: int = 0, entry_scale: float | None = None):
     """DIMSUM cosine at ``threshold`` with the refresh pass's own numeric core, on one node."""
     return measure_similarities(similarity.DEFAULT, None, threshold, entry_scale)
 
@@ -252,21 +256,21 @@ class Method:
 BLEND_WEIGHT = 0.1
 
 
-def default_methods(ordered: bool = False, entry_scale: float = 6.0) -> dict[str, Method]:
+def default_methods(ordered: bool = False) -> dict[str, Method]:
     """Popularity, every registry measure with its defaults, a popularity blend, and cosine
-    sampled by DIMSUM at a few thresholds (entries scaled into [0, 1] by ``entry_scale``, and,
-    for the error bound, unscaled at 0.1). ``ordered``: the data has event order (directed
-    co-occurrence and a recency-decay row)."""
+    sampled by DIMSUM at a few thresholds (entries scaled into [0, 1] by the largest r_ui as a
+    refresh does, and, for the error bound, unscaled at 0.1). ``ordered``: the data has event
+    order (directed co-occurrence and a recency-decay row)."""
     methods = {"popular": Method(None)}
     for name, m in similarity.REGISTRY.items():
         if m.sequences and not ordered:
             continue
-        methods[name] = Method(measure_similarities(name, entry_scale=entry_scale))
+        methods[name] = Method(measure_similarities(name))
     methods["cosine+popular"] = Method(methods["cosine"].build, QueryKnobs(popularity_blend=BLEND_WEIGHT))
     if ordered:
         methods["cosine+recency"] = Method(methods["cosine"].build, QueryKnobs(recency_decay=0.8))
     for s in (0.1, 0.5):
-        methods[f"dimsum@{s:g}"] = Method(dimsum_similarities(s, entry_scale=entry_scale))
+        methods[f"dimsum@{s:g}"] = Method(dimsum_similarities(s))
     methods["dimsum@0.1 unscaled"] = Method(dimsum_similarities(0.1, entry_scale=1.0))
     return methods
 
@@ -349,6 +353,7 @@ def recommend(
     for row, query in enumerate(queries):
         history, weights = _history(query, knobs)
         excluded = np.empty(0, np.int64) if knobs.allow_repeats else np.unique(query.own)
+        excluded_set = set(excluded.tolist())
         picked: list[int] = []
         if similarities is not None and len(history):
             starts, ends = similarities.indptr[history], similarities.indptr[history + 1]
@@ -363,11 +368,20 @@ def recommend(
                 excluded=excluded.astype(np.int32),
             )
             if knobs.popularity_blend > 0:
-                picked = blend(best.items, best.scores, head, head_counts, knobs.popularity_blend, n, excluded).tolist()
+                blended = blend(
+                    best.items.tolist(),
+                    best.scores,
+                    head.tolist(),
+                    head_counts,
+                    knobs.popularity_blend,
+                    n,
+                    excluded_set,
+                )
+                picked = [int(item) for item, _ in blended]
             else:
                 picked = best.items.tolist()
         if len(picked) < n:  # the server's popularity fill
-            taken = set(picked) | set(excluded.tolist())
+            taken = set(picked) | excluded_set
             picked += [int(i) for i in popular[: n + len(taken)] if i not in taken][: n - len(picked)]
         result[row, : len(picked)] = picked[:n]
     return result

@@ -140,12 +140,23 @@ def measure_grid(ordered: bool) -> list[tuple[str, dict]]:
     return [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
 
 
+def deployable(interactions: Interactions, sessions: bool, with_order: bool) -> Interactions:
+    """What the search may use. Without ``with_order`` it keeps to what a refresh and the
+    server can apply today: no measure that needs each user's event order, and for user
+    histories (which the server reads as r_ui, unordered) no recency decay. Sessions keep
+    their order: the server applies the decay over the session a request gives."""
+    if with_order or sessions:
+        return interactions
+    return dataclasses.replace(interactions, sequences=None)
+
+
 def search(
     interactions: Interactions,
     queries: list[Query],
     *,
     metric: str,
     allow_repeats: bool,
+    with_order: bool = False,
     top_k: int = evaluate.TOP_K,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[Candidate, dict[str, dict]]:
@@ -153,7 +164,7 @@ def search(
     ordered = interactions.sequences is not None
     builders = {
         (name, tuple(sorted(params.items()))): evaluate.measure_similarities(name, params)
-        for name, params in measure_grid(ordered)
+        for name, params in measure_grid(ordered and with_order)
     }
     plain = QueryKnobs(allow_repeats=allow_repeats)
     stage1 = {Candidate(name, key, plain): Method(build, plain) for (name, key), build in builders.items()}
@@ -188,10 +199,10 @@ def _score(interactions, queries, methods: dict[Candidate, Method], top_k, on_st
     return {by_label[label]: metrics for label, metrics in scored.items()}
 
 
-def stage_sizes(ordered: bool) -> int:
+def stage_sizes(ordered: bool, with_order: bool) -> int:
     """Candidates :func:`search` scores at most (for a progress bar)."""
     knobs = len(BLENDS) * (len(DECAYS) if ordered else 1)
-    return len(measure_grid(ordered)) + 1 + FINALISTS * (knobs - 1)
+    return len(measure_grid(ordered and with_order)) + 1 + FINALISTS * (knobs - 1)
 
 
 def config_of(best: Candidate, metrics: dict, provenance: dict) -> TunedConfig:

@@ -30,6 +30,12 @@ def register(subparsers, parent) -> None:
     parser.add_argument("--metric", choices=METRICS, help="what to maximise (default: hr@20 for sessions, else hr@10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split (default 0)")
     parser.add_argument("--out", required=True, help="where to write the tuned configuration (JSON)")
+    parser.add_argument(
+        "--with-order",
+        action="store_true",
+        help="also search what needs each user's event order (directed co-occurrence; recency decay over user "
+        "histories), which the refresh and the server cannot apply yet",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_tune)
 
@@ -60,18 +66,25 @@ def _tune(args) -> int:
         train, queries = tune.carve_users(interactions, args.validation, args.seed)
         split = f"newest item of {args.validation:g} of the users (seed {args.seed})"
     queries = tune.sample(queries, tune.MAX_VALIDATION_PAIRS, args.seed)
+    train = tune.deployable(train, sessions, args.with_order)
     metric = args.metric or ("hr@20" if sessions else "hr@10")
     repeats = sessions if args.allow_repeats is None else args.allow_repeats
     print(f"validation: {len(queries):,} pairs ({split}); maximising {metric}", file=sys.stderr)
     bar = tqdm(
-        total=tune.stage_sizes(train.sequences is not None),
+        total=tune.stage_sizes(train.sequences is not None, args.with_order),
         unit="config",
         desc="tune",
         disable=args.no_progress or not sys.stderr.isatty(),
     )
     with bar:
         best, results = tune.search(
-            train, queries, metric=metric, allow_repeats=repeats, top_k=top_k, on_step=lambda _: bar.update()
+            train,
+            queries,
+            metric=metric,
+            allow_repeats=repeats,
+            with_order=args.with_order,
+            top_k=top_k,
+            on_step=lambda _: bar.update(),
         )
     source = Path(args.sessions or args.train)
     provenance = {
@@ -81,6 +94,7 @@ def _tune(args) -> int:
         "validation_pairs": len(queries),
         "metric": metric,
         "candidates": len(results),
+        "with_order": args.with_order,
         "seconds": round(time.monotonic() - started, 1),
     }
     config = tune.config_of(best, results[best.label], provenance)

@@ -134,6 +134,7 @@ def test_tune_writes_a_winner_that_evaluate_reads(capsys, tmp_path):
     # On validation the winner is never below cosine or popularity (both are candidates).
     table = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "popular" in table and "cosine()" in table
+    assert not any(name.startswith("directed") for name in table) and tuned.similarity != "directed"
     assert (
         provenance["score"]["hr@20"] >= max(float(table[name].split("|")[3]) for name in ("popular", "cosine()")) - 1e-4
     )
@@ -159,7 +160,13 @@ def test_tune_on_events(capsys, tmp_path):
     assert main(["tune", "--train", str(TMALL), "--validation", "0.2", "--out", str(config), "--no-progress"]) == 0
     tuned = read_tuned(config)
     assert tuned.provenance["metric"] == "hr@10" and tuned.serving.allow_repeats is False
-    assert tuned.similarity in evaluate.similarity.REGISTRY
+    # What a refresh and the server can apply: no order-aware measure, no decay over user histories.
+    assert tuned.similarity in evaluate.similarity.REGISTRY and tuned.similarity != "directed"
+    assert tuned.serving.recency_decay == 1.0 and tuned.provenance["with_order"] is False
+    out = capsys.readouterr().out
+    assert "directed(" not in out and "decay" not in out
+    assert main(["tune", "--train", str(TMALL), "--with-order", "--out", str(config), "--no-progress"]) == 0
+    assert "directed(" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
