@@ -65,6 +65,9 @@ def _tune(args) -> int:
     else:
         train, queries = tune.carve_users(interactions, args.validation, args.seed)
         split = f"newest item of {args.validation:g} of the users (seed {args.seed})"
+    if not queries:
+        what = "sessions of two items or more" if sessions else "users with two items or more"
+        raise UsageError(f"the training data leaves no validation pairs (it needs {what})")
     queries = tune.sample(queries, tune.MAX_VALIDATION_PAIRS, args.seed)
     train = tune.deployable(train, sessions, args.with_order)
     metric = args.metric or ("hr@20" if sessions else "hr@10")
