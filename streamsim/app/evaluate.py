@@ -191,7 +191,7 @@ def _top(scores: sparse.csr_matrix, top_k: int) -> sparse.csr_matrix:
 
 
 def measure_similarities(
-    name: str, params: dict | None = None, threshold: float = 0.0, entry_scale: float | None = None
+    name: str, params: dict | None = None, threshold: float = 0.0, entry_scale: float | None = None, seed: int = 0
 ):
     """A registry measure through the refresh pass's own steps, on one node (``entry_scale``
     None: the largest r_ui, as a refresh takes it)."""
@@ -206,7 +206,7 @@ def measure_similarities(
             return _top(scores, top_k), {}
         matrix = interactions.matrix
         scale = entry_scale if entry_scale is not None else float(matrix.data.max(initial=0.0)) or 1.0
-        params_ = dimsum.DimsumParams(threshold=threshold, top_k=top_k, entry_scale=scale)
+        params_ = dimsum.DimsumParams(threshold=threshold, seed=seed, top_k=top_k, entry_scale=scale)
         scores, stats = similarity.single_node(m, resolved, matrix, interactions.users, interactions.items, params_)
         if threshold > 0 and name == similarity.DEFAULT:
             exact, _ = similarity.single_node(
@@ -220,7 +220,7 @@ def measure_similarities(
 
 def dimsum_similarities(threshold: float, seed: int = 0, entry_scale: float | None = None):
     """DIMSUM cosine at ``threshold`` with the refresh pass's own numeric core, on one node."""
-    return measure_similarities(similarity.DEFAULT, None, threshold, entry_scale)
+    return measure_similarities(similarity.DEFAULT, None, threshold, entry_scale, seed)
 
 
 def _error_above(estimate: sparse.csr_matrix, exact: sparse.csr_matrix, threshold: float) -> dict:

@@ -117,14 +117,9 @@ def carve_sessions(interactions: Interactions, fraction: float) -> tuple[Interac
     queries = []
     for s in sequences[cut:]:
         for k in range(1, len(s)):
-            queries.append(
-                Query(
-                    s[:k][known[s[:k]]],
-                    np.ones(int(known[s[:k]].sum())),
-                    int(s[k]) if known[s[k]] else -1,
-                    s[:k][known[s[:k]]],
-                )
-            )
+            # Items unseen in training cannot be scored (as in evaluate's session_queries).
+            prefix = s[:k][known[s[:k]]]
+            queries.append(Query(prefix, np.ones(len(prefix)), int(s[k]) if known[s[k]] else -1, prefix))
     matrix = interactions.matrix[:cut]
     return Interactions(interactions.users[:cut], interactions.items, matrix, train_sequences), queries
 
