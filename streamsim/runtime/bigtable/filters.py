@@ -38,9 +38,7 @@ def newest() -> RowFilter:
 
 def recent_events() -> RowFilter:
     """A user's ``recent`` sequence: its newest RECENT_EVENTS cells (GC may not have run yet)."""
-    return chain(
-        column(layout.ORDER, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.RECENT_EVENTS)
-    )
+    return chain(column(layout.ORDER, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.RECENT_EVENTS))
 
 
 def family(name: str) -> RowFilter:
