@@ -164,6 +164,67 @@ def similarity_rows(
     )
 
 
+def _directed_parts(bucket_sequences, n_items: int, row_block_size: int, window: float, reverse: float, counters):
+    """One bucket's directed counts, split by row block (``similarity.directed_counts``)."""
+    from batch import similarity
+
+    bucket, sequences = bucket_sequences
+    counts = similarity.directed_counts(sequences, n_items, window, reverse)
+    counters[0].add(counts.nnz)
+    counters[1].add(len(sequences))
+    for rb in range(math.ceil(n_items / row_block_size)):
+        part = counts[rb * row_block_size : (rb + 1) * row_block_size]
+        if part.nnz:
+            yield rb, (bucket, part)
+
+
+def directed_rows(
+    sc, sequences, n_items: int, params: DimsumParams, given: dict, reduce_partitions: int | None = None
+) -> GramResult:
+    """Top-K rows of directed co-occurrence over ``sequences`` (an RDD of ``(bucket, [item
+    positions per user])``, :func:`batch.source.read_sequences`): exact, no sampling.
+
+    Counts and occurrences are linear in the sequences, so each bucket's are computed apart
+    and summed in bucket order (reproducible, as the Gram stage); a row block is then divided
+    by pop_j^β (:func:`batch.similarity.directed_finish`): one definition with ``evaluate``.
+    """
+    from batch import similarity
+
+    resolved = similarity.REGISTRY["directed"].resolve(given)
+    window, reverse, beta = resolved["window"], resolved["reverse"], resolved["beta"]
+    pop = sc.broadcast(
+        sequences.map(lambda b: similarity.occurrences(b[1], n_items)).fold(np.zeros(n_items), lambda a, b: a + b)
+    )
+    parts = reduce_partitions or max(1, 2 * sc.defaultParallelism)
+    size = max(1, math.ceil(n_items / parts))
+    top_k, floor = params.top_k, params.min_similarity
+    counters = (sc.accumulator(0), sc.accumulator(0))
+
+    def reduce(item):
+        rb, blocks = item
+        total = similarity.directed_finish(sum_in_bucket_order(blocks), pop.value, beta)
+        positions = np.arange(rb * size, rb * size + total.shape[0])
+        return positions, top_k_rows(total, positions, top_k, floor)
+
+    try:
+        reduced = (
+            sequences.flatMap(lambda b: _directed_parts(b, n_items, size, window, reverse, counters))
+            .groupByKey(numPartitions=max(1, math.ceil(n_items / size)), partitionFunc=lambda rb: rb)
+            .map(reduce)
+            .collect()
+        )
+    finally:
+        pop.unpersist()
+    top = {
+        position: (cols, vals)
+        for positions, tops in reduced
+        for position, (cols, vals) in zip(positions.tolist(), tops)
+        if len(cols)
+    }
+    empty = (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0))
+    return GramResult(np.arange(n_items), top, empty, counters[0].value, counters[0].value, counters[1].value)
+
+
 def applied(sc, blocks, name: str, given, stats, params: DimsumParams) -> Applied:
     """:func:`batch.similarity.apply` with the pass's blocks for measures that sum their own entries."""
     from batch import similarity

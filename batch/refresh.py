@@ -319,6 +319,13 @@ class _UserReads:
         self._cached.append(rdd)
         return rdd
 
+    def sequences(self):
+        """Every user's ``recent`` sequence, ``(bucket, [item positions])`` per bucket (full passes)."""
+        settings, buckets, index = self._settings, self._buckets, self._index
+        return self._sc.parallelize(self._ranges, len(self._ranges)).flatMap(
+            lambda r: source.read_sequences(settings, r, buckets, index.value)
+        )
+
     def close(self) -> None:
         for rdd in self._cached:
             rdd.unpersist()
@@ -382,6 +389,8 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
     items, params = plan.items, _pass_params(ctx, plan, blocks)
     item_hash = id_hashes(items.ids)
     measure = None
+    if measures.measure(ctx.options.similarity).sequences:
+        return _compute_from_sequences(ctx, plan, reads, users, params)
     if plan.affected is None:
         with ctx.phases("dimsum"):
             stats = measures.ItemStats(items.norm2, items.users, users)
@@ -397,6 +406,18 @@ def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) 
         computed.spot_check = engine.spot_check(
             blocks, items.norm2, computed.result, params, ctx.options.spot_check_pairs, similarity=measure
         )
+    return computed
+
+
+def _compute_from_sequences(ctx: _Context, plan: _Plan, reads: _UserReads, users: int, params) -> _Computed:
+    """A sequence measure (``directed``): exact, from the ``recent`` rows, always a full pass."""
+    with ctx.phases("directed"):
+        given = dict(ctx.options.similarity_params)
+        result = engine.directed_rows(ctx.sc, reads.sequences(), len(plan.items), params, given)
+    computed = _Computed(result, np.arange(len(plan.items)), users, users, entry_scale=params.entry_scale)
+    # Nothing is sampled: there is no estimate to check.
+    computed.spot_check = {"pairs": 0, "pairs_above_threshold": 0, "mean_relative_error": None, "within_20pct": None}
+    computed.spot_check["sequences"] = result.users
     return computed
 
 

@@ -21,9 +21,12 @@ nothing but the pair itself may be refreshed incrementally (``incremental``): th
 of ``batch.incremental`` reuses s(a, c) as s(c, a), and a measure that reads a user's list
 length changes the rows of every item the user holds when one event arrives.
 
-Directed co-occurrence needs the order of each user's events, which the stream does not
-keep: it is a function of sequences (:func:`directed_cooccurrence`), used offline by
-``streamsim evaluate``/``tune``, and a refresh refuses it with a clear error.
+Directed co-occurrence needs the order of each user's events: it is a function of
+sequences (:func:`directed_cooccurrence`), not of a Gram. ``streamsim evaluate``/``tune``
+apply it to ordered files; a full refresh applies it to the stream's ``recent`` rows (each
+user's last ``schemas.layout.RECENT_EVENTS`` events) with the same functions, summed per
+bucket (:func:`directed_counts`, :func:`occurrences`) and finished per row block
+(:func:`directed_finish`), in ``batch.engine.directed_rows``.
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ class Measure:
     #: Largest entry x_ui whatever the scores (None: entries are the raw r_ui, bounded by the
     #: pass's ``entry_scale``). The sampler divides entries by it (``dimsum.sampling_probabilities``).
     entry_bound: Callable[[Mapping[str, float]], float] | None = None
-    #: Needs the order of each user's events (not computable by a refresh yet).
+    #: A function of each user's event order (:func:`directed_cooccurrence`), not of a Gram:
+    #: a refresh computes it from the ``recent`` rows (``batch.engine.directed_rows``).
     sequences: bool = False
 
     def resolve(self, given: Mapping[str, object] | None = None) -> dict[str, float]:
@@ -167,7 +171,7 @@ def _bm25_bound(params):
 
 
 def _needs_sequences(*_):
-    raise ValueError("directed co-occurrence needs the order of each user's events, which a refresh does not read")
+    raise ValueError("directed co-occurrence is computed from sequences (directed_cooccurrence), not by DIMSUM")
 
 
 REGISTRY: dict[str, Measure] = {
@@ -232,7 +236,7 @@ REGISTRY: dict[str, Measure] = {
     "directed": Measure(
         "directed",
         "order-aware co-occurrence: j after i within a window, 1/distance, reverse pairs at a weight, "
-        "divided by pop_j^β (needs each user's event order)",
+        "divided by pop_j^β (from each user's event order; full refreshes only)",
         {
             "window": Param(5.0, 1.0, 100.0, "events after i that count, >= 1"),
             "reverse": Param(0.5, 0.0, 1.0, "weight of j before i, in [0, 1]"),
@@ -254,14 +258,9 @@ def measure(name: str) -> Measure:
 
 
 def refreshable(name: str) -> Measure:
-    """The measure, if a refresh pass can compute it."""
-    m = measure(name)
-    if m.sequences:
-        raise ValueError(
-            f"similarity {name!r} needs the order of each user's events, which the stream does not keep yet; "
-            "`streamsim evaluate` and `streamsim tune` compute it on ordered data"
-        )
-    return m
+    """The measure, if a refresh pass can compute it (every measure now: sequence measures
+    from the stream's ``recent`` rows)."""
+    return measure(name)
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, float]:
@@ -463,11 +462,12 @@ def oracle(m: Measure, params, matrix: sparse.csr_matrix) -> np.ndarray:
     raise ValueError(f"no oracle for {name!r}")
 
 
-def directed_cooccurrence(
-    sequences: Sequence[np.ndarray], n_items: int, window: float = 5, reverse: float = 0.5, beta: float = 0.3
-) -> sparse.csr_matrix:
+def directed_counts(sequences: Sequence[np.ndarray], n_items: int, window: float, reverse: float) -> sparse.csr_matrix:
     """Row i, column j: Σ over sequences of 1/d for each j at d <= window places after i, plus
-    ``reverse``/d for each j before i, divided by pop_j^β (pop: occurrences in all sequences)."""
+    ``reverse``/d for each j at d places before i (a repeat of i itself counts nothing).
+
+    Linear in the sequences: the counts of a union of sequence sets are the sum of theirs,
+    so a pass sums them per bucket."""
     flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] or [np.empty(0, np.int64)])
     owner = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
     rows, cols, vals = [], [], []
@@ -479,6 +479,22 @@ def directed_cooccurrence(
         vals.append(np.full(int(keep.sum()), 1.0 / d))
     rows, cols, vals = (np.concatenate(part or [np.empty(0)]) for part in (rows, cols, vals))
     forward = sparse.csr_matrix((vals, (rows.astype(np.int64), cols.astype(np.int64))), shape=(n_items, n_items))
-    scores = forward + reverse * forward.T
-    pop = np.bincount(flat, minlength=n_items).astype(np.float64)
-    return (scores @ sparse.diags(1.0 / np.maximum(pop, 1.0) ** beta)).tocsr()
+    return (forward + reverse * forward.T).tocsr()
+
+
+def occurrences(sequences: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """pop_j: how often each item occurs in all sequences (linear too)."""
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] or [np.empty(0, np.int64)])
+    return np.bincount(flat, minlength=n_items).astype(np.float64)
+
+
+def directed_finish(counts: sparse.csr_matrix, pop: np.ndarray, beta: float) -> sparse.csr_matrix:
+    """Counts (any block of rows, all columns) divided by pop_j^β column by column."""
+    return (sparse.csr_matrix(counts) @ sparse.diags(1.0 / np.maximum(pop, 1.0) ** beta)).tocsr()
+
+
+def directed_cooccurrence(
+    sequences: Sequence[np.ndarray], n_items: int, window: float = 5, reverse: float = 0.5, beta: float = 0.3
+) -> sparse.csr_matrix:
+    """Row i, column j: :func:`directed_counts` divided by pop_j^β (pop: :func:`occurrences`)."""
+    return directed_finish(directed_counts(sequences, n_items, window, reverse), occurrences(sequences, n_items), beta)

@@ -107,7 +107,7 @@ def test_params_are_checked_with_one_line_errors():
         similarity.measure("pearson")
     with pytest.raises(ValueError, match="expected NAME=VALUE"):
         similarity.parse_params(["h"])
-    with pytest.raises(ValueError, match="order of each user's events"):
+    with pytest.raises(ValueError, match="computed from sequences"):
         similarity.apply("directed", None, similarity.stats_of(random_matrix(1)), dimsum.DimsumParams())
 
 
