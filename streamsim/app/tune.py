@@ -18,6 +18,7 @@ import numpy as np
 from scipy import sparse
 
 from batch import similarity
+from schemas import layout
 from schemas.tuned import QueryKnobs, TunedConfig
 from streamsim.app import evaluate
 from streamsim.app.evaluate import Interactions, Method, Query
@@ -135,14 +136,16 @@ def measure_grid(ordered: bool) -> list[tuple[str, dict]]:
     return [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
 
 
-def deployable(interactions: Interactions, sessions: bool, with_order: bool) -> Interactions:
+def deployable(interactions: Interactions, with_order: bool) -> Interactions:
     """What the search may use. Without ``with_order`` it keeps to what a refresh and the
-    server can apply today: no measure that needs each user's event order, and for user
-    histories (which the server reads as r_ui, unordered) no recency decay. Sessions keep
-    their order: the server applies the decay over the session a request gives."""
-    if with_order or sessions:
+    server can apply: order-aware measures see each user's (session's) last
+    ``schemas.layout.RECENT_EVENTS`` events, as the stream's ``recent`` rows keep them. (Recency
+    decay over user histories, which the server reads as r_ui, unordered, is left out by
+    :func:`search`; the server applies decay over the session a request gives.)"""
+    if with_order or interactions.sequences is None:
         return interactions
-    return dataclasses.replace(interactions, sequences=None)
+    recent = [s[-layout.RECENT_EVENTS :] for s in interactions.sequences]
+    return dataclasses.replace(interactions, sequences=recent)
 
 
 def search(
@@ -151,15 +154,17 @@ def search(
     *,
     metric: str,
     allow_repeats: bool,
-    with_order: bool = False,
+    decay: bool = False,
     top_k: int = evaluate.TOP_K,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[Candidate, dict[str, dict]]:
-    """The best candidate by ``metric`` on ``queries`` and every candidate's metrics (by label)."""
+    """The best candidate by ``metric`` on ``queries`` and every candidate's metrics (by label).
+
+    ``decay``: also search recency decay over the queries' order (sessions, or ``--with-order``)."""
     ordered = interactions.sequences is not None
     builders = {
         (name, tuple(sorted(params.items()))): evaluate.measure_similarities(name, params)
-        for name, params in measure_grid(ordered and with_order)
+        for name, params in measure_grid(ordered)
     }
     plain = QueryKnobs(allow_repeats=allow_repeats)
     stage1 = {Candidate(name, key, plain): Method(build, plain) for (name, key), build in builders.items()}
@@ -171,8 +176,8 @@ def search(
     for finalist in ranked[:FINALISTS]:
         build = builders[(finalist.similarity, finalist.params)]
         for blend_weight in BLENDS:
-            for decay in DECAYS if ordered else (1.0,):
-                knobs = QueryKnobs(popularity_blend=blend_weight, recency_decay=decay, allow_repeats=allow_repeats)
+            for weight in DECAYS if ordered and decay else (1.0,):
+                knobs = QueryKnobs(popularity_blend=blend_weight, recency_decay=weight, allow_repeats=allow_repeats)
                 candidate = Candidate(finalist.similarity, finalist.params, knobs)
                 if candidate not in stage1:
                     stage2[candidate] = Method(build, knobs)
@@ -194,10 +199,10 @@ def _score(interactions, queries, methods: dict[Candidate, Method], top_k, on_st
     return {by_label[label]: metrics for label, metrics in scored.items()}
 
 
-def stage_sizes(ordered: bool, with_order: bool) -> int:
+def stage_sizes(ordered: bool, decay: bool) -> int:
     """Candidates :func:`search` scores at most (for a progress bar)."""
-    knobs = len(BLENDS) * (len(DECAYS) if ordered else 1)
-    return len(measure_grid(ordered and with_order)) + 1 + FINALISTS * (knobs - 1)
+    knobs = len(BLENDS) * (len(DECAYS) if ordered and decay else 1)
+    return len(measure_grid(ordered)) + 1 + FINALISTS * (knobs - 1)
 
 
 def config_of(best: Candidate, metrics: dict, provenance: dict) -> TunedConfig:

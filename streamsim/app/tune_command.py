@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from schemas import layout
 from streamsim.app.evaluate_command import UsageError, add_data_arguments, guarded, load_training
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "mrr@20")
@@ -33,8 +34,9 @@ def register(subparsers, parent) -> None:
     parser.add_argument(
         "--with-order",
         action="store_true",
-        help="also search what needs each user's event order (directed co-occurrence; recency decay over user "
-        "histories), which the refresh and the server cannot apply yet",
+        help="also search what the server cannot apply yet: recency decay over user histories, and order-aware "
+        "measures over whole histories (without it they see each user's last "
+        f"{layout.RECENT_EVENTS} events, as a refresh does)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_tune)
@@ -69,12 +71,14 @@ def _tune(args) -> int:
         what = "sessions of two items or more" if sessions else "users with two items or more"
         raise UsageError(f"the training data leaves no validation pairs (it needs {what})")
     queries = tune.sample(queries, tune.MAX_VALIDATION_PAIRS, args.seed)
-    train = tune.deployable(train, sessions, args.with_order)
+    train = tune.deployable(train, args.with_order)
+    # The server applies recency decay over a session's items, not (yet) over a user's history.
+    decay = sessions or args.with_order
     metric = args.metric or ("hr@20" if sessions else "hr@10")
     repeats = sessions if args.allow_repeats is None else args.allow_repeats
     print(f"validation: {len(queries):,} pairs ({split}); maximising {metric}", file=sys.stderr)
     bar = tqdm(
-        total=tune.stage_sizes(train.sequences is not None, args.with_order),
+        total=tune.stage_sizes(train.sequences is not None, decay),
         unit="config",
         desc="tune",
         disable=args.no_progress or not sys.stderr.isatty(),
@@ -85,7 +89,7 @@ def _tune(args) -> int:
             queries,
             metric=metric,
             allow_repeats=repeats,
-            with_order=args.with_order,
+            decay=decay,
             top_k=top_k,
             on_step=lambda _: bar.update(),
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas import Event, EventType
+from schemas import Event, EventType, layout
 from schemas.tuned import QueryKnobs, read_tuned
 from streamsim.app import evaluate, tune
 from streamsim.app.cli import main
@@ -70,6 +70,18 @@ def test_carved_validation_comes_from_training_only():
         # The held-out item left the user's training row and sequence.
         assert query.target not in query.items.tolist()
     assert kept.matrix.nnz == users.matrix.nnz - 2
+
+
+def test_tune_sees_the_sequences_a_refresh_reads():
+    """Each user's last RECENT_EVENTS events, as the stream's ``recent`` rows keep them."""
+    users = evaluate.build_interactions(
+        [Event(f"e{n}", f"u{n % 3}", f"i{n % 50}", EventType.BROWSE, n) for n in range(600)], evaluate.Weights()
+    )
+    recent = tune.deployable(users, with_order=False)
+    assert [len(s) for s in users.sequences] == [200, 200, 200]
+    for whole, kept in zip(users.sequences, recent.sequences):
+        assert kept.tolist() == whole[-layout.RECENT_EVENTS :].tolist()
+    assert tune.deployable(users, with_order=True).sequences is users.sequences
 
 
 def run_json(capsys, *argv) -> dict:
@@ -134,7 +146,8 @@ def test_tune_writes_a_winner_that_evaluate_reads(capsys, tmp_path):
     # On validation the winner is never below cosine or popularity (both are candidates).
     table = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "popular" in table and "cosine()" in table
-    assert not any(name.startswith("directed") for name in table) and tuned.similarity != "directed"
+    # Directed co-occurrence is searched (a refresh computes it), and so is decay over a session.
+    assert any(name.startswith("directed(") for name in table) and any("decay" in name for name in table)
     assert (
         provenance["score"]["hr@20"] >= max(float(table[name].split("|")[3]) for name in ("popular", "cosine()")) - 1e-4
     )
@@ -160,13 +173,14 @@ def test_tune_on_events(capsys, tmp_path):
     assert main(["tune", "--train", str(TMALL), "--validation", "0.2", "--out", str(config), "--no-progress"]) == 0
     tuned = read_tuned(config)
     assert tuned.provenance["metric"] == "hr@10" and tuned.serving.allow_repeats is False
-    # What a refresh and the server can apply: no order-aware measure, no decay over user histories.
-    assert tuned.similarity in evaluate.similarity.REGISTRY and tuned.similarity != "directed"
+    # What a refresh and the server can apply: directed co-occurrence (from each user's recent
+    # events), no recency decay over user histories.
+    assert tuned.similarity in evaluate.similarity.REGISTRY
     assert tuned.serving.recency_decay == 1.0 and tuned.provenance["with_order"] is False
     out = capsys.readouterr().out
-    assert "directed(" not in out and "decay" not in out
+    assert "directed(" in out and "decay" not in out
     assert main(["tune", "--train", str(TMALL), "--with-order", "--out", str(config), "--no-progress"]) == 0
-    assert "directed(" in capsys.readouterr().out
+    assert "decay" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
