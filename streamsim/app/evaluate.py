@@ -37,7 +37,7 @@ import numpy as np
 from scipy import sparse
 
 from batch import dimsum, similarity
-from schemas import Event, Weights
+from schemas import Event, Weights, layout
 from schemas.tuned import QueryKnobs
 from serving.blend import blend
 from serving.scoring import Scorer
@@ -202,7 +202,9 @@ def measure_similarities(
         if m.sequences:
             if interactions.sequences is None:
                 raise ValueError(f"similarity {name!r} needs ordered events")
-            scores = similarity.directed_cooccurrence(interactions.sequences, len(interactions.items), **resolved)
+            # Each user's (session's) last RECENT_EVENTS events: what the stream's ``recent`` rows keep.
+            recent = [s[-layout.RECENT_EVENTS :] for s in interactions.sequences]
+            scores = similarity.directed_cooccurrence(recent, len(interactions.items), **resolved)
             return _top(scores, top_k), {}
         matrix = interactions.matrix
         scale = entry_scale if entry_scale is not None else float(matrix.data.max(initial=0.0)) or 1.0

@@ -18,7 +18,6 @@ import numpy as np
 from scipy import sparse
 
 from batch import similarity
-from schemas import layout
 from schemas.tuned import QueryKnobs, TunedConfig
 from streamsim.app import evaluate
 from streamsim.app.evaluate import Interactions, Method, Query
@@ -134,18 +133,6 @@ def sample(queries: list[Query], limit: int, seed: int = 0) -> list[Query]:
 
 def measure_grid(ordered: bool) -> list[tuple[str, dict]]:
     return [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
-
-
-def deployable(interactions: Interactions, with_order: bool) -> Interactions:
-    """What the search may use. Without ``with_order`` it keeps to what a refresh and the
-    server can apply: order-aware measures see each user's (session's) last
-    ``schemas.layout.RECENT_EVENTS`` events, as the stream's ``recent`` rows keep them. (Recency
-    decay over user histories, which the server reads as r_ui, unordered, is left out by
-    :func:`search`; the server applies decay over the session a request gives.)"""
-    if with_order or interactions.sequences is None:
-        return interactions
-    recent = [s[-layout.RECENT_EVENTS :] for s in interactions.sequences]
-    return dataclasses.replace(interactions, sequences=recent)
 
 
 def search(

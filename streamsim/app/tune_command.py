@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-from schemas import layout
 from streamsim.app.evaluate_command import UsageError, add_data_arguments, guarded, load_training
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "mrr@20")
@@ -34,9 +33,8 @@ def register(subparsers, parent) -> None:
     parser.add_argument(
         "--with-order",
         action="store_true",
-        help="also search what the server cannot apply yet: recency decay over user histories, and order-aware "
-        "measures over whole histories (without it they see each user's last "
-        f"{layout.RECENT_EVENTS} events, as a refresh does)",
+        help="also search recency decay over user histories, which the server cannot apply yet (it reads a "
+        "user's history as r_ui, unordered); sessions always search it",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_tune)
@@ -71,7 +69,6 @@ def _tune(args) -> int:
         what = "sessions of two items or more" if sessions else "users with two items or more"
         raise UsageError(f"the training data leaves no validation pairs (it needs {what})")
     queries = tune.sample(queries, tune.MAX_VALIDATION_PAIRS, args.seed)
-    train = tune.deployable(train, args.with_order)
     # The server applies recency decay over a session's items, not (yet) over a user's history.
     decay = sessions or args.with_order
     metric = args.metric or ("hr@20" if sessions else "hr@10")

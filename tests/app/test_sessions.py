@@ -72,16 +72,20 @@ def test_carved_validation_comes_from_training_only():
     assert kept.matrix.nnz == users.matrix.nnz - 2
 
 
-def test_tune_sees_the_sequences_a_refresh_reads():
+def test_directed_sees_the_sequences_a_refresh_reads():
     """Each user's last RECENT_EVENTS events, as the stream's ``recent`` rows keep them."""
+    rng = np.random.default_rng(3)
     users = evaluate.build_interactions(
-        [Event(f"e{n}", f"u{n % 3}", f"i{n % 50}", EventType.BROWSE, n) for n in range(600)], evaluate.Weights()
+        [Event(f"e{n}", f"u{n % 3}", f"i{rng.integers(40)}", EventType.BROWSE, n) for n in range(600)],
+        evaluate.Weights(),
     )
-    recent = tune.deployable(users, with_order=False)
     assert [len(s) for s in users.sequences] == [200, 200, 200]
-    for whole, kept in zip(users.sequences, recent.sequences):
-        assert kept.tolist() == whole[-layout.RECENT_EVENTS :].tolist()
-    assert tune.deployable(users, with_order=True).sequences is users.sequences
+    params = {"window": 2, "reverse": 0.5, "beta": 0.3}
+    got, _ = evaluate.measure_similarities("directed", params)(users, 100)
+    recent = [s[-layout.RECENT_EVENTS :] for s in users.sequences]
+    for sequences, same in ((recent, True), (users.sequences, False)):
+        expected = evaluate.similarity.directed_cooccurrence(sequences, len(users.items), **params)
+        assert np.allclose(got.toarray(), expected.toarray()) is same
 
 
 def run_json(capsys, *argv) -> dict:
