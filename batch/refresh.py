@@ -77,7 +77,7 @@ class PassOptions:
         check_buckets(self.buckets)
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
-        resolved = measures.refreshable(self.similarity).resolve(dict(self.similarity_params))
+        resolved = measures.measure(self.similarity).resolve(dict(self.similarity_params))
         object.__setattr__(self, "similarity_params", tuple(sorted(resolved.items())))
 
     def identity(self) -> dict:
@@ -416,8 +416,13 @@ def _compute_from_sequences(ctx: _Context, plan: _Plan, reads: _UserReads, users
         result = engine.directed_rows(ctx.sc, reads.sequences(), len(plan.items), params, given)
     computed = _Computed(result, np.arange(len(plan.items)), users, users, entry_scale=params.entry_scale)
     # Nothing is sampled: there is no estimate to check.
-    computed.spot_check = {"pairs": 0, "pairs_above_threshold": 0, "mean_relative_error": None, "within_20pct": None}
-    computed.spot_check["sequences"] = result.users
+    computed.spot_check = {
+        "pairs": 0,
+        "pairs_above_threshold": 0,
+        "mean_relative_error": None,
+        "within_20pct": None,
+        "sequences": result.users,
+    }
     return computed
 
 

@@ -257,12 +257,6 @@ def measure(name: str) -> Measure:
         raise ValueError(f"unknown similarity {name!r} (choose from {', '.join(REGISTRY)})") from None
 
 
-def refreshable(name: str) -> Measure:
-    """The measure, if a refresh pass can compute it (every measure now: sequence measures
-    from the stream's ``recent`` rows)."""
-    return measure(name)
-
-
 def parse_params(pairs: Iterable[str]) -> dict[str, float]:
     """``["k1=1.2", "b=0.75"]`` -> {"k1": "1.2", ...}; values are checked by :meth:`Measure.resolve`."""
     out = {}
@@ -356,7 +350,7 @@ def apply(
 ) -> Applied:
     """Resolve a measure for a pass. ``own_norm2(weigh_block)`` sums x² per item over the
     pass's blocks, for measures whose ``scale`` the stream's statistics do not give."""
-    m = refreshable(name)
+    m = measure(name)
     params = m.resolve(given)
     own = None
     if m.scale(stats, params) is None:
