@@ -456,13 +456,17 @@ def oracle(m: Measure, params, matrix: sparse.csr_matrix) -> np.ndarray:
     raise ValueError(f"no oracle for {name!r}")
 
 
+def _flat(sequences: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] or [np.empty(0, np.int64)])
+
+
 def directed_counts(sequences: Sequence[np.ndarray], n_items: int, window: float, reverse: float) -> sparse.csr_matrix:
     """Row i, column j: Σ over sequences of 1/d for each j at d <= window places after i, plus
     ``reverse``/d for each j at d places before i (a repeat of i itself counts nothing).
 
     Linear in the sequences: the counts of a union of sequence sets are the sum of theirs,
     so a pass sums them per bucket."""
-    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] or [np.empty(0, np.int64)])
+    flat = _flat(sequences)
     owner = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
     rows, cols, vals = [], [], []
     for d in range(1, int(window) + 1):
@@ -478,8 +482,7 @@ def directed_counts(sequences: Sequence[np.ndarray], n_items: int, window: float
 
 def occurrences(sequences: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     """pop_j: how often each item occurs in all sequences (linear too)."""
-    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences] or [np.empty(0, np.int64)])
-    return np.bincount(flat, minlength=n_items).astype(np.float64)
+    return np.bincount(_flat(sequences), minlength=n_items).astype(np.float64)
 
 
 def directed_finish(counts: sparse.csr_matrix, pop: np.ndarray, beta: float) -> sparse.csr_matrix:
