@@ -320,11 +320,15 @@ class _UserReads:
         return rdd
 
     def sequences(self):
-        """Every user's ``recent`` sequence, ``(bucket, [item positions])`` per bucket (full passes)."""
+        """Every user's ``recent`` sequence, ``(bucket, [item positions])`` per bucket (full passes),
+        cached until :meth:`close` (the pass reads it twice: occurrences, then counts)."""
         settings, buckets, index = self._settings, self._buckets, self._index
-        return self._sc.parallelize(self._ranges, len(self._ranges)).flatMap(
+        rdd = self._sc.parallelize(self._ranges, len(self._ranges)).flatMap(
             lambda r: source.read_sequences(settings, r, buckets, index.value)
         )
+        rdd = rdd.cache()
+        self._cached.append(rdd)
+        return rdd
 
     def close(self) -> None:
         for rdd in self._cached:
