@@ -85,6 +85,19 @@ def register(subparsers, parent) -> None:
     refresh.add_argument("--top-k", type=int, default=50, help="neighbours kept per item (default 50)")
     refresh.add_argument("--min-similarity", type=float, default=0.0, help="floor for a kept neighbour (default 0)")
     refresh.add_argument(
+        "--similarity",
+        help="the measure: cosine (default), shrinkage, bm25, asymmetric, jaccard, rp3beta, directed (see README)",
+    )
+    refresh.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="a measure parameter (repeatable)"
+    )
+    refresh.add_argument("--config", help="a tuned configuration (streamsim tune): its measure and parameters")
+    refresh.add_argument(
+        "--entry-scale",
+        type=float,
+        help="M: the sampler treats entries as r/M in [0, 1] (default: the largest r_ui a full pass reads)",
+    )
+    refresh.add_argument(
         "--buckets",
         type=int,
         default=64,
@@ -164,8 +177,13 @@ def _options(args):
     problem = _flag_problem(args)
     if problem:
         raise ValueError(problem)
+    name, given = _measure(args)
     params = DimsumParams(
-        threshold=args.threshold, seed=args.seed, top_k=args.top_k, min_similarity=args.min_similarity
+        threshold=args.threshold,
+        seed=args.seed,
+        top_k=args.top_k,
+        min_similarity=args.min_similarity,
+        **({} if args.entry_scale is None else {"entry_scale": args.entry_scale}),
     )
     return PassOptions(
         params=params,
@@ -174,7 +192,27 @@ def _options(args):
         buckets=args.buckets,
         partitions=args.partitions,
         allow_empty=args.allow_empty,
+        similarity=name,
+        similarity_params=tuple(given.items()),
+        entry_scale_from_data=args.entry_scale is None,
     )
+
+
+def _measure(args) -> tuple[str, dict]:
+    """(measure, parameters): ``--config``'s, then ``--similarity``/``--param`` over them."""
+    from batch import similarity
+    from schemas.tuned import read_tuned
+
+    name, given = similarity.DEFAULT, {}
+    if args.config:
+        tuned = read_tuned(args.config)
+        name, given = tuned.similarity, dict(tuned.params)
+    if args.similarity:
+        if args.similarity != name:
+            given = {}
+        name = args.similarity
+    given.update(similarity.parse_params(args.param))
+    return name, similarity.measure(name).resolve(given)
 
 
 def _is_local(master: str) -> bool:
@@ -352,6 +390,10 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
         "--buckets",
         str(args.buckets),
     ]
+    if args.entry_scale is not None:
+        forwarded += ["--entry-scale", str(args.entry_scale)]
+    name, given = _measure(args)
+    forwarded += ["--similarity", name] + [f"--param={k}={v!r}" for k, v in given.items()]
     if args.partitions:
         forwarded += ["--partitions", str(args.partitions)]
     if args.full:

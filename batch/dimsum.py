@@ -27,6 +27,8 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import sparse
 
+from schemas import Weights
+
 #: Largest number of buckets: the salt is 4 hex digits (16 bits) of the row key.
 MAX_BUCKETS = 1 << 16
 
@@ -40,6 +42,10 @@ class DimsumParams:
     top_k: int = 50
     #: Neighbours must score strictly above this floor to be kept.
     min_similarity: float = 0.0
+    #: M: sampling treats entries as x/M, in [0, 1] as Zadeh-Carlsson's bound assumes (the
+    #: estimate is unbiased whatever M; a larger M keeps more entries). Shop weights put r_ui
+    #: well above 1, hence the largest default event weight; 1 is the textbook sampler.
+    entry_scale: float = max(dataclasses.astuple(Weights()))
 
     def __post_init__(self):
         # (bool is an int subclass: True is not a threshold or a count.)
@@ -59,6 +65,8 @@ class DimsumParams:
                 f"min-similarity {self.min_similarity!r} must be within [0, 1): similarities are cosines of "
                 "non-negative scores, and a neighbour must score above it"
             )
+        if not (_is_number(self.entry_scale) and self.entry_scale > 0):
+            raise ValueError(f"entry scale {self.entry_scale!r} must be a positive number")
 
     def gamma(self, n_items: int) -> float:
         """γ = 10·ln(n)/s (∞ when s = 0: nothing is sampled)."""
@@ -76,14 +84,18 @@ def _is_integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def sampling_probabilities(norm2: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """(p, q) per item from the stream's squared column norms."""
+def sampling_probabilities(norm2: np.ndarray, gamma: float, entry_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(p, q) per item from the stream's squared column norms.
+
+    With entries scaled to x/M (M = ``entry_scale``) the column norms are ‖c_i‖/M, so
+    p_i = min(1, M·sg/‖c_i‖); q_i = M·min(sg, ‖c_i‖/M) keeps the kept values r_ui/q_i.
+    """
     norms = np.sqrt(np.asarray(norm2, dtype=np.float64))
     # An item with no users has no entries; 1 keeps the divisions finite.
     norms = np.where(norms > 0, norms, 1.0)
     if math.isinf(gamma):
         return np.ones_like(norms), norms
-    sg = math.sqrt(gamma)
+    sg = math.sqrt(gamma) * entry_scale
     return np.minimum(1.0, sg / norms), np.minimum(sg, norms)
 
 

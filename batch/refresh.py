@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from batch import engine, incremental, planner, source
+from batch import similarity as measures
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
 from batch.generations import UNWRITTEN_STATES, Generations
 from schemas import layout
@@ -68,6 +69,13 @@ class PassOptions:
     #: a generation (a floor above every score, no co-occurring items) would make serving
     #: answer every request from popularity only.
     allow_empty: bool = False
+    #: The measure (``batch.similarity.REGISTRY``) and its parameters, as (name, value) pairs.
+    similarity: str = measures.DEFAULT
+    similarity_params: tuple[tuple[str, float], ...] = ()
+    #: Sampling scales entries by the largest r_ui a full pass reads (Zadeh-Carlsson's bound
+    #: needs entries in [0, 1]); incremental passes keep their base's, so their keep decisions
+    #: match it. False: ``params.entry_scale`` as given.
+    entry_scale_from_data: bool = True
 
     def __post_init__(self):
         check_buckets(self.buckets)
@@ -75,6 +83,8 @@ class PassOptions:
             raise ValueError("--full and --incremental exclude each other")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
+        resolved = measures.measure(self.similarity).resolve(dict(self.similarity_params))
+        object.__setattr__(self, "similarity_params", tuple(sorted(resolved.items())))
 
     def identity(self) -> dict:
         """What must match between a base generation and an incremental pass."""
@@ -85,6 +95,9 @@ class PassOptions:
             "top_k": p.top_k,
             "min_similarity": p.min_similarity,
             "buckets": self.buckets,
+            "entry_scale": "max r" if self.entry_scale_from_data else p.entry_scale,
+            "similarity": self.similarity,
+            "similarity_params": dict(self.similarity_params),
         }
 
 
@@ -187,6 +200,8 @@ class _Plan:
     ranges: list[tuple[int, int]]
     #: The estimates the mode was chosen by (``batch.planner.Choice.record``); None if not estimated.
     cost_model: dict | None = None
+    #: M of an incremental pass with ``entry_scale_from_data`` (its base's); None: from the read.
+    entry_scale: float | None = None
 
     @property
     def start_micros(self) -> int:
@@ -213,9 +228,14 @@ def _plan(ctx: _Context) -> _Plan:
         with ctx.phases("read_items"):
             items = ctx.warm.read_items(ctx.settings) if ctx.warm is not None else source.read_items(ctx.settings)
         dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
+        scale = None
+        params = options.params
+        if mode != "full" and options.entry_scale_from_data:
+            scale = float(base_stats["entry_scale_value"])
+            params = dataclasses.replace(params, entry_scale=scale)
         affected, cost_model = None, None
         if mode == "incremental":
-            affected = _affected(items, options.params, base_stats, dirty)
+            affected = _affected(items, params, base_stats, dirty)
             choice = planner.choose(
                 items.users,
                 affected,
@@ -226,11 +246,14 @@ def _plan(ctx: _Context) -> _Plan:
             )
             mode, reason, cost_model = choice.mode, choice.reason, choice.record()
             if mode == "full":
-                affected = None
+                # A full pass takes M from what it reads, as any full pass does.
+                affected, scale = None, None
         log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
         partitions = options.partitions or 2 * ctx.sc.defaultParallelism
         ranges = source.bucket_ranges(ctx.settings, options.buckets, partitions)
-    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges, cost_model)
+    return _Plan(
+        generation, items, base, mode, reason, dirty, affected, ranges, cost_model=cost_model, entry_scale=scale
+    )
 
 
 def _last_full_stats(known: dict[int, dict]) -> dict | None:
@@ -259,6 +282,8 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
     """(mode, reason, statistics of the base generation if incremental), from the recorded passes."""
     if options.full:
         return "full", "--full", None
+    if not measures.measure(options.similarity).incremental:
+        return "full", f"similarity {options.similarity!r} is computed by full passes only", None
     if base is None:
         return "full", "no generation yet", None
     stats = known.get(base)
@@ -266,6 +291,8 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
         return "full", f"no complete statistics for generation {base}", None
     if any(stats.get(k) != v for k, v in options.identity().items()):
         return "full", "parameters differ from the current generation", None
+    if options.entry_scale_from_data and "entry_scale_value" not in stats:
+        return "full", "the current generation records no entry scale", None
     if any(g > base for g in _with_cells(known)):
         # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
         return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
@@ -282,7 +309,7 @@ def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, d
     gamma_new, gamma_old = params.gamma(len(items)), params.gamma(int(base_stats["items"]))
     if gamma_new != gamma_old:
         # q_i = min(sg, ‖c_i‖) is unchanged only where both sg exceed the norm.
-        affected |= np.sqrt(items.norm2) > math.sqrt(min(gamma_new, gamma_old))
+        affected |= np.sqrt(items.norm2) > math.sqrt(min(gamma_new, gamma_old)) * params.entry_scale
     return affected
 
 
@@ -336,6 +363,17 @@ class _UserReads:
         self._cached.append(rdd)
         return rdd
 
+    def sequences(self):
+        """Every user's ``recent`` sequence, ``(bucket, [item positions])`` per bucket (full passes),
+        cached until :meth:`close` (the pass reads it twice: occurrences, then counts)."""
+        settings, buckets, index = self._settings, self._buckets, self._index
+        rdd = self._sc.parallelize(self._ranges, len(self._ranges)).flatMap(
+            lambda r: source.read_sequences(settings, r, buckets, index.value)
+        )
+        rdd = rdd.cache()
+        self._cached.append(rdd)
+        return rdd
+
     def close(self) -> None:
         for rdd in self._cached:
             rdd.unpersist()
@@ -363,6 +401,8 @@ class _Computed:
     deeper_only: dict = dataclasses.field(default_factory=dict)
     #: Previous-generation rows looked up (incremental only).
     old_rows_read: int = 0
+    #: M, the entry scale the sampler used.
+    entry_scale: float = 1.0
 
     def neighbour_count(self, k: int) -> int:
         """Neighbour entries over every row to write, at most ``k`` a row (without building the rows)."""
@@ -394,37 +434,73 @@ class _Computed:
             yield ids[position], [(ids[c], v) for c, v in pairs[:k]]
 
 
+def _pass_params(ctx: _Context, plan: _Plan, blocks) -> DimsumParams:
+    """The DIMSUM parameters with the entry scale M resolved (``entry_scale_from_data``)."""
+    params = ctx.options.params
+    if not ctx.options.entry_scale_from_data:
+        return params
+    scale = plan.entry_scale
+    if scale is None:
+        scale = float(blocks.map(lambda b: float(b.values.max()) if len(b.values) else 0.0).fold(0.0, max))
+    return dataclasses.replace(params, entry_scale=scale if scale > 0 else 1.0)
+
+
 def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) -> _Computed:
-    items, params = plan.items, ctx.options.params
+    items, params = plan.items, _pass_params(ctx, plan, blocks)
     item_hash = id_hashes(items.ids)
+    measure = None
+    if measures.measure(ctx.options.similarity).sequences:
+        return _compute_from_sequences(ctx, plan, reads, users, params)
     if plan.affected is None:
         with ctx.phases("dimsum"):
-            result = engine.similarity_rows(ctx.sc, blocks, items.norm2, item_hash, _deep(ctx))
+            stats = measures.ItemStats(items.norm2, items.users, users)
+            given = dict(ctx.options.similarity_params)
+            measure = engine.applied(ctx.sc, blocks, ctx.options.similarity, given, stats, params)
+            result = engine.similarity_rows(
+                ctx.sc, blocks, items.norm2, item_hash, _deep(ctx, params), similarity=measure
+            )
         computed = _Computed(result, np.arange(len(items)), users, users)
     else:
-        computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash)
+        computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash, params)
+    computed.entry_scale = params.entry_scale
     with ctx.phases("spot_check"):
         # On the rows computed from ``blocks`` (whose users are exactly those rows' users).
         computed.spot_check = engine.spot_check(
-            blocks, items.norm2, computed.result, params, ctx.options.spot_check_pairs
+            blocks, items.norm2, computed.result, params, ctx.options.spot_check_pairs, similarity=measure
         )
     return computed
 
 
-def _deep(ctx: _Context) -> DimsumParams:
+def _deep(ctx: _Context, params: DimsumParams) -> DimsumParams:
     """The parameters rows are computed with: a warm loop keeps lists deeper than K
     (``batch.incremental``), so fewer clean rows need a recompute; K are written."""
-    params = ctx.options.params
     if ctx.warm is None:
         return params
     return dataclasses.replace(params, top_k=ctx.warm.depth(params.top_k))
 
 
+def _compute_from_sequences(ctx: _Context, plan: _Plan, reads: _UserReads, users: int, params) -> _Computed:
+    """A sequence measure (``directed``): exact, from the ``recent`` rows, always a full pass."""
+    with ctx.phases("directed"):
+        given = dict(ctx.options.similarity_params)
+        result = engine.directed_rows(ctx.sc, reads.sequences(), len(plan.items), params, given)
+    computed = _Computed(result, np.arange(len(plan.items)), users, users, entry_scale=params.entry_scale)
+    # Nothing is sampled: there is no estimate to check.
+    computed.spot_check = {
+        "pairs": 0,
+        "pairs_above_threshold": 0,
+        "mean_relative_error": None,
+        "within_20pct": None,
+        "sequences": result.users,
+    }
+    return computed
+
+
 def _compute_incremental(
-    ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray
+    ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray, params: DimsumParams
 ) -> _Computed:
     """Recompute A, merge the clean rows that can change, recompute the few that must be."""
-    items, params, affected, deep = plan.items, ctx.options.params, plan.affected, _deep(ctx)
+    items, affected, deep = plan.items, plan.affected, _deep(ctx, params)
     with ctx.phases("read_generation"):
         # C: items co-held with an affected item (module docstring: only their rows can change).
         co_held = blocks.map(lambda b: np.unique(b.holding(affected).indices)).fold(np.empty(0, np.int32), np.union1d)
@@ -643,4 +719,5 @@ def _statistics(
         "rows_merged": len(computed.merges),
         "rows_written": written,
         "spot_check": computed.spot_check,
+        "entry_scale_value": computed.entry_scale,
     }

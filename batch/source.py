@@ -18,7 +18,7 @@ from scipy import sparse
 
 from batch.dimsum import MAX_BUCKETS, UserBlock, bucket_of_key, id_hashes
 from schemas import layout
-from schemas.rows import decode_item
+from schemas.rows import decode_item, decode_recent
 from streamsim.runtime.bigtable import delete_cells, entry, filters, open_tables
 from streamsim.runtime.settings import Settings
 
@@ -253,3 +253,40 @@ def blocks_from_csr(users: list[str], matrix: sparse.csr_matrix, buckets: int) -
             )
         )
     return blocks
+
+
+_RECENT_FILTER = filters.recent_events()
+
+
+def read_sequences(
+    settings: Settings, bucket_range: tuple[int, int], buckets: int, item_index: Mapping[str, int]
+) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """The ``recent`` sequences of buckets [start, end): ``(bucket, [item positions, oldest
+    first, per user])`` per non-empty bucket, read by key range as :func:`read_user_blocks`
+    reads ``users``. A user's row holds at most RECENT_EVENTS cells, read with that limit.
+    Items the pass does not know (no norm yet) are left out of the sequence.
+    """
+    start, end = bucket_range
+    rows = open_tables(settings).recent.read_cells(
+        start=bucket_start_key(start, buckets) if start > 0 else None,
+        end=bucket_start_key(end, buckets) if end < buckets else None,
+        row_filter=_RECENT_FILTER,
+    )
+    current, sequences, skipped = None, [], 0
+    for row_key, cells in rows:
+        try:
+            bucket = bucket_of_key(row_key, buckets)
+        except ValueError:
+            skipped += 1
+            continue
+        if bucket != current:
+            if sequences:
+                yield current, sequences
+            current, sequences = bucket, []
+        positions = [item_index[item] for item in decode_recent(cells) if item in item_index]
+        if positions:
+            sequences.append(np.asarray(positions, dtype=np.int64))
+    if sequences:
+        yield current, sequences
+    if skipped:
+        log.warning("skipped %d recent rows whose keys are not streamsim keys", skipped)

@@ -43,11 +43,33 @@ carry a configurable prefix, ``streamsim-`` by default::
                   log, one row per change, the same cells as the item's m: ones
                   (kept CATALOG_LOG_WINDOW). Serving loads the m: cells once at
                   start and then follows the log, a bounded range read per poll.
+    recent         row = recent_row_key(user): one per user
+      o:e            one cell version per event, the user's last RECENT_EVENTS events:
+                     cell timestamp = recent_cell_micros(event time, event id),
+                     value = the item id (UTF-8). Read newest first, reversed, it is
+                     the user's recent sequence in event-time order (``directed``).
 
 A user's items are the ``users`` rows under ``user_prefix(user)``; the users holding an
 item are the ``contributions`` rows under ``item_prefix(item)`` (the refresh's inverted
 index). Pair keys join the two ids with a NUL byte, which the event contract forbids
 in ids, so a prefix names exactly one entity.
+
+The ``recent`` row is written with blind, idempotent cells only (no read-modify-write),
+which is what makes it correct with any number of writers by construction:
+
+- *duplicates, retries, replays*: an event's cell timestamp and value are functions of
+  the event alone, so a re-delivered or retried event rewrites the identical cell;
+- *concurrent writers*: writers of one user never touch each other's cells (distinct
+  events get distinct timestamps, below), and a row mutation needs no read;
+- *crashes between writes*: a message is acknowledged only after the whole fold, so a
+  crash before the ack redelivers it and its cell is written (again, identically);
+- *order of arrival*: what a reader sees is the RECENT_EVENTS highest timestamps among
+  the cells written, the same set whatever order they landed in (a late, older event
+  enters and is the one dropped). GC (``max_versions``) runs lazily on Bigtable, so
+  readers also ask for at most RECENT_EVENTS cells per column (``cells_per_column``).
+
+The one loss: two events of one user in the same millisecond whose id hashes agree in
+RECENT_TIE_BITS bits share a cell (one of them is kept, p = 2^-RECENT_TIE_BITS per such pair).
 
 A generation is the epoch milliseconds at which its pass started. Readers of
 ``similarities`` take the newest cell not newer than the pointer, so a
@@ -73,6 +95,14 @@ DEDUP_WINDOW = timedelta(days=30)
 #: than DEDUP_WINDOW) is counted again; on one pair that needs hundreds of newer
 #: events between the delivery and its redelivery.
 MAX_FOLDED_PER_PAIR = 128
+#: Events kept per user in ``recent`` (the sequence the ``directed`` measure reads). A
+#: session-based measure looks a few places back and forward (window 5 by default), and a
+#: row of 64 short cells is ~3 KB, so every user read stays small whatever the history.
+RECENT_EVENTS = 64
+#: Bits of the event id's hash below the event time in a ``recent`` cell timestamp: they
+#: separate events of one user in one millisecond. 10 bits leave room for event times up
+#: to year 2255 in an int64 of microseconds (later times are clamped, see below).
+RECENT_TIE_BITS = 10
 #: Similarity generations kept for rollback (the pointer may go back this far).
 KEEP_GENERATIONS = 3
 #: How long the catalogue change log keeps a change: a server that was away
@@ -100,6 +130,7 @@ GENERATION = "g"
 PASS_STATS = "p"
 CATALOG = "m"
 CATALOG_LOG = "l"
+ORDER = "o"
 
 #: ``users`` s: qualifiers.
 SCORE = b"r"
@@ -114,6 +145,8 @@ DIRTY_MARK = b"dirty"
 #: ``contributions`` c: qualifier.
 CONTRIBUTION = b"c"
 TOP = b"top"
+#: ``recent`` o: qualifier (one column, one version per event).
+RECENT = b"e"
 CURRENT = b"current"
 STATS = b"stats"
 #: ``items`` m: and ``meta`` catalog log l: qualifiers.
@@ -145,6 +178,10 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         NEIGHBOURS: GcRule(max_versions=KEEP_GENERATIONS),
         CATALOG_LOG: GcRule(max_versions=1, max_age=CATALOG_LOG_WINDOW),
     },
+    "recent": {
+        # Versions by event time (the cell timestamp), not by write time: no max_age.
+        ORDER: GcRule(max_versions=RECENT_EVENTS),
+    },
 }
 
 GENERATION_ROW = b"generation"
@@ -162,6 +199,7 @@ class TableIds:
     contributions: str
     similarities: str
     meta: str
+    recent: str
 
     @classmethod
     def for_prefix(cls, prefix: str = DEFAULT_PREFIX) -> TableIds:
@@ -317,3 +355,31 @@ def parse_catalog_log_key(key: bytes) -> tuple[int, str]:
     if not key.startswith(CATALOG_LOG_PREFIX) or key[start + 16 : start + 17] != b"#" or not stamp.isdigit():
         raise ValueError(f"{key!r} is not a catalogue change key")
     return int(stamp), key[start + 17 :].decode("utf-8")
+
+
+def recent_row_key(user: str) -> bytes:
+    """The ``recent`` row of a user: salted like ``user_prefix`` (without the separator), so
+    a pass reads it by the same bucket key ranges as the ``users`` rows."""
+    return _salted(user)
+
+
+#: Largest event time (ms) a ``recent`` timestamp can hold: ((ms << bits) | tie) * 1000 < 2^63.
+_RECENT_MAX_MS = ((2**63 - 1) // 1000 >> RECENT_TIE_BITS) - 1
+
+
+def recent_cell_micros(ts_ms: int, event_id: str) -> int:
+    """The ``recent`` cell timestamp (µs) of an event: its time, then a hash of its id.
+
+    ``((ts_ms << RECENT_TIE_BITS) | hash) * 1000``: a multiple of 1000, so it keeps Cloud
+    Bigtable's millisecond granularity; ordered by event time first, so the newest cells are
+    the latest events; a function of the event alone, so a re-delivery rewrites the same cell.
+    (The value is not a wall-clock time: the family has no max_age.)
+    """
+    tie = int.from_bytes(hashlib.blake2b(event_id.encode("utf-8"), digest_size=4).digest(), "big")
+    ms = min(max(ts_ms, 0), _RECENT_MAX_MS)
+    return ((ms << RECENT_TIE_BITS) | (tie & ((1 << RECENT_TIE_BITS) - 1))) * 1000
+
+
+def recent_event_ms(micros: int) -> int:
+    """The event time (ms) of a ``recent`` cell timestamp."""
+    return (micros // 1000) >> RECENT_TIE_BITS

@@ -120,3 +120,16 @@ def decode_contribution(row: Row) -> tuple[float, int]:
 def neighbours_cell(row: Row) -> Cell | None:
     """The packed top-K cell of a ``similarities`` row (or of ``meta popular``), if any."""
     return row.get(layout.NEIGHBOURS, {}).get(layout.TOP)
+
+
+def decode_recent(cells: list[Cell]) -> list[str]:
+    """A user's ``recent`` cells (every version, any order) -> the items, oldest event first.
+
+    The cell timestamps order the events (``layout.recent_cell_micros``); only the newest
+    RECENT_EVENTS count, whatever the reader was sent (GC runs lazily).
+    """
+    ordered = sorted(
+        (c for c in cells if c.family == layout.ORDER and c.qualifier == layout.RECENT),
+        key=lambda c: c.timestamp_micros,
+    )
+    return [c.value.decode("utf-8") for c in ordered[-layout.RECENT_EVENTS :]]

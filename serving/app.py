@@ -167,7 +167,12 @@ async def _recommend(recommender: Recommender, query: params.RecommendationQuery
         )
         return _answer_json(answer, user=query.user)
     answer = await recommender.for_session(
-        query.session, options.n, exclude=options.exclude, explain=options.explain, categories=options.categories
+        query.session,
+        options.n,
+        exclude=options.exclude,
+        explain=options.explain,
+        categories=options.categories,
+        allow_repeats=options.allow_repeats,
     )
     return _answer_json(answer)
 
@@ -249,6 +254,7 @@ async def bigtable_context(app: web.Application):
         histories,
         max_history=config.max_history,
         vocabulary_limit=config.vocabulary_limit,
+        knobs=config.knobs,
     )
     try:
         await watcher.refresh()

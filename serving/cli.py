@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rpc-deadline-seconds", type=float, help="deadline of one Bigtable read (default 0.4)")
     group.add_argument("--app-profile-id", help="Bigtable app profile for reads")
     group.add_argument("--weights", help='event weights, e.g. "browse=0.5,basket=2,purchase=6" (STREAMSIM_WEIGHTS)')
+    group.add_argument(
+        "--config",
+        dest="tuned_config",
+        help="a tuned configuration (streamsim tune): popularity blend, recency decay, repeats "
+        "(STREAMSIM_SERVE_TUNED_CONFIG)",
+    )
 
 
 def register(subparsers, parent) -> None:
@@ -43,6 +49,7 @@ def config_from_args(args: argparse.Namespace):
         cache_rows=args.cache_rows,
         rpc_deadline_seconds=args.rpc_deadline_seconds,
         app_profile_id=args.app_profile_id,
+        tuned_config=args.tuned_config,
     )
     if args.weights:
         config = dataclasses.replace(config, weights=Weights.parse(args.weights))

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 
 from schemas.events import Weights
+from schemas.tuned import QueryKnobs, read_tuned
 from streamsim.runtime.settings import Settings
 
 
@@ -50,6 +51,10 @@ class ServingConfig:
     shutdown_timeout_seconds: float = 10.0
     #: Serving processes on the port (``streamsim serve``); 0: one per CPU available.
     workers: int = 0
+    #: A ``streamsim tune`` configuration whose query knobs apply ("": none).
+    tuned_config: str = ""
+    #: Popularity blend, recency decay over a session, repeats: from ``tuned_config`` if set.
+    knobs: QueryKnobs = QueryKnobs()
 
     def __post_init__(self):
         positive = (
@@ -74,13 +79,15 @@ class ServingConfig:
             raise ValueError(f"history_window_ms must be 0 or more, got {self.history_window_ms!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
+        if self.tuned_config:
+            object.__setattr__(self, "knobs", read_tuned(self.tuned_config).serving)
 
     @classmethod
     def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> ServingConfig:
         """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name in ("settings", "weights"):
+            if field.name in ("settings", "weights", "knobs"):
                 continue
             explicit = overrides.get(field.name)
             text = environ.get(f"STREAMSIM_SERVE_{field.name.upper()}")

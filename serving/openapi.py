@@ -89,6 +89,14 @@ SAME_CATEGORY = {
     "description": "only neighbours in the item's own catalogue category (none if it has no category)",
     "schema": {"type": "boolean", "default": False},
 }
+ALLOW_REPEATS = {
+    "name": "allow_repeats",
+    "in": "query",
+    "required": False,
+    "description": "session form only: the session's own items may be recommended again "
+    "(default: the tuned configuration's, else false)",
+    "schema": {"type": "boolean"},
+}
 _API_ERRORS = (400, 405, 500, 503)
 
 
@@ -119,6 +127,7 @@ def document() -> dict:
             EXCLUDE,
             EXPLAIN,
             CATEGORY,
+            ALLOW_REPEATS,
         ],
         "responses": {**_ok("Recommendations", "best items first"), **_errors(*_API_ERRORS)},
     }
@@ -246,6 +255,7 @@ def document() -> dict:
                         "exclude": {"type": "array", "items": _id(), "minItems": 0, "maxItems": MAX_EXCLUDE},
                         "explain": {"type": "boolean", "default": False},
                         "category": {"type": "array", "items": _id(), "minItems": 1, "maxItems": MAX_CATEGORIES},
+                        "allow_repeats": {"type": "boolean"},
                     },
                 },
                 "Status": {

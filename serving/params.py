@@ -47,6 +47,8 @@ class Options:
     categories: tuple[str, ...] = ()
     #: /similar: only items of the item's own category.
     same_category: bool = False
+    #: Sessions only: whether the session's own items may come back (None: the tuned default).
+    allow_repeats: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +188,9 @@ def _options(values: Mapping, default_n: int, *, text: bool = True) -> Options:
         same_category=(
             parse_bool("same_category", values["same_category"], text=text) if "same_category" in values else False
         ),
+        allow_repeats=(
+            parse_bool("allow_repeats", values["allow_repeats"], text=text) if "allow_repeats" in values else None
+        ),
     )
 
 
@@ -204,12 +209,14 @@ def _session(groups: list[tuple[list[str], EventType]], weights: Weights) -> dic
 
 def recommendation_query(query, weights: Weights, default_n: int) -> RecommendationQuery:
     """``GET /recommendations``: ``user=U`` or the session form, plus options."""
-    values = _single(query, {"user", *SESSION_PARAMS, "n", "exclude", "explain", "category"})
+    values = _single(query, {"user", *SESSION_PARAMS, "n", "exclude", "explain", "category", "allow_repeats"})
     options = _options(values, default_n)
     named = [name for name in SESSION_PARAMS if name in values]
     if "user" in values:
         if named:
             raise BadRequest("give either user or browsed/basket/purchased, not both")
+        if "allow_repeats" in values:
+            raise BadRequest("allow_repeats applies to sessions (browsed/basket/purchased), not to user")
         return RecommendationQuery(options, user=check_id("user", values["user"]))
     if not named:
         raise BadRequest("give user=U, or at least one of browsed, basket, purchased")
@@ -221,7 +228,7 @@ def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
     """``POST /recommendations``: ``{"items": [{"item": I, "type": T}], "n": 10, ...}``."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    values = _single(body, {"items", "n", "exclude", "explain", "category"})
+    values = _single(body, {"items", "n", "exclude", "explain", "category", "allow_repeats"})
     options = _options(values, default_n, text=False)
     entries = values.get("items")
     if not isinstance(entries, list) or not entries:

@@ -20,11 +20,14 @@ per candidate.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections.abc import Iterable
 
 import numpy as np
 
+from schemas.tuned import QueryKnobs
+from serving.blend import blend
 from serving.catalog import NO_CATEGORY, Catalogue
 from serving.generation import Generation, GenerationWatcher
 from serving.history import HistoryReads
@@ -38,6 +41,8 @@ SIMILAR = "similar"
 POPULAR = "popular"
 #: /similar scores one list with weight 1: the scores are the cosines.
 _UNIT_WEIGHT = np.ones(1)
+#: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
+BLEND_CANDIDATES = 100
 
 
 class NoGeneration(RuntimeError):
@@ -74,6 +79,7 @@ class Recommender:
         *,
         max_history: int,
         vocabulary_limit: int,
+        knobs: QueryKnobs = QueryKnobs(),  # noqa: B008 - frozen, immutable default
     ):
         self._store = store
         self._watcher = watcher
@@ -85,6 +91,7 @@ class Recommender:
         self._scorer = Scorer()
         self._max_history = max_history
         self._vocabulary_limit = vocabulary_limit
+        self._knobs = knobs
 
     async def generation(self) -> Generation:
         current = self._watcher.current
@@ -127,13 +134,23 @@ class Recommender:
         exclude: Iterable[str] = (),
         explain: bool = False,
         categories=(),
+        allow_repeats: bool | None = None,
     ) -> Answer:
-        """Recommendations for ``{item: weight}`` (the seed's browsed/basket/purchased form)."""
+        """Recommendations for ``{item: weight}`` (the seed's browsed/basket/purchased form).
+
+        The session's items are in the order given, oldest first: with a tuned recency
+        decay d the k-th newest weighs d^k more. ``allow_repeats`` (default: the tuned
+        configuration's) lets the session's own items be recommended again.
+        """
         generation = await self.generation()
         items = list(session)
         weights = np.array(list(session.values()), dtype=np.float64)
-        codes = self._codes(categories)
-        return await self._answer(generation, items, weights, n, set(items).union(exclude), explain, codes)
+        decay = self._knobs.recency_decay
+        if decay < 1.0:
+            weights = weights * decay ** np.arange(len(weights) - 1, -1, -1, dtype=np.float64)
+        repeats = self._knobs.allow_repeats if allow_repeats is None else allow_repeats
+        excluded = set(exclude) if repeats else set(items).union(exclude)
+        return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories))
 
     async def similar(self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False) -> Answer:
         """The item's neighbours (cosine scores); :class:`UnknownItem` if it has no row.
@@ -161,7 +178,12 @@ class Recommender:
 
     async def _answer(self, generation, items, weights, n, excluded, explain, codes) -> Answer:
         rows = await self._neighbour_lists(generation, items)
-        picked = self._score(generation, items, weights, rows, n, excluded, explain, codes)
+        w = self._knobs.popularity_blend
+        picked = self._score(
+            generation, items, weights, rows, BLEND_CANDIDATES if w > 0 else n, excluded, explain, codes
+        )
+        if w > 0:
+            picked = self._blended(generation, picked, w, n, excluded, explain, codes)
         if len(picked) < n:
             picked += self._popular_fill(
                 generation, n - len(picked), excluded | {entry["item"] for entry in picked}, explain, codes
@@ -233,13 +255,37 @@ class Recommender:
             codes=codes,
         )
 
+    def _popular(self, generation: Generation, codes: np.ndarray | None):
+        """(item, popularity) best first, within the categories if any (hidden ones included)."""
+        if codes is None:
+            return zip(generation.popular_items, generation.popular_scores.tolist())
+        return self._catalogue.fill(codes)
+
+    def _blended(self, generation, picked: list[dict], weight: float, n: int, excluded, explain, codes) -> list[dict]:
+        """:func:`serving.blend.blend` of the neighbour candidates (already filtered) and the
+        head of the popular list that passes the same filters."""
+        entries = {entry["item"]: entry for entry in picked}
+        popular = list(itertools.islice(self._popular(generation, codes), BLEND_CANDIDATES))
+        ranked = blend(
+            list(entries),
+            [entry["score"] for entry in picked],
+            [item for item, _ in popular],
+            [score for _, score in popular],
+            weight,
+            n,
+            set(excluded) | self._catalogue.hidden,
+        )
+        out = []
+        for item, score in ranked:
+            entry = dict(entries.get(item) or {"item": item, "source": POPULAR, **({"because": []} if explain else {})})
+            entry["score"] = score
+            out.append(entry)
+        return out
+
     def _popular_fill(
         self, generation: Generation, count: int, excluded: set[str], explain: bool, codes: np.ndarray | None
     ) -> list[dict]:
-        if codes is None:
-            source = zip(generation.popular_items, generation.popular_scores.tolist())
-        else:
-            source = self._catalogue.fill(codes)
+        source = self._popular(generation, codes)
         hidden = self._catalogue.hidden
         fill = []
         for item, score in source:

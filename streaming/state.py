@@ -9,7 +9,7 @@ empty scores and zero counts, not an error. A user's items are a prefix scan of
 from __future__ import annotations
 
 from schemas import layout
-from schemas.rows import decode_contribution, decode_item, decode_pair
+from schemas.rows import decode_contribution, decode_item, decode_pair, decode_recent
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.settings import Settings
 
@@ -75,3 +75,11 @@ def scan_items(settings: Settings) -> dict[str, dict]:
             "dirty": bool(row.dirty_micros),
         }
     return result
+
+
+def scan_recent(settings: Settings) -> dict[str, list[str]]:
+    """Every user's recent sequence ``{user: [item, ...]}``, oldest first (tests, small tables)."""
+    return {
+        layout.id_from_row_key(key): decode_recent(cells)
+        for key, cells in open_tables(settings).recent.read_cells(row_filter=filters.recent_events())
+    }

@@ -34,6 +34,13 @@ its successor) and wherever a writer crashes:
    marked and hands on the stored absolute values, which the item step applies
    if (and only if) they are not applied yet.
 
+4. **Recent sequences.** :meth:`FoldStore.append_recent` writes each event of the batch
+   as one cell of its user's ``recent`` row, before the pairs: a blind write whose
+   timestamp and value are functions of the event alone (``schemas.layout`` argues why
+   that is correct with any number of writers). Every delivered event is written, not
+   only those the pair step accepts: a batch redelivered after a crash finds its events
+   marked as duplicates, and still (re)writes their identical cells.
+
 Retried bundles write the same absolute values again, and a conditional write whose
 answer was lost reads as a conflict, which re-reads: both are safe by the above.
 """
@@ -108,6 +115,7 @@ class FoldStore:
         self.users = tables.users
         self.items = tables.items
         self.contributions = tables.contributions
+        self.recent = tables.recent
 
     def _read_so_far(self) -> tuple[int, int]:
         tables = (self.users, self.items, self.contributions)
@@ -135,7 +143,29 @@ class FoldStore:
         finally:
             self._count_reads(stats, before)
 
+    def append_recent(self, events: list[Event]) -> None:
+        """Each event as a cell of its user's ``recent`` row (blind and idempotent: module docstring, 4)."""
+        by_user: dict[str, list[Event]] = {}
+        for event in events:
+            by_user.setdefault(event.user, []).append(event)
+        self.recent.mutate(
+            entry(
+                layout.recent_row_key(user),
+                [
+                    set_cell(
+                        layout.ORDER,
+                        layout.RECENT,
+                        e.item.encode("utf-8"),
+                        layout.recent_cell_micros(e.ts_ms, e.event_id),
+                    )
+                    for e in user_events
+                ],
+            )
+            for user, user_events in by_user.items()
+        )
+
     def _fold_users(self, events, weights, stats):
+        self.append_recent(events)
         by_pair: dict[tuple[str, str], list[Event]] = {}
         for event in events:
             by_pair.setdefault((event.user, event.item), []).append(event)

@@ -13,7 +13,7 @@ import sys
 from batch import cli as batch_cli
 from serving import cli as serving_cli
 from streaming import cli as streaming_cli
-from streamsim.app import catalog_command, demo_command, evaluate_command, inspect_command, stack_command
+from streamsim.app import catalog_command, demo_command, evaluate_command, inspect_command, stack_command, tune_command
 from streamsim.runtime.cli import Parser, connection_parser, name_subcommands, run_parsed
 
 #: Modules whose ``register`` adds subcommands, in help order.
@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     catalog_command,
     inspect_command,
     evaluate_command,
+    tune_command,
     demo_command,
 ]
 

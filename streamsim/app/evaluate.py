@@ -1,49 +1,69 @@
 """Offline evaluation: how often the recommender finds a held-out interaction.
 
-For every held-out ``(user, item)`` pair the user's training history is scored
-with the server's kernel (:class:`serving.scoring.Scorer`) against each
-method's similarity rows, items already in the history are excluded, short
-lists are filled from popularity as the server fills them, and we record:
+Three protocols share one scoring path:
 
-- ``hr@k``: the fraction of held-out pairs whose item is in the top k;
+- held-out pairs: for every ``(user, item)`` pair the user's training history is
+  scored (``streamsim evaluate --train F --test PAIRS``, or ``--split-by-time 0.9``
+  of one event file, which holds out each user's new items after the cut);
+- sessions: a ``prefix -> target`` pair scores the prefix, the newest item weighing
+  most (``--sessions TRAIN --test-pairs PAIRS``); items of the prefix may be
+  recommended again (``allow_repeats``), as shoppers do go back to them.
+
+A history is scored with the server's kernel (:class:`serving.scoring.Scorer`)
+against a method's similarity rows, excluded items are left out, and short lists
+are filled from popularity as the server fills them. We record:
+
+- ``hr@k``: the fraction of pairs whose item is in the top k;
 - ``ndcg@10``: 1 / log2(rank + 2) for a hit at 0-based rank < 10, else 0, averaged;
+- ``mrr@20``: 1 / (rank + 1) for a hit at rank < 20, else 0, averaged;
 - ``coverage``: distinct items in all top-10 lists / items in the catalogue.
 
-Methods are functions ``(interactions, top_k) -> (similarity rows, stats)``
-in the :data:`METHODS` registry (items x items top-k CSR out). DIMSUM uses the
-refresh pass's numeric core (``batch.dimsum``) on one node.
+A :class:`Method` is a similarity builder ``(interactions, top_k) -> (rows, stats)``
+(items x items top-k CSR; None: popularity alone) and the query-time knobs the server
+applies (:class:`schemas.tuned.QueryKnobs`). The builders run the refresh pass's own
+code on one node (``batch.similarity``, ``batch.dimsum``).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
 
-from batch import dimsum
-from schemas import Event, Weights
+from batch import dimsum, similarity
+from schemas import Event, Weights, layout
+from schemas.tuned import QueryKnobs
+from serving.blend import blend
 from serving.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
 #: Neighbours kept per item, as the refresh keeps them by default.
 TOP_K = 50
-#: Longest list scored per user; hr@20 needs 20.
+#: Longest list scored per query; hr@20 and mrr@20 need 20.
 LIST_LENGTH = 20
+#: Candidates a popularity blend re-ranks: the kernel's best and the popular list's head.
+BLEND_CANDIDATES = 100
 
 
 @dataclasses.dataclass(frozen=True)
 class Interactions:
-    """Users x items matrix of r_ui, with the ids of its rows and columns."""
+    """Users x items matrix of r_ui, with the ids of its rows and columns.
+
+    ``sequences`` (optional): each user's item positions in event order, for measures
+    and knobs that need order (directed co-occurrence, recency decay).
+    """
 
     users: list[str]
     items: list[str]
     matrix: sparse.csr_matrix
+    sequences: list[np.ndarray] | None = None
 
     @property
     def user_index(self) -> dict[str, int]:
@@ -55,10 +75,11 @@ class Interactions:
 
 
 def build_interactions(events: Iterable[Event], weights: Weights) -> Interactions:
-    """r_ui = sum of weights of u's events on i (duplicate event ids count once)."""
+    """r_ui = sum of weights of u's events on i (duplicate event ids count once); the
+    sequences follow event time (ties: file order)."""
     users: dict[str, int] = {}
     items: dict[str, int] = {}
-    rows, cols, values, seen = [], [], [], set()
+    rows, cols, values, times, seen = [], [], [], [], set()
     for event in events:
         if event.event_id in seen:
             continue
@@ -66,9 +87,19 @@ def build_interactions(events: Iterable[Event], weights: Weights) -> Interaction
         rows.append(users.setdefault(event.user, len(users)))
         cols.append(items.setdefault(event.item, len(items)))
         values.append(weights.of(event.type))
+        times.append(event.ts_ms)
     matrix = sparse.csr_matrix((values, (rows, cols)), shape=(len(users), len(items)), dtype=np.float64)
     matrix.sum_duplicates()
-    return Interactions(list(users), list(items), matrix)
+    order = np.lexsort((np.arange(len(rows)), np.asarray(times, dtype=np.int64), np.asarray(rows, dtype=np.int64)))
+    return Interactions(
+        list(users), list(items), matrix, _split_by_owner(np.asarray(rows)[order], np.asarray(cols)[order], len(users))
+    )
+
+
+def _split_by_owner(owners: np.ndarray, values: np.ndarray, count: int) -> list[np.ndarray]:
+    """``values`` (sorted by owner) cut into one array per owner 0..count-1."""
+    cuts = np.searchsorted(owners, np.arange(count + 1))
+    return [values[cuts[k] : cuts[k + 1]].astype(np.int64) for k in range(count)]
 
 
 def read_held_out(path: str) -> list[tuple[str, str]]:
@@ -81,6 +112,72 @@ def read_held_out(path: str) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in reader if row]
 
 
+def _open_text(path: str):
+    with open(path, "rb") as probe:
+        packed = probe.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if packed else open(path, encoding="utf-8")
+
+
+def read_sessions(path: str) -> list[list[str]]:
+    """One session per line, space-separated item ids in click order (.gz ok); blank lines skipped."""
+    with _open_text(path) as handle:
+        sessions = [line.split() for line in handle]
+    sessions = [s for s in sessions if s]
+    if not sessions:
+        raise ValueError(f"{path}: no sessions (expected one line of space-separated item ids per session)")
+    return sessions
+
+
+def read_test_pairs(path: str) -> list[tuple[list[str], str]]:
+    """``prefix<TAB>target`` lines after a header ``prefix\ttarget`` (.gz ok)."""
+    with _open_text(path) as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        if [h.strip().lower() for h in header] != ["prefix", "target"]:
+            raise ValueError(f"{path}: expected a header 'prefix<TAB>target', got {header}")
+        pairs = []
+        for number, line in enumerate(handle, start=2):
+            if not line.strip():
+                continue
+            prefix, tab, target = line.rstrip("\n").partition("\t")
+            if not tab or not prefix.split() or not target.strip():
+                raise ValueError(f"{path}:{number}: expected 'item item ...<TAB>item'")
+            pairs.append((prefix.split(), target.strip()))
+    return pairs
+
+
+def session_interactions(sessions: Sequence[Sequence[str]]) -> Interactions:
+    """Each session as a user: r = 1 per item it holds (repeats count once), order kept."""
+    items: dict[str, int] = {}
+    sequences = [np.array([items.setdefault(i, len(items)) for i in s], dtype=np.int64) for s in sessions]
+    rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    cols = np.concatenate(sequences) if sequences else np.empty(0, np.int64)
+    matrix = sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(sequences), len(items)))
+    matrix.data[:] = 1.0  # duplicates were summed
+    return Interactions([f"session-{k}" for k in range(len(sequences))], list(items), matrix, sequences)
+
+
+def split_by_time(events: list[Event], fraction: float) -> tuple[list[Event], list[tuple[str, str]]]:
+    """Events before the time quantile ``fraction`` train; each user's (user, item) pairs after
+    it that are new to that user (not in their training events) are held out."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--split-by-time {fraction!r} must be within (0, 1)")
+    if len(events) < 2:
+        raise ValueError("--split-by-time needs at least two events")
+    ordered = sorted(events, key=lambda e: e.ts_ms)
+    cut = ordered[min(int(len(ordered) * fraction), len(ordered) - 1)].ts_ms
+    train = [e for e in ordered if e.ts_ms < cut]
+    seen = {(e.user, e.item) for e in train}
+    users = {e.user for e in train}
+    held, added = [], set()
+    for e in ordered:
+        if e.ts_ms >= cut and e.user in users and (e.user, e.item) not in seen and (e.user, e.item) not in added:
+            added.add((e.user, e.item))
+            held.append((e.user, e.item))
+    if not train or not held:
+        raise ValueError(f"--split-by-time {fraction:g} leaves no training events or no new held-out pairs")
+    return train, held
+
+
 def _as_rows(rows: list[tuple[np.ndarray, np.ndarray]], n_items: int) -> sparse.csr_matrix:
     indptr = np.concatenate(([0], np.cumsum([len(cols) for cols, _ in rows])))
     indices = np.concatenate([cols for cols, _ in rows] or [np.empty(0, np.int32)])
@@ -88,38 +185,44 @@ def _as_rows(rows: list[tuple[np.ndarray, np.ndarray]], n_items: int) -> sparse.
     return sparse.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
 
 
-def exact_cosine(interactions: Interactions, top_k: int = TOP_K) -> tuple[sparse.csr_matrix, dict]:
-    """Cosine of item columns, top-k per item: the reference DIMSUM estimates."""
-    n = len(interactions.items)
-    gram = dimsum.exact_cosines(interactions.matrix)
-    return _as_rows(dimsum.top_k_rows(gram, np.arange(n), top_k, 0.0), n), {}
+def _top(scores: sparse.csr_matrix, top_k: int) -> sparse.csr_matrix:
+    n = scores.shape[0]
+    return _as_rows(dimsum.top_k_rows(scores, np.arange(n), top_k, 0.0), n)
 
 
-def dimsum_similarities(threshold: float, seed: int = 0):
-    """DIMSUM at ``threshold`` with the refresh pass's own numeric core, on one node."""
+def measure_similarities(
+    name: str, params: dict | None = None, threshold: float = 0.0, entry_scale: float | None = None, seed: int = 0
+):
+    """A registry measure through the refresh pass's own steps, on one node (``entry_scale``
+    None: the largest r_ui, as a refresh takes it)."""
+    m = similarity.measure(name)
+    resolved = m.resolve(params)
 
     def method(interactions: Interactions, top_k: int = TOP_K) -> tuple[sparse.csr_matrix, dict]:
-        matrix, n = interactions.matrix, len(interactions.items)
-        params = dimsum.DimsumParams(threshold=threshold, seed=seed, top_k=top_k)
-        norm2 = np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()
-        p, q = dimsum.sampling_probabilities(norm2, params.gamma(n))
-        block = dimsum.UserBlock(
-            0,
-            dimsum.id_hashes(interactions.users),
-            matrix.indptr.astype(np.int64),
-            matrix.indices.astype(np.int32),
-            matrix.data,
-        )
-        sampled = dimsum.sample_block(block, n, p, q, dimsum.id_hashes(interactions.items), seed)
-        gram = dimsum.block_gram(sampled.matrix)
-        stats = {
-            "pairs_emitted": sampled.pairs_emitted,
-            "pairs_exact": sampled.pairs_exact,
-            **_error_above(gram, dimsum.exact_cosines(matrix), threshold),
-        }
-        return _as_rows(dimsum.top_k_rows(gram, np.arange(n), top_k, 0.0), n), stats
+        if m.sequences:
+            if interactions.sequences is None:
+                raise ValueError(f"similarity {name!r} needs ordered events")
+            # Each user's (session's) last RECENT_EVENTS events: what the stream's ``recent`` rows keep.
+            recent = [s[-layout.RECENT_EVENTS :] for s in interactions.sequences]
+            scores = similarity.directed_cooccurrence(recent, len(interactions.items), **resolved)
+            return _top(scores, top_k), {}
+        matrix = interactions.matrix
+        scale = entry_scale if entry_scale is not None else float(matrix.data.max(initial=0.0)) or 1.0
+        params_ = dimsum.DimsumParams(threshold=threshold, seed=seed, top_k=top_k, entry_scale=scale)
+        scores, stats = similarity.single_node(m, resolved, matrix, interactions.users, interactions.items, params_)
+        if threshold > 0 and name == similarity.DEFAULT:
+            exact, _ = similarity.single_node(
+                m, resolved, matrix, interactions.users, interactions.items, dataclasses.replace(params_, threshold=0.0)
+            )
+            stats.update(_error_above(scores, exact, threshold))
+        return _top(scores, top_k), stats
 
     return method
+
+
+def dimsum_similarities(threshold: float, seed: int = 0, entry_scale: float | None = None):
+    """DIMSUM cosine at ``threshold`` with the refresh pass's own numeric core, on one node."""
+    return measure_similarities(similarity.DEFAULT, None, threshold, entry_scale, seed)
 
 
 def _error_above(estimate: sparse.csr_matrix, exact: sparse.csr_matrix, threshold: float) -> dict:
@@ -140,31 +243,119 @@ def popularity(matrix: sparse.csr_matrix) -> np.ndarray:
     return np.lexsort((np.arange(len(users_per_item)), -users_per_item))
 
 
-SimilarityMethod = Callable[[Interactions, int], tuple[sparse.csr_matrix, dict]]
-#: Method name -> similarity rows builder; None is the popularity list alone.
-METHODS: dict[str, SimilarityMethod | None] = {
-    "dimsum@0": dimsum_similarities(0.0),
-    "dimsum@0.1": dimsum_similarities(0.1),
-    "dimsum@0.5": dimsum_similarities(0.5),
-    "exact": exact_cosine,
-    "popular": None,
-}
+SimilarityBuilder = Callable[[Interactions, int], tuple[sparse.csr_matrix, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Similarity rows (None: popularity alone) and the knobs applied when scoring."""
+
+    build: SimilarityBuilder | None
+    knobs: QueryKnobs = QueryKnobs()
+
+
+#: The popularity blend shown beside the plain measures (``tune`` searches the weight).
+BLEND_WEIGHT = 0.1
+
+
+def default_methods(ordered: bool = False) -> dict[str, Method]:
+    """Popularity, every registry measure with its defaults, a popularity blend, and cosine
+    sampled by DIMSUM at a few thresholds (entries scaled into [0, 1] by the largest r_ui as a
+    refresh does, and, for the error bound, unscaled at 0.1). ``ordered``: the data has event
+    order (directed co-occurrence and a recency-decay row)."""
+    methods = {"popular": Method(None)}
+    for name, m in similarity.REGISTRY.items():
+        if m.sequences and not ordered:
+            continue
+        methods[name] = Method(measure_similarities(name))
+    methods["cosine+popular"] = Method(methods["cosine"].build, QueryKnobs(popularity_blend=BLEND_WEIGHT))
+    if ordered:
+        methods["cosine+recency"] = Method(methods["cosine"].build, QueryKnobs(recency_decay=0.8))
+    for s in (0.1, 0.5):
+        methods[f"dimsum@{s:g}"] = Method(dimsum_similarities(s))
+    methods["dimsum@0.1 unscaled"] = Method(dimsum_similarities(0.1, entry_scale=1.0))
+    return methods
+
+
+PLAIN = QueryKnobs()
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One history to score: item positions in order (oldest first), their weights, the target."""
+
+    items: np.ndarray
+    weights: np.ndarray
+    target: int  # -1: not in the catalogue (always a miss)
+    #: Items a list must not hold unless repeats are allowed (a user's history, a session's prefix).
+    own: np.ndarray
+
+
+def user_queries(interactions: Interactions, held_out: list[tuple[str, str]]) -> list[Query]:
+    """A held-out pair per query: the user's history, r_ui weights in the user's event order."""
+    user_index, item_index = interactions.user_index, interactions.item_index
+    matrix, queries, strangers = interactions.matrix, [], 0
+    empty = np.empty(0, np.int64)
+    for user, item in held_out:
+        u = user_index.get(user)
+        target = item_index.get(item, -1)
+        if u is None:
+            strangers += 1  # (a miss, as before: a shop cannot personalise for them)
+            queries.append(Query(empty, np.empty(0), -1, empty))
+            continue
+        lo, hi = matrix.indptr[u], matrix.indptr[u + 1]
+        items, weights = matrix.indices[lo:hi].astype(np.int64), matrix.data[lo:hi]
+        if interactions.sequences is not None:
+            # Oldest first by each item's last event, so recency decay weighs the newest most.
+            seq = interactions.sequences[u]
+            last = {int(i): k for k, i in enumerate(seq.tolist())}
+            order = np.argsort([last.get(int(i), -1) for i in items], kind="stable")
+            items, weights = items[order], weights[order]
+        queries.append(Query(items, weights, target, items))
+    if strangers:
+        log.warning("%d of %d held-out users have no training history; they count as misses", strangers, len(held_out))
+    return queries
+
+
+def session_queries(interactions: Interactions, pairs: list[tuple[list[str], str]]) -> list[Query]:
+    """A ``prefix -> target`` pair per query; prefix items unknown to training are dropped."""
+    index = interactions.item_index
+    queries = []
+    for prefix, target in pairs:
+        items = np.array([index[i] for i in prefix if i in index], dtype=np.int64)
+        queries.append(Query(items, np.ones(len(items)), index.get(target, -1), items))
+    return queries
+
+
+def _history(query: Query, knobs: QueryKnobs) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct items, weights): the k-th newest occurrence weighs decay^k, repeats add up."""
+    if not len(query.items):
+        return query.items, query.weights
+    weights = query.weights
+    if knobs.recency_decay < 1.0:
+        weights = weights * knobs.recency_decay ** np.arange(len(weights) - 1, -1, -1, dtype=np.float64)
+    items, inverse = np.unique(query.items, return_inverse=True)
+    return items, np.bincount(inverse, weights=weights, minlength=len(items))
 
 
 def recommend(
-    interactions: Interactions,
     similarities: sparse.csr_matrix | None,
-    users: list[int],
+    queries: list[Query],
     popular: np.ndarray,
+    counts: np.ndarray,
+    knobs: QueryKnobs = PLAIN,
     n: int = LIST_LENGTH,
 ) -> np.ndarray:
-    """Top-n item indices per user (rows of -1 where the catalogue runs out)."""
-    matrix = interactions.matrix
+    """Top-n item indices per query (rows of -1 where the catalogue runs out)."""
     scorer = Scorer()
-    result = np.full((len(users), n), -1, dtype=np.int64)
-    for row, user in enumerate(users):
-        lo, hi = matrix.indptr[user], matrix.indptr[user + 1]
-        history, weights = matrix.indices[lo:hi], matrix.data[lo:hi]
+    result = np.full((len(queries), n), -1, dtype=np.int64)
+    head = popular[: BLEND_CANDIDATES + n]
+    head_counts = counts[head]
+    want = BLEND_CANDIDATES if knobs.popularity_blend > 0 else n
+    for row, query in enumerate(queries):
+        history, weights = _history(query, knobs)
+        excluded = np.empty(0, np.int64) if knobs.allow_repeats else np.unique(query.own)
+        excluded_set = set(excluded.tolist())
         picked: list[int] = []
         if similarities is not None and len(history):
             starts, ends = similarities.indptr[history], similarities.indptr[history + 1]
@@ -175,19 +366,31 @@ def recommend(
                 similarities.data[take],
                 offsets,
                 weights,
-                n,
-                excluded=history.astype(np.int32),
+                want,
+                excluded=excluded.astype(np.int32),
             )
-            picked = best.items.tolist()
+            if knobs.popularity_blend > 0:
+                blended = blend(
+                    best.items.tolist(),
+                    best.scores,
+                    head.tolist(),
+                    head_counts,
+                    knobs.popularity_blend,
+                    n,
+                    excluded_set,
+                )
+                picked = [int(item) for item, _ in blended]
+            else:
+                picked = best.items.tolist()
         if len(picked) < n:  # the server's popularity fill
-            taken = set(picked) | set(history.tolist())
+            taken = set(picked) | excluded_set
             picked += [int(i) for i in popular[: n + len(taken)] if i not in taken][: n - len(picked)]
-        result[row, : len(picked)] = picked
+        result[row, : len(picked)] = picked[:n]
     return result
 
 
 def hit_metrics(recommended: np.ndarray, targets: np.ndarray, n_items: int) -> dict[str, float]:
-    """hr@10, hr@20, ndcg@10 and top-10 coverage; a target of -1 never hits."""
+    """hr@10, hr@20, ndcg@10, mrr@20 and top-10 coverage; a target of -1 never hits."""
     hits = (recommended == targets[:, None]) & (targets[:, None] >= 0)
     rank = np.where(hits.any(axis=1), hits.argmax(axis=1), np.iinfo(np.int64).max)
     top10 = recommended[:, :10]
@@ -195,42 +398,61 @@ def hit_metrics(recommended: np.ndarray, targets: np.ndarray, n_items: int) -> d
         "hr@10": float(np.mean(rank < 10)),
         "hr@20": float(np.mean(rank < 20)),
         "ndcg@10": float(np.mean(np.where(rank < 10, 1.0 / np.log2(np.minimum(rank, 10) + 2.0), 0.0))),
+        "mrr@20": float(np.mean(np.where(rank < 20, 1.0 / (np.minimum(rank, 20) + 1.0), 0.0))),
         "coverage": float(len(np.unique(top10[top10 >= 0])) / n_items) if n_items else 0.0,
     }
+
+
+def score_queries(
+    interactions: Interactions,
+    queries: list[Query],
+    methods: dict[str, Method],
+    top_k: int = TOP_K,
+    allow_repeats: bool | None = None,
+    on_method: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics per method, plus ``seconds`` (similarity build + scoring). ``allow_repeats``
+    (if not None) overrides every method's knob: it is the protocol's, not the method's."""
+    counts = np.diff(interactions.matrix.tocsc().indptr)
+    popular = popularity(interactions.matrix)
+    targets = np.array([q.target for q in queries], dtype=np.int64)
+    built: dict[int, tuple[sparse.csr_matrix, dict]] = {}
+    results = {}
+    for name, method in methods.items():
+        start = time.perf_counter()
+        if method.build is None:
+            similarities, stats = None, {}
+        else:
+            # Methods that share a builder (a measure with different knobs) build once.
+            if id(method.build) not in built:
+                built[id(method.build)] = method.build(interactions, top_k)
+            similarities, stats = built[id(method.build)]
+        knobs = method.knobs
+        if allow_repeats is not None:
+            knobs = dataclasses.replace(knobs, allow_repeats=allow_repeats)
+        recs = recommend(similarities, queries, popular, counts, knobs)
+        results[name] = {**hit_metrics(recs, targets, len(interactions.items)), **stats}
+        results[name]["seconds"] = round(time.perf_counter() - start, 3)
+        log.info("%s: %s", name, results[name])
+        if on_method is not None:
+            on_method(name)
+    return results
 
 
 def evaluate(
     interactions: Interactions,
     held_out: list[tuple[str, str]],
-    methods: dict[str, SimilarityMethod | None] = METHODS,
+    methods: dict[str, Method] | None = None,
     top_k: int = TOP_K,
 ) -> dict[str, dict[str, float]]:
-    """Metrics per method, plus ``seconds`` (similarity build + scoring)."""
-    user_index, item_index = interactions.user_index, interactions.item_index
-    known = [(user_index[u], item_index.get(i, -1)) for u, i in held_out if u in user_index]
-    if len(known) < len(held_out):
-        log.warning(
-            "%d of %d held-out users have no training history; they count as misses",
-            len(held_out) - len(known),
-            len(held_out),
-        )
-    users = [u for u, _ in known]
-    targets = np.array([i for _, i in known] + [-1] * (len(held_out) - len(known)), dtype=np.int64)
-    popular = popularity(interactions.matrix)
-    results = {}
-    for name, method in methods.items():
-        start = time.perf_counter()
-        similarities, stats = method(interactions, top_k) if method else (None, {})
-        recs = recommend(interactions, similarities, users, popular)
-        recs = np.vstack([recs, np.full((len(held_out) - len(known), recs.shape[1]), -1)])
-        results[name] = {**hit_metrics(recs, targets, len(interactions.items)), **stats}
-        results[name]["seconds"] = round(time.perf_counter() - start, 3)
-        log.info("%s: %s", name, results[name])
-    return results
+    """The held-out protocol: metrics per method."""
+    if methods is None:
+        methods = default_methods(ordered=interactions.sequences is not None)
+    return score_queries(interactions, user_queries(interactions, held_out), methods, top_k)
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    columns = ["hr@10", "hr@20", "ndcg@10", "coverage", "pairs_emitted", "mean_relative_error", "seconds"]
+    columns = ["hr@10", "hr@20", "ndcg@10", "mrr@20", "coverage", "pairs_emitted", "mean_relative_error", "seconds"]
     shown = {"pairs_emitted": "{:,}", "seconds": "{:.1f}"}
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, metrics in results.items():
@@ -252,7 +474,11 @@ def write_report(results: dict[str, dict[str, float]], out_dir, *, title: str) -
     out.mkdir(parents=True, exist_ok=True)
     written = []
     dimsum = sorted(
-        ((float(name.split("@", 1)[1]), metrics) for name, metrics in results.items() if name.startswith("dimsum@")),
+        (
+            (float(name.split("@", 1)[1]), metrics)
+            for name, metrics in results.items()
+            if name.startswith("dimsum@") and " " not in name
+        ),
         key=lambda pair: pair[0],
     )
     plots = []
@@ -260,7 +486,7 @@ def write_report(results: dict[str, dict[str, float]], out_dir, *, title: str) -
         thresholds = [s for s, _ in dimsum]
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot(thresholds, [m["hr@10"] for _, m in dimsum], marker="o", label="DIMSUM")
-        for name, style in (("exact", "--"), ("popular", ":")):
+        for name, style in (("cosine", "--"), ("popular", ":")):
             if name in results:
                 ax.axhline(results[name]["hr@10"], linestyle=style, color="grey", label=name)
         ax.set(xlabel="threshold s", ylabel="HR@10", title="HR@10 vs DIMSUM threshold")
@@ -281,6 +507,17 @@ def write_report(results: dict[str, dict[str, float]], out_dir, *, title: str) -
                 )
                 twin.set_ylabel("mean relative error (pairs above s)")
             plots.append(("pairs_and_error_vs_threshold.png", fig))
+    compared = {name: m for name, m in results.items() if not name.startswith("dimsum@")}
+    if compared:
+        metric = "hr@20" if all("mrr@20" in m for m in compared.values()) else "hr@10"
+        fig, ax = plt.subplots(figsize=(6, 0.35 * len(compared) + 1.2))
+        names = list(compared)
+        ax.barh(names, [compared[n][metric] for n in names], color="tab:blue", label=metric)
+        ax.barh(names, [compared[n].get("mrr@20", 0.0) for n in names], color="tab:orange", label="mrr@20")
+        ax.invert_yaxis()
+        ax.set(xlabel="score", title="Methods (full ranking)")
+        ax.legend()
+        plots.append(("methods.png", fig))
     for name, fig in plots:
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)

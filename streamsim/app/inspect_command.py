@@ -82,18 +82,29 @@ def _print_similar(settings, args, what: str) -> int:
         print(f"{what}: item {args.id!r} has no similarity row in generation {pointer}", file=sys.stderr)
         return 1
     neighbours = found.neighbours[: args.n]
+    measure = _measure_of(settings, pointer)
     if args.json:
         print(
             json.dumps(
                 {
                     "item": args.id,
                     "generation": pointer,
+                    **measure,
                     "neighbours": [{"item": j, "similarity": s} for j, s in neighbours],
                 }
             )
         )
     else:
-        print(f"{args.id}  (generation {pointer})")
+        params = ", ".join(f"{k}={v:g}" for k, v in measure["similarity_params"].items())
+        print(f"{args.id}  (generation {pointer}, {measure['similarity']}{f' {params}' if params else ''})")
         for j, s in neighbours:
             print(f"  {s:8.4f}  {j}")
     return 0
+
+
+def _measure_of(settings, generation: int) -> dict:
+    """The measure a generation's pass recorded (passes before the registry computed cosine)."""
+    from batch.generations import Generations
+
+    stats = Generations(settings).pass_stats(generation) or {}
+    return {"similarity": stats.get("similarity", "cosine"), "similarity_params": stats.get("similarity_params", {})}

@@ -43,9 +43,10 @@ def test_evaluate_small_fixture_by_hand():
     # u3 has a and c: b (co-occurs with a twice) must come first; u5 has c only.
     held_out = [("u3", "b"), ("u5", "a"), ("stranger", "a")]
     results = evaluate.evaluate(interactions, held_out, top_k=10)
-    exact, popular = results["exact"], results["popular"]
-    assert results["dimsum@0"]["hr@10"] == exact["hr@10"]  # s = 0 is exact
-    assert results["dimsum@0"]["mean_relative_error"] == pytest.approx(0.0, abs=1e-12)
+    exact, popular = results["cosine"], results["popular"]
+    # Sampling with entries scaled into [0, 1] keeps every entry of this tiny set: exact.
+    assert results["dimsum@0.5"]["hr@10"] == exact["hr@10"]
+    assert results["dimsum@0.5"]["mean_relative_error"] == pytest.approx(0.0, abs=1e-12)
     # exact: u3 -> b at rank 0 (hit); u5 -> c's neighbours by cosine, d (0.5) before a (0.197),
     # so a at rank 1; the stranger has no history and always misses.
     assert exact["hr@10"] == pytest.approx(2 / 3)
@@ -104,8 +105,9 @@ def test_report_has_table_and_plots(tmp_path):
         "report.md",
         "hr_vs_threshold.png",
         "pairs_and_error_vs_threshold.png",
+        "methods.png",
     }
-    assert all((tmp_path / name).stat().st_size > 1000 for name in ("hr_vs_threshold.png",))
+    assert all((tmp_path / name).stat().st_size > 1000 for name in ("hr_vs_threshold.png", "methods.png"))
 
 
 def test_evaluate_command_prints_json_and_writes_the_report(tmp_path):
@@ -156,7 +158,7 @@ def test_evaluate_command_prints_json_and_writes_the_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
-    assert set(metrics) == {"dimsum@0", "dimsum@0.1", "dimsum@0.5", "exact", "popular"}
-    assert all({"hr@10", "hr@20", "ndcg@10", "coverage"} <= m.keys() for m in metrics.values())
-    assert metrics["exact"]["hr@10"] == 1.0  # 3 -> 11 via 10; 4 -> 10 via 12
+    assert {"dimsum@0.1", "dimsum@0.5", "dimsum@0.1 unscaled", "cosine", "bm25", "rp3beta", "popular"} <= set(metrics)
+    assert all({"hr@10", "hr@20", "ndcg@10", "mrr@20", "coverage"} <= m.keys() for m in metrics.values())
+    assert metrics["cosine"]["hr@10"] == 1.0  # 3 -> 11 via 10; 4 -> 10 via 12
     assert (out / "report.md").exists() and (out / "hr_vs_threshold.png").exists()

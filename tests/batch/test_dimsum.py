@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -43,7 +44,7 @@ def dense_matrix(scores, index):
 
 
 def full_gram(blocks, n, norm2, params, item_hash):
-    p, q = dimsum.sampling_probabilities(norm2, params.gamma(n))
+    p, q = dimsum.sampling_probabilities(norm2, params.gamma(n), params.entry_scale)
     parts = []
     for block in blocks:
         sampled = dimsum.sample_block(block, n, p, q, item_hash, params.seed)
@@ -94,13 +95,14 @@ def test_sampled_estimate_is_unbiased_over_seeds():
     # Few items with many users each: norms well above sqrt(gamma), so p_i < 1.
     scores = random_scores(rng, users=300, items=8, density=0.5, weights=(0.5, 1.0, 2.0))
     ids, index, norm2, blocks = as_inputs(scores)
-    params = dimsum.DimsumParams(threshold=0.2)
-    p, _ = dimsum.sampling_probabilities(norm2, params.gamma(len(ids)))
+    # The textbook sampler (M = 1), which keeps fewest entries: the hardest case.
+    params = dimsum.DimsumParams(threshold=0.2, entry_scale=1.0)
+    p, _ = dimsum.sampling_probabilities(norm2, params.gamma(len(ids)), params.entry_scale)
     assert (p < 0.7).all()
     oracle = dimsum.exact_cosines(sparse.csr_matrix(dense_matrix(scores, index))).toarray()
     hashes = dimsum.id_hashes(ids)
     estimates = [
-        full_gram(blocks, len(ids), norm2, dimsum.DimsumParams(threshold=0.2, seed=seed), hashes).toarray()
+        full_gram(blocks, len(ids), norm2, dataclasses.replace(params, seed=seed), hashes).toarray()
         for seed in range(200)
     ]
     mean = np.mean(estimates, axis=0)

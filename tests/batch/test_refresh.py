@@ -115,10 +115,10 @@ def test_sampling_is_accurate_and_independent_of_partitioning(spark, fresh_stack
     # that column norms exceed sqrt(gamma), so entries really are sampled.
     scores = clustered_scores(2, users=2000, weights=(1.0,))
     write_scores(fresh_stack, scores)
-    params = dimsum.DimsumParams(threshold=0.2, seed=11, top_k=50)
+    params = dimsum.DimsumParams(threshold=0.2, seed=11, top_k=50, entry_scale=1.0)
     ids, cos = oracle(scores)
     items = read_items(fresh_stack)
-    p, _ = dimsum.sampling_probabilities(items.norm2, params.gamma(len(items)))
+    p, _ = dimsum.sampling_probabilities(items.norm2, params.gamma(len(items)), params.entry_scale)
     assert (p < 0.9).all()
 
     two = run_pass(spark, fresh_stack, PassOptions(params=params, partitions=2, full=True))
@@ -160,7 +160,7 @@ def test_spark_engine_equals_the_numpy_core_bit_for_bit(spark):
         result = engine.similarity_rows(
             spark.sparkContext, spark.sparkContext.parallelize(blocks, 3), norm2, hashes, params
         )
-        p, q = dimsum.sampling_probabilities(norm2, params.gamma(len(ids)))
+        p, q = dimsum.sampling_probabilities(norm2, params.gamma(len(ids)), params.entry_scale)
         gram = dimsum.sum_in_bucket_order(
             (b.bucket, dimsum.block_gram(dimsum.sample_block(b, len(ids), p, q, hashes, seed).matrix)) for b in blocks
         )

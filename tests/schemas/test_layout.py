@@ -14,6 +14,7 @@ def test_ids_carry_the_prefix():
         "contributions": "shop-contributions",
         "similarities": "shop-similarities",
         "meta": "shop-meta",
+        "recent": "shop-recent",
     }
     names = layout.PubSubNames.for_prefix("shop-")
     assert names.topics() == {"events": "shop-events", "dead_letter": "shop-events-dead-letter"}
@@ -71,3 +72,18 @@ def test_catalog_log_keys_sort_by_write_time_and_parse_back():
     assert layout.parse_catalog_log_key(layout.catalog_log_key(5, "x#y\u00e9")) == (5, "x#y\u00e9")
     with pytest.raises(ValueError):
         layout.parse_catalog_log_key(b"catalog#12#x")
+
+
+@given(st.integers(0, 253402300799999), st.integers(0, 10**6), _ids, _ids)
+def test_recent_cell_timestamps_keep_ms_granularity_and_event_order(ts_ms, later_by, first, second):
+    micros = layout.recent_cell_micros(ts_ms, first)
+    assert micros % 1000 == 0 and 0 <= micros < 2**63
+    assert micros == layout.recent_cell_micros(ts_ms, first)  # a re-delivery rewrites the same cell
+    if ts_ms + later_by <= layout._RECENT_MAX_MS:
+        assert layout.recent_event_ms(micros) == ts_ms
+        if later_by:
+            assert layout.recent_cell_micros(ts_ms + later_by, second) > micros
+
+
+def test_recent_row_keys_use_the_users_salt():
+    assert layout.recent_row_key("u1") + layout.PAIR_SEPARATOR == layout.user_prefix("u1")

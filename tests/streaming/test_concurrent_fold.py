@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from schemas import Event, EventType
+from schemas import Event, EventType, layout
 from streaming import state
 from streaming.store import FoldStats
 from tests.support.fold_oracle import fold_oracle
@@ -66,6 +66,12 @@ def _assert_equals_oracle(settings, events) -> None:
             holders[item] = holders.get(item, 0) + 1
     assert {i: v["users"] for i, v in items.items()} == holders
     assert sum(v["events"] for v in items.values()) == len({e.event_id for e in events})
+    # Recent sequences: each user's last RECENT_EVENTS events in event-time order.
+    by_user: dict[str, list[Event]] = {}
+    for event in sorted({e.event_id: e for e in events}.values(), key=lambda e: e.ts_ms):
+        by_user.setdefault(event.user, []).append(event)
+    expected = {u: [e.item for e in evs[-layout.RECENT_EVENTS :]] for u, evs in by_user.items()}
+    assert state.scan_recent(settings) == expected
 
 
 def test_racing_writers_lose_nothing_and_count_nothing_twice(fresh_stack):

@@ -40,13 +40,14 @@ def table_path(settings: Settings, table_id: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Tables:
-    """The four tables of one deployment, over this process's channel."""
+    """The tables of one deployment, over this process's channel."""
 
     users: Table
     items: Table
     contributions: Table
     similarities: Table
     meta: Table
+    recent: Table
 
 
 def open_tables(settings: Settings, *, app_profile_id: str = "") -> Tables:

@@ -36,6 +36,11 @@ def newest() -> RowFilter:
     return RowFilter(cells_per_column_limit_filter=1)
 
 
+def recent_events() -> RowFilter:
+    """A user's ``recent`` sequence: its newest RECENT_EVENTS cells (GC may not have run yet)."""
+    return chain(column(layout.ORDER, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.RECENT_EVENTS))
+
+
 def family(name: str) -> RowFilter:
     """Every column of one family (a column range, not a regex)."""
     row_filter = RowFilter()

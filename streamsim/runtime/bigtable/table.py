@@ -28,7 +28,7 @@ import grpc
 
 from schemas.rows import Cell
 from streamsim.runtime.bigtable import messages
-from streamsim.runtime.bigtable.wire import rows_from_responses
+from streamsim.runtime.bigtable.wire import merge_chunks, rows_from_responses
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,11 @@ def retry(call: Callable, what: str, error=ReadError):
             _backoff(attempt)
 
 
+def _cells(responses) -> Iterator[tuple[bytes, list[Cell]]]:
+    """``(key, cells)`` of a ``ReadRowsResponse`` stream, every version kept (:meth:`Table.read_cells`)."""
+    return merge_chunks(chunk for response in responses for chunk in response.chunks)
+
+
 class Table:
     """One table over a shared channel (see :func:`streamsim.runtime.bigtable.open_table`)."""
 
@@ -164,13 +169,31 @@ class Table:
             start, end = prefix, prefix_end(prefix)
         yield from self._read_ranges([(start, end)], row_filter, limit)
 
+    def read_cells(
+        self,
+        keys: Iterable[bytes] | None = None,
+        *,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        row_filter=None,
+    ) -> Iterator[tuple[bytes, list[Cell]]]:
+        """Like :meth:`read_rows` (by ``keys`` or [start, end)) but every cell the filter lets
+        through, as ReadRows sends them (a column's versions newest first): for columns whose
+        versions are the data (``recent``). The filter bounds the versions read."""
+        if keys is not None:
+            ordered = sorted(set(keys))
+            for offset in range(0, len(ordered), KEYS_PER_READ):
+                yield from self._read_keys(ordered[offset : offset + KEYS_PER_READ], row_filter, _cells)
+            return
+        yield from self._read_ranges([(start, end)], row_filter, None, _cells)
+
     def read_row(self, key: bytes, row_filter=None) -> Row:
         """One row (``{}`` if it does not exist or nothing passes the filter)."""
         for _, row in self._read_keys([key], row_filter):
             return row
         return {}
 
-    def _read_keys(self, keys: list[bytes], row_filter) -> Iterator[tuple[bytes, Row]]:
+    def _read_keys(self, keys: list[bytes], row_filter, merge=rows_from_responses) -> Iterator[tuple[bytes, Row]]:
         def request(last: bytes | None, _read: int):
             # Rows come back in key order: a retry asks only for the keys after the last one yielded.
             pending = keys if last is None else [k for k in keys if k > last]
@@ -180,10 +203,10 @@ class Table:
             message.rows.row_keys.extend(pending)
             return message
 
-        return self._stream(request, "read")
+        return self._stream(request, "read", merge)
 
     def _read_ranges(
-        self, ranges: list[tuple[bytes | None, bytes | None]], row_filter, limit: int | None
+        self, ranges: list[tuple[bytes | None, bytes | None]], row_filter, limit: int | None, merge=rows_from_responses
     ) -> Iterator[tuple[bytes, Row]]:
         """Rows of sorted, disjoint [start, end) ranges (None: unbounded)."""
 
@@ -207,7 +230,7 @@ class Table:
                     row_range.end_key_open = end
             return message if message.rows.row_ranges else None
 
-        return self._stream(request, "scan")
+        return self._stream(request, "scan", merge)
 
     def _counted(self, responses):
         for response in responses:
@@ -221,7 +244,7 @@ class Table:
             request.filter.CopyFrom(row_filter)
         return request
 
-    def _stream(self, request_after, what: str) -> Iterator[tuple[bytes, Row]]:
+    def _stream(self, request_after, what: str, merge=rows_from_responses) -> Iterator[tuple[bytes, Row]]:
         """Rows of ``request_after(None, 0)``; after a transient failure, of
         ``request_after(last key yielded, rows yielded)``."""
         last, read = None, 0
@@ -230,7 +253,7 @@ class Table:
             if request is None:
                 return
             try:
-                for key, row in rows_from_responses(
+                for key, row in merge(
                     self._counted(self._read(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata))
                 ):
                     last, read = key, read + 1

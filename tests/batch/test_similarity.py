@@ -1,0 +1,132 @@
+"""The similarity registry against brute-force NumPy oracles, on one node and on Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from batch import dimsum, engine, similarity
+from batch.similarity import REGISTRY
+from batch.source import blocks_from_csr
+
+GRAM_MEASURES = [name for name, m in REGISTRY.items() if not m.sequences]
+
+
+def random_matrix(seed: int, users: int = 80, items: int = 30, density: float = 0.2) -> sparse.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((users, items)) < density, rng.choice([0.5, 2.0, 6.0, 8.5], (users, items)), 0.0)
+    dense[0] = 0.5  # every item has a user
+    return sparse.csr_matrix(dense)
+
+
+def random_params(m, rng) -> dict[str, float]:
+    return {name: float(rng.uniform(spec.low, min(spec.high, 3.0))) for name, spec in m.params.items()}
+
+
+def ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{k:03d}" for k in range(count)]
+
+
+@pytest.mark.parametrize("name", GRAM_MEASURES)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_exact_pass_equals_the_oracle(name, seed):
+    rng = np.random.default_rng(seed)
+    matrix = random_matrix(seed)
+    m = REGISTRY[name]
+    params = m.resolve(random_params(m, rng) if seed > 1 else None)
+    scores, counts = similarity.single_node(
+        m, params, matrix, ids("u", matrix.shape[0]), ids("i", matrix.shape[1]), dimsum.DimsumParams(threshold=0.0)
+    )
+    expected = similarity.oracle(m, params, matrix)
+    got = scores.toarray()
+    off = ~np.eye(matrix.shape[1], dtype=bool)
+    assert np.allclose(got[off], expected[off], rtol=1e-9, atol=1e-12)
+    assert counts["pairs_emitted"] == counts["pairs_exact"]
+    # The measures differ from one another (so the oracle comparison is not vacuous).
+    if name != "cosine":
+        cosine = similarity.oracle(REGISTRY["cosine"], {}, matrix)
+        assert not np.allclose(expected[off], cosine[off]) or params.get("alpha") == 0.5
+
+
+@pytest.mark.parametrize("name", GRAM_MEASURES)
+def test_sampled_pass_is_close_to_the_oracle_on_average(name):
+    matrix = random_matrix(4, users=300, items=12, density=0.4)
+    m = REGISTRY[name]
+    params = m.resolve()
+    expected = similarity.oracle(m, params, matrix)
+    runs = [
+        similarity.single_node(
+            m,
+            params,
+            matrix,
+            ids("u", matrix.shape[0]),
+            ids("i", matrix.shape[1]),
+            dimsum.DimsumParams(threshold=0.5, seed=seed),
+        )
+        for seed in range(300)
+    ]
+    assert any(c["pairs_emitted"] < c["pairs_exact"] for _, c in runs)  # it did sample
+    mean = np.mean([s.toarray() for s, _ in runs], axis=0)
+    off = ~np.eye(matrix.shape[1], dtype=bool)
+    # Unbiased: the average over seeds approaches the exact scores (per pair and in total).
+    assert abs(mean[off].sum() - expected[off].sum()) / expected[off].sum() < 0.05
+    assert np.abs(mean[off] - expected[off]).mean() / expected[off].mean() < 0.25
+
+
+def test_spark_engine_applies_every_measure_as_the_single_node_pass(spark):
+    matrix = random_matrix(5, users=120, items=20)
+    users, items = ids("u", matrix.shape[0]), ids("i", matrix.shape[1])
+    blocks = spark.sparkContext.parallelize(blocks_from_csr(users, matrix, 8), 3)
+    stats = similarity.stats_of(matrix)
+    params = dimsum.DimsumParams(threshold=0.0, top_k=len(items))
+    for name in GRAM_MEASURES:
+        applied = engine.applied(spark.sparkContext, blocks, name, None, stats, params)
+        result = engine.similarity_rows(
+            spark.sparkContext, blocks, stats.norm2, dimsum.id_hashes(items), params, similarity=applied
+        )
+        expected = similarity.oracle(REGISTRY[name], applied.kwargs, matrix)
+        for i in range(len(items)):
+            cols, vals = result.top.get(i, (np.empty(0, int), np.empty(0)))
+            want = {j: expected[i, j] for j in range(len(items)) if j != i and expected[i, j] > 0}
+            assert set(cols.tolist()) == set(want), name
+            assert np.allclose(vals, [want[j] for j in cols.tolist()], rtol=1e-9), name
+        check = engine.spot_check(blocks, stats.norm2, result, params, 50, similarity=applied)
+        assert check["mean_relative_error"] < 1e-9, name
+
+
+def test_params_are_checked_with_one_line_errors():
+    assert REGISTRY["shrinkage"].resolve({"h": "5"}) == {"h": 5.0}
+    with pytest.raises(ValueError, match="has no parameter 'k1'"):
+        REGISTRY["shrinkage"].resolve({"k1": 1})
+    with pytest.raises(ValueError, match=r"must be within \[0, 1\]"):
+        REGISTRY["bm25"].resolve({"b": 2})
+    with pytest.raises(ValueError, match="not a number"):
+        REGISTRY["rp3beta"].resolve({"beta": "high"})
+    with pytest.raises(ValueError, match="unknown similarity 'pearson'"):
+        similarity.measure("pearson")
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
+        similarity.parse_params(["h"])
+    with pytest.raises(ValueError, match="computed from sequences"):
+        similarity.apply("directed", None, similarity.stats_of(random_matrix(1)), dimsum.DimsumParams())
+
+
+def test_directed_cooccurrence_equals_a_loop_oracle():
+    rng = np.random.default_rng(6)
+    n = 15
+    sequences = [rng.integers(0, n, size=rng.integers(1, 9)) for _ in range(60)]
+    window, reverse, beta = 3, 0.4, 0.7
+    got = similarity.directed_cooccurrence(sequences, n, window, reverse, beta).toarray()
+    expected = np.zeros((n, n))
+    pop = np.zeros(n)
+    for seq in sequences:
+        for a in seq:
+            pop[a] += 1
+        for x in range(len(seq)):
+            for y in range(x + 1, min(len(seq), x + window + 1)):
+                if seq[x] != seq[y]:
+                    expected[seq[x], seq[y]] += 1.0 / (y - x)
+                    expected[seq[y], seq[x]] += reverse / (y - x)
+    expected /= np.maximum(pop, 1)[None, :] ** beta
+    assert np.allclose(got, expected)
+    assert got.sum() > 0
