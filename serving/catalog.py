@@ -21,7 +21,6 @@ the catalogue's changes, so a filter costs a gather and a comparison per candida
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 import time
@@ -32,7 +31,8 @@ import numpy as np
 from schemas import layout
 from schemas.rows import CatalogCells
 from serving.neighbours import Vocabulary
-from serving.store import BackendUnavailable, BigtableStore
+from serving.polling import PollCounts, poll_forever
+from serving.store import BigtableStore
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class ItemFacts:
         return self._category, self._hidden
 
 
-class CatalogueFollower:
+class CatalogueFollower(PollCounts):
     """Loads the catalogue, then follows its change log; :meth:`run` polls until cancelled."""
 
     def __init__(self, store: BigtableStore, catalogue: Catalogue, poll_seconds: float, reload_seconds: float):
@@ -190,7 +190,7 @@ class CatalogueFollower:
         self.reload_seconds = reload_seconds
         self._position_ms = 0
         self._loaded_at = 0.0
-        self.poll_failures = 0
+        super().__init__()
 
     async def load(self) -> None:
         """Read every item's catalogue cells (in pages), then take them all at once."""
@@ -240,19 +240,4 @@ class CatalogueFollower:
 
     async def run(self) -> None:
         """Poll until cancelled, starting one interval from now (the app loads at start)."""
-        failing = False
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            try:
-                await self.poll()
-                if failing:
-                    log.info("catalogue readable again")
-                failing = False
-            except BackendUnavailable as exc:
-                self.poll_failures += 1
-                if not failing:
-                    log.warning("cannot read the catalogue: %s", exc)
-                failing = True
-            except Exception:  # noqa: BLE001 - a follower that dies would freeze the catalogue
-                self.poll_failures += 1
-                log.exception("catalogue poll failed")
+        await poll_forever(self.poll, self.poll_seconds, "the catalogue", self, wait_first=True)

@@ -16,7 +16,6 @@ ready, answers are 503 ``no_generation``) until a generation is there again.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import logging
@@ -27,6 +26,7 @@ import numpy as np
 from schemas import layout
 from serving.catalog import ItemFacts
 from serving.neighbours import Vocabulary
+from serving.polling import PollCounts, poll_forever
 from serving.store import BackendUnavailable, BigtableStore
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Generation:
         return max(0.0, (time.time() if now is None else now) - pending / 1e6)
 
 
-class GenerationWatcher:
+class GenerationWatcher(PollCounts):
     """Holds the current :class:`Generation`; :meth:`run` polls the pointer."""
 
     def __init__(self, store: BigtableStore, poll_seconds: float):
@@ -91,8 +91,7 @@ class GenerationWatcher:
         self.current: Generation | None = None
         #: Why nothing is current, as the end of a sentence (for 503 details).
         self.missing = _NEVER_PUBLISHED
-        self.polls = 0
-        self.poll_failures = 0
+        super().__init__()
         #: Times a generation being served vanished from the store, and the last one.
         self.losses = 0
         self._lost: int | None = None
@@ -155,20 +154,4 @@ class GenerationWatcher:
 
     async def run(self) -> None:
         """Poll until cancelled; failures are logged once per outage."""
-        failing = False
-        while True:
-            self.polls += 1
-            try:
-                await self.refresh()
-                if failing:
-                    log.info("generation pointer readable again")
-                failing = False
-            except BackendUnavailable as exc:
-                self.poll_failures += 1
-                if not failing:
-                    log.warning("cannot read the generation pointer: %s", exc)
-                failing = True
-            except Exception:  # noqa: BLE001 - a poller that dies would freeze the generation
-                self.poll_failures += 1
-                log.exception("generation poll failed")
-            await asyncio.sleep(self.poll_seconds)
+        await poll_forever(self.refresh, self.poll_seconds, "the generation pointer", self, wait_first=False)

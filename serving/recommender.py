@@ -265,7 +265,10 @@ class Recommender:
         """:func:`serving.blend.blend` of the neighbour candidates (already filtered) and the
         head of the popular list that passes the same filters."""
         entries = {entry["item"]: entry for entry in picked}
-        popular = list(itertools.islice(self._popular(generation, codes), BLEND_CANDIDATES))
+        hidden = self._catalogue.hidden
+        # Hidden items leave before the blend normalises popularity by its head.
+        visible = ((item, score) for item, score in self._popular(generation, codes) if item not in hidden)
+        popular = list(itertools.islice(visible, BLEND_CANDIDATES))
         ranked = blend(
             list(entries),
             [entry["score"] for entry in picked],
@@ -273,7 +276,7 @@ class Recommender:
             [score for _, score in popular],
             weight,
             n,
-            set(excluded) | self._catalogue.hidden,
+            excluded,
         )
         out = []
         for item, score in ranked:

@@ -13,6 +13,7 @@ import pytest
 
 from schemas.events import CatalogUpdate
 from schemas.rows import CatalogCells
+from schemas.tuned import QueryKnobs, TunedConfig
 from serving.catalog import Catalogue, ItemFacts
 from serving.generation import Generation
 from serving.neighbours import NeighbourCache, NeighbourRow
@@ -185,3 +186,23 @@ def test_item_facts_follow_the_catalogue_and_the_vocabulary():
     catalogue.replace(fresh)  # a reload: the arrays are rebuilt
     category, hidden = facts.arrays(generation.vocabulary, catalogue)
     assert category[:2].tolist() == [-1, -1] and hidden[:2].tolist() == [False, True]
+
+
+def test_a_popularity_blend_keeps_to_the_filters(shop, tmp_path):
+    """A tuned blend mixes popular items into the ranking: never hidden ones, and with a
+    category only that category's (its own popularity head, not the global list)."""
+    _catalogue(shop, {"c": (None, False), "p1": (None, False)}, ts_ms=2_000)
+    config = tmp_path / "tuned.json"
+    config.write_text(TunedConfig("cosine", {}, QueryKnobs(popularity_blend=0.5)).to_json())
+    live = serve(shop, tuned_config=str(config))
+    try:
+        # Neighbours b .9, d .7, e .6 (c hidden) over .9; visible popular p2 10, f 5 over 10 (p1 hidden).
+        # Half each: b .5, p2 .5 (a tie keeps neighbours first), d .39, e .33, f .25.
+        answer = live.get("/recommendations?browsed=a&n=6")[1]
+        assert items(answer) == ["b", "p2", "d", "e", "f"]
+        # Shoes: neighbours b, d; the shoes' head by users p2 3, s2 2, b 1 (a is the session's own).
+        shoes = live.get("/recommendations?browsed=a&category=shoes&n=6")[1]
+        assert items(shoes) == ["b", "p2", "d", "s2"]
+        assert shoes["items"][0]["score"] == pytest.approx(0.5 + 0.5 / 3)
+    finally:
+        live.stop()
