@@ -8,7 +8,6 @@ import json
 import grpc
 import numpy as np
 import pytest
-from scipy import sparse
 
 from batch import dimsum, engine
 from batch.cli import main as batch_main
@@ -22,6 +21,7 @@ from streamsim.runtime.bigtable import entry, filters, open_tables, set_cell
 from streamsim.runtime.bigtable.table import Table
 from streamsim.runtime.seeding import write_scores
 from tests.support.flaky_calls import AnswerLost, Failed
+from tests.support.similarity_oracles import score_matrix
 
 
 def clustered_scores(seed: int, users: int = 1200, items: int = 40, clusters: int = 4, weights=(0.5, 2.0, 6.0)) -> dict:
@@ -55,13 +55,8 @@ def sparse_scores(seed: int, users: int = 250, items: int = 30, density: float =
 
 
 def oracle(scores: dict) -> tuple[list[str], np.ndarray]:
-    ids = sorted({i for row in scores.values() for i in row})
-    index = {item: k for k, item in enumerate(ids)}
-    x = np.zeros((len(scores), len(ids)))
-    for u, row in enumerate(scores.values()):
-        for item, r in row.items():
-            x[u, index[item]] = r
-    return ids, dimsum.exact_cosines(sparse.csr_matrix(x)).toarray()
+    ids, x = score_matrix(scores)
+    return ids, dimsum.exact_cosines(x).toarray()
 
 
 def visible(settings, generation) -> dict[str, list[tuple[str, float]]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from scipy import sparse
 
 from batch import similarity
 from batch.cli import main as batch_main
@@ -14,16 +13,7 @@ from schemas.tuned import QueryKnobs, TunedConfig
 from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.seeding import write_scores
 from tests.batch.test_refresh import connection_flags, mark_dirty, sparse_scores, visible
-
-
-def as_matrix(scores: dict) -> tuple[list[str], sparse.csr_matrix]:
-    ids = sorted({i for row in scores.values() for i in row})
-    index = {item: k for k, item in enumerate(ids)}
-    x = np.zeros((len(scores), len(ids)))
-    for u, row in enumerate(scores.values()):
-        for item, r in row.items():
-            x[u, index[item]] = r
-    return ids, sparse.csr_matrix(x)
+from tests.support.similarity_oracles import directed_loop_oracle, score_matrix
 
 
 def refresh(capsys, *flags) -> dict:
@@ -39,7 +29,7 @@ def test_a_measure_is_computed_recorded_and_forces_a_full_pass(spark, fresh_stac
     bm25 = refresh(capsys, "--similarity", "bm25", "--param", "k1=2", *flags)
     assert bm25["similarity"] == "bm25" and bm25["similarity_params"] == {"k1": 2.0, "b": 0.75}
     assert bm25["mode"] == "full" and bm25["spot_check"]["mean_relative_error"] < 1e-9
-    ids, matrix = as_matrix(scores)
+    ids, matrix = score_matrix(scores)
     expected = similarity.oracle(similarity.REGISTRY["bm25"], bm25["similarity_params"], matrix)
     rows = visible(fresh_stack, bm25["generation"])
     for i, item in enumerate(ids):
@@ -105,19 +95,6 @@ def ordered_events(seed: int, users: int = 60, items: int = 18) -> list[Event]:
                 events.append(event)
     rng.shuffle(events)  # the order of arrival is not the order of events
     return events
-
-
-def directed_loop_oracle(sequences: list[list[int]], n: int, window: int, reverse: float, beta: float) -> np.ndarray:
-    expected, pop = np.zeros((n, n)), np.zeros(n)
-    for seq in sequences:
-        for a in seq:
-            pop[a] += 1
-        for x in range(len(seq)):
-            for y in range(x + 1, min(len(seq), x + window + 1)):
-                if seq[x] != seq[y]:
-                    expected[seq[x], seq[y]] += 1.0 / (y - x)
-                    expected[seq[y], seq[x]] += reverse / (y - x)
-    return expected / np.maximum(pop, 1)[None, :] ** beta
 
 
 def test_directed_is_computed_from_the_streams_recent_sequences(spark, fresh_stack, capsys):

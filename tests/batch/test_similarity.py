@@ -9,6 +9,7 @@ from scipy import sparse
 from batch import dimsum, engine, similarity
 from batch.similarity import REGISTRY
 from batch.source import blocks_from_csr
+from tests.support.similarity_oracles import directed_loop_oracle
 
 GRAM_MEASURES = [name for name, m in REGISTRY.items() if not m.sequences]
 
@@ -117,16 +118,6 @@ def test_directed_cooccurrence_equals_a_loop_oracle():
     sequences = [rng.integers(0, n, size=rng.integers(1, 9)) for _ in range(60)]
     window, reverse, beta = 3, 0.4, 0.7
     got = similarity.directed_cooccurrence(sequences, n, window, reverse, beta).toarray()
-    expected = np.zeros((n, n))
-    pop = np.zeros(n)
-    for seq in sequences:
-        for a in seq:
-            pop[a] += 1
-        for x in range(len(seq)):
-            for y in range(x + 1, min(len(seq), x + window + 1)):
-                if seq[x] != seq[y]:
-                    expected[seq[x], seq[y]] += 1.0 / (y - x)
-                    expected[seq[y], seq[x]] += reverse / (y - x)
-    expected /= np.maximum(pop, 1)[None, :] ** beta
+    expected = directed_loop_oracle(sequences, n, window, reverse, beta)
     assert np.allclose(got, expected)
     assert got.sum() > 0
