@@ -337,7 +337,7 @@ def down(settings: Settings) -> list[str]:
 
 
 def status(settings: Settings) -> dict:
-    """A report of the stack; the keys are relied on by scripts (see README)."""
+    """A report of the stack; the keys are relied on by scripts (see docs/local-stack.md)."""
     report = {
         "project": settings.project,
         "instance": settings.instance,
