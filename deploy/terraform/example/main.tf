@@ -44,8 +44,9 @@ module "streamsim" {
   # Stage renames since the running job was started (empty unless a rename is being rolled out).
   transform_name_mapping = jsondecode(file("${path.root}/../../dataflow/transform_name_mapping.json"))
 
-  serving_public = var.serving_public
-  labels         = { app = "streamsim" }
+  serving_public      = var.serving_public
+  deletion_protection = var.deletion_protection
+  labels              = { app = "streamsim" }
 }
 
 locals {
@@ -84,6 +85,12 @@ variable "image_tag" {
 variable "serving_public" {
   type    = bool
   default = false
+}
+
+variable "deletion_protection" {
+  description = "Set false, apply, then destroy to tear down (deploy/README.md)."
+  type        = bool
+  default     = true
 }
 
 output "serving_url" {
