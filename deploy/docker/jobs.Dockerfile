@@ -8,6 +8,7 @@ FROM ${BASE}
 # checkov:skip=CKV_DOCKER_7: BASE is a build argument whose default is a pinned tag (python:3.11-slim-bookworm)
 # checkov:skip=CKV_DOCKER_2: Cloud Run jobs run to completion, no server to probe
 # Spark needs a JVM (Debian 12's is 17, which Spark 3.5 supports) and ps.
+# Unpinned apt packages (DL3008): the Debian 12 base fixes the release; exact versions would break on each security update.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \

@@ -9,6 +9,7 @@ FROM ${BASE}
 # checkov:skip=CKV_DOCKER_7: BASE is a build argument whose default is a pinned tag (python:3.11-slim-bookworm)
 # checkov:skip=CKV_DOCKER_2: a Spark driver/executor container, no server to probe
 # Spark's launch scripts need ps (procps); tini reaps the executors' children.
+# Unpinned apt packages (DL3008): the Debian 12 base fixes the release; exact versions would break on each security update.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends procps tini \

@@ -7,6 +7,7 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS build
 # checkov:skip=CKV_DOCKER_7: BASE is a build argument whose default is a pinned tag (python:3.11-slim-bookworm)
 # Only this stage has a compiler: the kernel is built here, the venv copied out.
+# Unpinned apt packages (DL3008): the Debian 12 base fixes the release; exact versions would break on each security update.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
