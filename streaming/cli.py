@@ -44,7 +44,11 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         help="local runner: stop once nothing was pulled for this long and all is written",
     )
     parser.add_argument("--max-seconds", type=float, metavar="SECONDS", help="local runner: stop after this long")
-    parser.add_argument("--max-restarts", type=int, default=5, help="restarts in a row before giving up")
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        help="crashes in a row, with the backends up, before giving up (default: never; an outage never counts)",
+    )
     parser.add_argument("--no-supervise", action="store_true", help="run the pipeline in this process")
     parser.add_argument("--wait", action="store_true", help="Dataflow: wait for the job to finish")
     parser.add_argument(
@@ -63,7 +67,7 @@ def _stream_problem(args) -> str | None:
     for flag, value in (("--idle-exit", args.idle_exit), ("--max-seconds", args.max_seconds)):
         if value is not None and not (math.isfinite(value) and value > 0):
             return f"{flag} must be a positive number of seconds, not {value}"
-    if args.max_restarts < 0:
+    if args.max_restarts is not None and args.max_restarts < 0:
         return f"--max-restarts must be 0 or more, not {args.max_restarts}"
     return None
 

@@ -1,0 +1,100 @@
+"""Loops that outlive a backend outage: one retry schedule, and what retrying cannot fix.
+
+``refresh --continuous`` and the ``stream`` supervisor run for as long as the shop does. A
+backend that goes away (an emulator restarted, a zone failing over, a network cut) must cost
+them a pause, never their life: whatever fails while the backend is away is retried after
+:func:`retry_delay` (2, 4, 8, 16, 32, then every 60 s), however long the outage lasts, and
+the loop carries on by itself once the backend answers again. That includes the backend
+answering that a table or subscription does not exist: an emulator restarts empty, and
+``streamsim up`` provisions it again a moment later.
+
+Only what retrying cannot fix ends a loop, with one error line that names it
+(:func:`unfixable`): no credentials, credentials the backend refuses (UNAUTHENTICATED,
+PERMISSION_DENIED), or a request it calls invalid (INVALID_ARGUMENT), which no wait changes.
+
+:class:`Outage` keeps the count and the length of the failures in a row for the logs (a
+WARNING per failure, with the outage's length so far, and one when it ends, so both show at
+the commands' default log level) and for the loop's statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+
+from streamsim.runtime.cli import describe_error
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between two attempts during an outage: the most a recovery waits to be noticed.
+MAX_RETRY_SECONDS = 60
+#: gRPC status codes no retry changes: the loop's configuration is wrong.
+_UNFIXABLE_CODES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT"})
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before attempt number ``failures`` + 1: 2, 4, 8, 16, 32, then 60."""
+    return float(min(2 ** max(failures, 1), MAX_RETRY_SECONDS))
+
+
+def _status_code(exc: BaseException) -> str | None:
+    grpc = sys.modules.get("grpc")
+    if grpc is not None and isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        return exc.code().name
+    code = getattr(exc, "grpc_status_code", None)  # google.api_core's exceptions
+    return getattr(code, "name", None)
+
+
+def unfixable(exc: BaseException) -> str | None:
+    """A sentence naming ``exc`` if retrying cannot fix it (a configuration error), else None."""
+    auth = sys.modules.get("google.auth.exceptions")
+    if auth is not None and isinstance(exc, auth.GoogleAuthError):
+        return describe_error(exc)
+    if _status_code(exc) in _UNFIXABLE_CODES:
+        return describe_error(exc)
+    return None
+
+
+@dataclasses.dataclass
+class Outage:
+    """The failures in a row of one loop (``what``: "refresh pass", "pipeline")."""
+
+    what: str
+    #: Failures since the last success.
+    failures: int = 0
+    #: When the first of them happened (monotonic), None while all is well.
+    since: float | None = None
+    #: Outages this loop has ridden out.
+    recovered_total: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+    def failed(self, problem: str) -> float:
+        """Count a failure (logged with ``problem``); the seconds to wait before the next attempt."""
+        if self.since is None:
+            self.since = time.monotonic()
+        self.failures += 1
+        delay = retry_delay(self.failures)
+        log.warning(
+            "%s failed (%d in a row, backend trouble for %.0f s): %s; retrying in %.0f s",
+            self.what,
+            self.failures,
+            self.seconds,
+            problem,
+            delay,
+        )
+        return delay
+
+    def recovered(self) -> dict | None:
+        """The outage that just ended (``{"failed_attempts", "seconds"}``), logged; None if there was none."""
+        if not self.failures:
+            return None
+        ended = {"failed_attempts": self.failures, "seconds": round(self.seconds, 1)}
+        log.warning("%s succeeded again after %d failures over %.0f s", self.what, self.failures, ended["seconds"])
+        self.failures, self.since = 0, None
+        self.recovered_total += 1
+        return ended

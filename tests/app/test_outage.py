@@ -1,0 +1,133 @@
+"""A Bigtable outage longer than any give-up time: the fold and the continuous refresh come back.
+
+A Bigtable emulator of the test's own is killed while ``streamsim stream`` (supervised) and
+``streamsim refresh --continuous`` run, stays down for ``OUTAGE_SECONDS`` (beyond the point
+where both used to give up: the supervisor after ``--max-restarts 2`` restarts, the refresh
+after three failed passes, about 20 s), and is started again on the same port, empty, then
+provisioned as ``streamsim up`` does. Events published during the outage must reach a new
+generation with neither process restarted by hand, and the outage must show in their logs
+and in the statistics of the first pass after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from batch.generations import SimilarityReader
+from schemas import Event, EventType
+from streaming.publish import EventPublisher
+from streamsim.app import localstack
+from streamsim.runtime import provision
+
+pytestmark = pytest.mark.slow
+OUTAGE_SECONDS = 40
+#: Bound on each wait (a loop that never resumes fails the test instead of hanging it).
+PATIENCE = 240
+
+
+def co_browsing(users: int, x: str, y: str, tag: str) -> list[Event]:
+    now = int(time.time() * 1000)
+    return [
+        Event(f"{tag}-{u}-{item}", f"{tag}-user-{u}", item, EventType.BROWSE, now)
+        for u in range(users)
+        for item in (x, y)
+    ]
+
+
+def lists(settings, x: str, y: str) -> bool:
+    try:
+        row = SimilarityReader(settings).neighbours(x)
+    except Exception:  # noqa: BLE001 - the backend may be down or not yet provisioned
+        return False
+    return row is not None and y in dict(row.neighbours)
+
+
+def wait_until(condition, what: str, patience: float = PATIENCE) -> None:
+    deadline = time.monotonic() + patience
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.5)
+
+
+class Lines:
+    """A child's stdout, collected by a thread (a pipe nobody reads would block the child)."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True)
+        self._thread.start()
+
+
+@pytest.fixture
+def own_bigtable(stack, tmp_path):
+    """Settings whose Bigtable emulator is the test's own (to stop and restart); Pub/Sub is the session's."""
+    port = localstack.free_port()
+    emulator = localstack.start_emulator("bigtable", port, tmp_path)
+    settings = dataclasses.replace(stack, bigtable_host=emulator.host, prefix="outage-")
+    provision.provision(settings)
+    box = {"emulator": emulator, "port": port}
+    yield settings, box
+    box["emulator"].stop()
+
+
+def test_both_loops_outlive_an_outage_and_fold_what_arrived_meanwhile(own_bigtable, tmp_path):
+    settings, box = own_bigtable
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    streamsim = [sys.executable, "-m", "streamsim"]
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("stream", "refresh")}  # noqa: SIM115
+    stream = subprocess.Popen(
+        [*streamsim, "stream", "--max-restarts", "2", *settings.to_argv()], stderr=logs["stream"], env=env
+    )
+    refresh = subprocess.Popen(
+        [*streamsim, "refresh", "--continuous", "--min-interval", "1s", "--json", "--threshold", "0"]
+        + ["--top-k", "5", "--master", "local[1]", *settings.to_argv()],
+        stdout=subprocess.PIPE,
+        stderr=logs["refresh"],
+        text=True,
+        env=env,
+    )
+    passes = Lines(refresh.stdout)
+    try:
+        with EventPublisher(settings) as publisher:
+            publisher.publish(co_browsing(4, "early-x", "early-y", "early"))
+        wait_until(lambda: lists(settings, "early-x", "early-y"), "the first generation")
+
+        box["emulator"].stop()
+        down = time.monotonic()
+        with EventPublisher(settings) as publisher:  # Pub/Sub is up: the fold cannot write them yet
+            publisher.publish(co_browsing(4, "late-x", "late-y", "late"))
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down)))
+        assert stream.poll() is None and refresh.poll() is None, "a loop gave up during the outage"
+
+        (tmp_path / "again").mkdir()
+        box["emulator"] = localstack.start_emulator("bigtable", box["port"], tmp_path / "again")  # same port, empty
+        provision.provision(settings)  # what `streamsim up` does for a restarted emulator
+        wait_until(lambda: lists(settings, "late-x", "late-y"), "a generation with the events of the outage")
+        assert stream.poll() is None and refresh.poll() is None
+    finally:
+        for process in (stream, refresh):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes = [process.wait(timeout=PATIENCE) for process in (stream, refresh)]
+        for handle in logs.values():
+            handle.close()
+    assert codes == [0, 0]
+    stats = [json.loads(line) for line in passes.lines if line.startswith("{")]
+    after = [s for s in stats if "outage" in s]
+    assert after and after[0]["outage"]["failed_attempts"] >= 3 and after[0]["outage"]["seconds"] >= 20, stats
+    refresh_log = Path(tmp_path / "refresh.log").read_text()
+    assert "refresh pass failed" in refresh_log and "refresh pass succeeded again after" in refresh_log
+    stream_log = Path(tmp_path / "stream.log").read_text()
+    assert "not starting the pipeline: the Bigtable emulator" in stream_log
+    assert "pipeline start succeeded again after" in stream_log
