@@ -24,6 +24,10 @@ class UnsupportedMediaType(Exception):
     """The request body is not sent as ``application/json``."""
 
 
+class ShuttingDown(Exception):
+    """The server is stopping and a request's body did not arrive before the drain deadline."""
+
+
 class NotReady(Exception):
     """Bigtable answers, but no generation is published yet, or the one served is gone (``/readyz``)."""
 
@@ -53,6 +57,7 @@ ERRORS: dict[type[Exception], Error] = {
     NoGeneration: Error(503, "no_generation", "no similarity generation is published, or the one served is gone"),
     NoCatalogue: Error(503, "no_catalogue", "the catalogue has not been read yet (Bigtable unreachable since start)"),
     NotReady: Error(503, "not_ready", "Bigtable answers but no generation is published, or the one served is gone"),
+    ShuttingDown: Error(503, "shutting_down", "the server is stopping and the body did not arrive before its deadline"),
 }
 
 #: What went wrong in a message aiohttp could not read, by the most specific

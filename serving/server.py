@@ -10,14 +10,24 @@ answers those in the API's JSON contract instead
 ``malformed``) and logs one line. An HTTP error raised outside the
 middleware (the ``Expect`` handler's) is answered the same way.
 
-:func:`run` is ``streamsim serve``: it binds, serves until SIGINT/SIGTERM, then
-lets in-flight requests finish and closes Bigtable. An address it cannot
-have is :class:`CannotListen`, one line for the CLI.
+Draining. :func:`run` is ``streamsim serve``: it binds, serves until
+SIGINT/SIGTERM, then stops listening and drains: every request whose headers
+have arrived is answered, with ``Connection: close``, within
+``shutdown_timeout_seconds`` (10 s) of the signal, and idle keep-alive
+connections are closed at once. aiohttp alone drops every byte a closing
+connection receives, also the rest of the body of the request being handled,
+which then waits out the deadline and is cut off unanswered: the handler here
+keeps feeding that body to the request (never a new request), and fails a body
+read still waiting :data:`BODY_GRACE_SECONDS` before the deadline with
+:class:`serving.errors.ShuttingDown`, answered 503 ``shutting_down``. Then it
+closes Bigtable. An address it cannot have is :class:`CannotListen`, one line
+for the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -38,6 +48,9 @@ MALFORMED = "malformed"
 #: aiohttp's ``run_app`` default (the bare handler's is an hour): idle
 #: keep-alive connections, and silent ones, are closed after this.
 KEEPALIVE_TIMEOUT_SECONDS = 75.0
+#: During a drain, a body still awaited this long before the deadline fails (503
+#: ``shutting_down``), leaving the handler time to write that answer.
+BODY_GRACE_SECONDS = 1.0
 
 
 class CannotListen(Exception):
@@ -82,6 +95,26 @@ class _RequestHandler(web_protocol.RequestHandler):
         response.force_close()  # the parser lost its place in the stream
         return response
 
+    def data_received(self, data: bytes) -> None:
+        if (self._close or self._force_close) and self._request_in_progress and self._parser is not None:
+            # Draining (module docstring): the rest of the body of the request being
+            # handled goes to it; a pipelined request after it is dropped, as aiohttp does.
+            with contextlib.suppress(http_exceptions.HttpProcessingError):
+                self._parser.feed_data(data)
+            return
+        super().data_received(data)
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        request = self._current_request
+        if request is None or not timeout:
+            return await super().shutdown(timeout)
+        body_deadline = max(timeout - BODY_GRACE_SECONDS, 0.0)
+        give_up = self._loop.call_later(body_deadline, request.content.set_exception, errors.ShuttingDown())
+        try:
+            await super().shutdown(timeout)
+        finally:
+            give_up.cancel()
+
     def log_exception(self, *args, **kwargs) -> None:
         exc = kwargs.get("exc_info")
         if isinstance(exc, (http_exceptions.HttpProcessingError, web.RequestPayloadError, ConnectionError)):
@@ -99,6 +132,8 @@ class _RequestHandler(web_protocol.RequestHandler):
             # would send it as text/plain, uncounted.
             resp = error_response(self._app, resp)
             self._app[METRICS].observe(*labels(request), resp.status, 0.0)
+        if (self._close or self._force_close) and not resp.prepared:
+            resp.force_close()  # draining: the client learns this connection ends with this answer
         return await super().finish_response(request, resp, start_time)
 
 
