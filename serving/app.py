@@ -27,6 +27,7 @@ from serving.generation import GenerationWatcher
 from serving.history import HistoryReads
 from serving.metrics import ServingMetrics
 from serving.neighbours import NeighbourCache
+from serving.peers import Peers
 from serving.recommender import Answer, Recommender
 from serving.store import BackendUnavailable, BigtableStore, request_deadline
 
@@ -41,6 +42,7 @@ RECOMMENDER = web.AppKey("recommender", Recommender)
 CATALOGUE = web.AppKey("catalogue", Catalogue)
 FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
+PEERS = web.AppKey("peers", Peers)
 
 _METHODS = {"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"}
 #: Sent as ``Server`` instead of aiohttp's ``Python/3.x aiohttp/x.y``: versions help only an attacker.
@@ -217,6 +219,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
+    peers = request.app.get(PEERS)
+    if peers is not None and not Peers.from_peer(request):
+        body = await peers.gather(body)  # every worker's series, labelled (serving.peers)
     return web.Response(body=body, headers={"Content-Type": request.app[METRICS].content_type})
 
 
@@ -276,9 +281,12 @@ async def bigtable_context(app: web.Application):
     await store.close()
 
 
-def create_app(config: ServingConfig) -> web.Application:
+def create_app(config: ServingConfig, peers: Peers | None = None) -> web.Application:
+    """The serving app; ``peers``: this worker's place among ``--workers N`` (``/metrics`` covers all)."""
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
+    if peers is not None:
+        app[PEERS] = peers
     app[CACHE] = cache = NeighbourCache(config.cache_rows, config.absent_cache_rows)
     app[CATALOGUE] = Catalogue()
     app[METRICS] = ServingMetrics(

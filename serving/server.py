@@ -40,6 +40,7 @@ from aiohttp import http_exceptions, web, web_protocol
 from serving import errors
 from serving.app import METRICS, client_gone, create_app, error_response, labels
 from serving.config import ServingConfig
+from serving.peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +194,18 @@ def listen_problem(config: ServingConfig, exc: OSError) -> str:
 
 
 async def serve(
-    config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False
+    config: ServingConfig,
+    *,
+    on_listening: Callable[[], None] | None = None,
+    reuse_port: bool = False,
+    peers: Peers | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; :class:`CannotListen` if the address cannot be had.
 
-    ``reuse_port``: listen with SO_REUSEPORT, beside other workers (:mod:`serving.workers`).
+    ``reuse_port``: listen with SO_REUSEPORT, beside other workers (:mod:`serving.workers`);
+    ``peers``: this worker's place among them, served on its own Unix socket too (:mod:`serving.peers`).
     """
-    app = create_app(config)
+    app = create_app(config, peers)
     app.cleanup_ctx.append(_freeze_startup_objects)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -214,6 +220,8 @@ async def serve(
                 await web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None).start()
             except OSError as exc:
                 raise CannotListen(listen_problem(config, exc)) from None
+            if peers is not None:
+                await web.UnixSite(runner, peers.socket()).start()
             if on_listening is not None:
                 on_listening()
             await stop.wait()
@@ -223,6 +231,12 @@ async def serve(
             loop.remove_signal_handler(number)
 
 
-def run(config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False) -> None:
+def run(
+    config: ServingConfig,
+    *,
+    on_listening: Callable[[], None] | None = None,
+    reuse_port: bool = False,
+    peers: Peers | None = None,
+) -> None:
     """:func:`serve` in an event loop of its own (the process's main thread)."""
-    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port))
+    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port, peers=peers))
