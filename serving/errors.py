@@ -4,8 +4,10 @@ error cannot be answered without also being documented.
 
 The answer is always JSON ``{"error": code, "detail": ..., "generation": ...}``,
 and its detail never carries what a client should not see: request bytes
-(aiohttp's parser messages quote them), the backend's address (gRPC's text
-can name it) or an unexpected exception's text.
+(aiohttp's parser messages quote them), a value the client sent (an id, a
+parameter's name or value: details name the API's own parameter and the rule
+it breaks, ``tests/serving/test_http_errors.py`` checks each path), the
+backend's address (gRPC's text can name it) or an unexpected exception's text.
 """
 
 from __future__ import annotations
