@@ -6,7 +6,8 @@ the cheaper of incremental and full from estimates (``batch.planner``); ``--full
 ``--incremental`` force one. ``--every 10m`` repeats until interrupted; ``--continuous``
 keeps one session and warm state and starts the next pass as soon as the last one has
 flipped and enough has changed (``batch.continuous``), until SIGTERM or Ctrl-C, which
-stop after the pass in flight. ``--dataproc CLUSTER --region R`` submits the same command as
+stop after the pass in flight; it waits out a backend outage of any length, and exits 1
+only on what no retry fixes (credentials, permissions). ``--dataproc CLUSTER --region R`` submits the same command as
 a Dataproc PySpark job instead (``--dry-run`` prints the gcloud line). On Google Cloud,
 schedule it with Cloud Scheduler calling the Dataproc jobs API (or a Dataproc workflow
 template) every N minutes, or submit ``--continuous`` once as a long-running job.

@@ -205,8 +205,8 @@ def run_continuous(
             if problem:
                 raise ConnectionError(problem)
             pending = len(source.read_marks(settings))
-            ended = outage.recovered() or ended
             if pending < max(1, min_changed):
+                ended = outage.recovered() or ended  # the backend answers and nothing is to do: over
                 stop.wait(POLL_SECONDS)
                 continue
             last_start = time.monotonic()
