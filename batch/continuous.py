@@ -191,11 +191,15 @@ def run_continuous(
     min_changed: int = 1,
     on_pass: Callable[[dict], None] = lambda stats: None,
     run_pass: Callable | None = None,
+    outage: Outage | None = None,
 ) -> LoopSummary:
-    """Passes until ``stop`` is set; each one once ``min_changed`` items are dirty (module docstring)."""
+    """Passes until ``stop`` is set; each one once ``min_changed`` items are dirty (module docstring).
+
+    ``outage``: where the failures in a row are kept (the command serves it as metrics).
+    """
     if run_pass is None:
         from batch.refresh import run_pass
-    warm, summary, outage = WarmState(), LoopSummary(), Outage("refresh pass")
+    warm, summary, outage = WarmState(), LoopSummary(), outage or Outage("refresh pass")
     last_start, ended = None, None
     while not stop.is_set():
         if last_start is not None and stop.wait(max(0.0, min_interval - (time.monotonic() - last_start))):

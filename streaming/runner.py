@@ -143,6 +143,7 @@ def supervise(
     max_restarts: int | None = None,
     env: dict | None = None,
     check: Callable[[], str | None] | None = None,
+    outage: Outage | None = None,
 ) -> int:
     """Run ``python -m streaming --no-supervise <child_argv>`` until it exits cleanly.
 
@@ -150,7 +151,7 @@ def supervise(
     each restart: while it names a problem (the emulators are down) no pipeline
     is started, since it could only crash again, and the wait does not count
     against ``max_restarts`` (None: no limit), which bounds crashes in a row of a
-    pipeline whose backends answer.
+    pipeline whose backends answer. ``outage`` keeps those waits (the command serves it as metrics).
     """
     stopping = threading.Event()
     child: list[subprocess.Popen] = []
@@ -161,7 +162,7 @@ def supervise(
             child[0].send_signal(signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    outage, restarts, code = Outage("pipeline start"), 0, 0
+    outage, restarts, code = outage or Outage("pipeline start"), 0, 0
     try:
         while True:
             problem = check() if check is not None and restarts else None

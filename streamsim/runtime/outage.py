@@ -14,7 +14,10 @@ PERMISSION_DENIED), or a request it calls invalid (INVALID_ARGUMENT), which no w
 
 :class:`Outage` keeps the count and the length of the failures in a row for the logs (a
 WARNING per failure, with the outage's length so far, and one when it ends, so both show at
-the commands' default log level) and for the loop's statistics.
+the commands' default log level), for the loop's statistics, and for Prometheus
+(:func:`serve_metrics`, the commands' ``--metrics-port``): ``streamsim_loop_failures_in_a_row``,
+``streamsim_loop_outage_seconds`` (0 while all is well), ``streamsim_loop_failures_total`` and
+``streamsim_loop_outages_recovered_total``, each labelled ``loop``.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class Outage:
     since: float | None = None
     #: Outages this loop has ridden out.
     recovered_total: int = 0
+    failures_total: int = 0
 
     @property
     def seconds(self) -> float:
@@ -78,6 +82,7 @@ class Outage:
         if self.since is None:
             self.since = time.monotonic()
         self.failures += 1
+        self.failures_total += 1
         delay = retry_delay(self.failures)
         log.warning(
             "%s failed (%d in a row, backend trouble for %.0f s): %s; retrying in %.0f s",
@@ -98,3 +103,32 @@ class Outage:
         self.failures, self.since = 0, None
         self.recovered_total += 1
         return ended
+
+
+class _OutageCollector:
+    def __init__(self, outages: dict[str, Outage]):
+        self._outages = outages
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        families = (
+            (GaugeMetricFamily, "failures_in_a_row", "Failures since the last success", lambda o: o.failures),
+            (GaugeMetricFamily, "outage_seconds", "Seconds since the first of those failures", lambda o: o.seconds),
+            (CounterMetricFamily, "failures", "Failures, all told", lambda o: o.failures_total),
+            (CounterMetricFamily, "outages_recovered", "Outages the loop waited out", lambda o: o.recovered_total),
+        )
+        for kind, name, doc, value in families:
+            family = kind(f"streamsim_loop_{name}", doc, labels=["loop"])
+            for loop, outage in self._outages.items():
+                family.add_metric([loop], value(outage))
+            yield family
+
+
+def serve_metrics(port: int, outages: dict[str, Outage], host: str = "127.0.0.1") -> None:
+    """Serve ``outages`` (loop name -> its :class:`Outage`) as Prometheus metrics on host:port, in a thread."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_OutageCollector(outages))
+    start_http_server(port, addr=host, registry=registry)

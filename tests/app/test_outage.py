@@ -5,8 +5,8 @@ A Bigtable emulator of the test's own is killed while ``streamsim stream`` (supe
 where both used to give up: the supervisor after ``--max-restarts 2`` restarts, the refresh
 after three failed passes, about 20 s), and is started again on the same port, empty, then
 provisioned as ``streamsim up`` does. Events published during the outage must reach a new
-generation with neither process restarted by hand, and the outage must show in their logs
-and in the statistics of the first pass after it.
+generation with neither process restarted by hand, and the outage must show in their logs,
+in their Prometheus metrics (``--metrics-port``) and in the statistics of the first pass after it.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from batch.generations import SimilarityReader
 from schemas import Event, EventType
@@ -60,6 +62,19 @@ def wait_until(condition, what: str, patience: float = PATIENCE) -> None:
         time.sleep(0.5)
 
 
+def loop_metric(port: int, name: str, loop: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and s.labels == {"loop": loop}
+    ]
+    assert len(found) == 1, (name, text)
+    return found[0]
+
+
 class Lines:
     """A child's stdout, collected by a thread (a pipe nobody reads would block the child)."""
 
@@ -86,12 +101,15 @@ def test_both_loops_outlive_an_outage_and_fold_what_arrived_meanwhile(own_bigtab
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     streamsim = [sys.executable, "-m", "streamsim"]
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("stream", "refresh")}  # noqa: SIM115
+    ports = {"stream": localstack.free_port(), "refresh": localstack.free_port()}
     stream = subprocess.Popen(
-        [*streamsim, "stream", "--max-restarts", "2", *settings.to_argv()], stderr=logs["stream"], env=env
+        [*streamsim, "stream", "--max-restarts", "2", "--metrics-port", str(ports["stream"]), *settings.to_argv()],
+        stderr=logs["stream"],
+        env=env,
     )
     refresh = subprocess.Popen(
         [*streamsim, "refresh", "--continuous", "--min-interval", "1s", "--json", "--threshold", "0"]
-        + ["--top-k", "5", "--master", "local[1]", *settings.to_argv()],
+        + ["--top-k", "5", "--master", "local[1]", "--metrics-port", str(ports["refresh"]), *settings.to_argv()],
         stdout=subprocess.PIPE,
         stderr=logs["refresh"],
         text=True,
@@ -109,12 +127,18 @@ def test_both_loops_outlive_an_outage_and_fold_what_arrived_meanwhile(own_bigtab
             publisher.publish(co_browsing(4, "late-x", "late-y", "late"))
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down)))
         assert stream.poll() is None and refresh.poll() is None, "a loop gave up during the outage"
+        for loop, port in ports.items():  # the outage, as Prometheus sees it (the pipeline may take a while to die)
+            wait_until(lambda: loop_metric(port, "streamsim_loop_failures_in_a_row", loop) >= 1, f"{loop} failures")
+            assert loop_metric(port, "streamsim_loop_outage_seconds", loop) > 0
 
         (tmp_path / "again").mkdir()
         box["emulator"] = localstack.start_emulator("bigtable", box["port"], tmp_path / "again")  # same port, empty
         provision.provision(settings)  # what `streamsim up` does for a restarted emulator
         wait_until(lambda: lists(settings, "late-x", "late-y"), "a generation with the events of the outage")
         assert stream.poll() is None and refresh.poll() is None
+        for loop, port in ports.items():
+            assert loop_metric(port, "streamsim_loop_outages_recovered_total", loop) == 1
+            assert loop_metric(port, "streamsim_loop_failures_in_a_row", loop) == 0
     finally:
         for process in (stream, refresh):
             if process.poll() is None:
