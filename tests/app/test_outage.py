@@ -1,12 +1,13 @@
 """A Bigtable outage longer than any give-up time: the fold and the continuous refresh come back.
 
-A Bigtable emulator of the test's own is killed while ``streamsim stream`` (supervised) and
-``streamsim refresh --continuous`` run, stays down for ``OUTAGE_SECONDS`` (beyond the point
-where both used to give up: the supervisor after ``--max-restarts 2`` restarts, the refresh
-after three failed passes, about 20 s), and is started again on the same port, empty, then
-provisioned as ``streamsim up`` does. Events published during the outage must reach a new
-generation with neither process restarted by hand, and the outage must show in their logs,
-in their Prometheus metrics (``--metrics-port``) and in the statistics of the first pass after it.
+The Bigtable emulator of a local stack of the test's own is killed (``kill -9``) while
+``streamsim stream`` (supervised) and ``streamsim refresh --continuous`` run, stays down for
+``OUTAGE_SECONDS`` (beyond the point where both used to give up: the supervisor after
+``--max-restarts 2`` restarts, the refresh after three failed passes, about 20 s), and
+``streamsim up`` starts it again on the same port, empty, and provisions it. Events published
+during the outage must reach a new generation with neither process restarted by hand, and the
+outage must show in their logs, in their Prometheus metrics (``--metrics-port``) and in the
+statistics of the first pass after it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from batch.generations import SimilarityReader
 from schemas import Event, EventType
 from streaming.publish import EventPublisher
 from streamsim.app import localstack
-from streamsim.runtime import provision
+from streamsim.runtime.settings import Settings
 
 pytestmark = pytest.mark.slow
 OUTAGE_SECONDS = 40
@@ -85,19 +86,16 @@ class Lines:
 
 
 @pytest.fixture
-def own_bigtable(stack, tmp_path):
-    """Settings whose Bigtable emulator is the test's own (to stop and restart); Pub/Sub is the session's."""
-    port = localstack.free_port()
-    emulator = localstack.start_emulator("bigtable", port, tmp_path)
-    settings = dataclasses.replace(stack, bigtable_host=emulator.host, prefix="outage-")
-    provision.provision(settings)
-    box = {"emulator": emulator, "port": port}
-    yield settings, box
-    box["emulator"].stop()
+def own_stack(tmp_path):
+    """A local stack of the test's own (``streamsim up`` in its own state directory), to break."""
+    base = Settings(project="outage", instance="outage", prefix="outage-", state_dir=tmp_path / "stack")
+    state = localstack.up(base, bigtable_port=localstack.free_port(), pubsub_port=localstack.free_port())
+    yield dataclasses.replace(base, bigtable_host=state["bigtable"]["host"], pubsub_host=state["pubsub"]["host"])
+    localstack.down(base)
 
 
-def test_both_loops_outlive_an_outage_and_fold_what_arrived_meanwhile(own_bigtable, tmp_path):
-    settings, box = own_bigtable
+def test_both_loops_outlive_an_outage_and_fold_what_arrived_meanwhile(own_stack, tmp_path):
+    settings = own_stack
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     streamsim = [sys.executable, "-m", "streamsim"]
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("stream", "refresh")}  # noqa: SIM115
@@ -121,7 +119,8 @@ def test_both_loops_outlive_an_outage_and_fold_what_arrived_meanwhile(own_bigtab
             publisher.publish(co_browsing(4, "early-x", "early-y", "early"))
         wait_until(lambda: lists(settings, "early-x", "early-y"), "the first generation")
 
-        box["emulator"].stop()
+        bigtable_pid = json.loads((settings.state_dir / localstack.STATE_FILE).read_text())["bigtable"]["pid"]
+        os.kill(bigtable_pid, signal.SIGKILL)
         down = time.monotonic()
         with EventPublisher(settings) as publisher:  # Pub/Sub is up: the fold cannot write them yet
             publisher.publish(co_browsing(4, "late-x", "late-y", "late"))
@@ -131,9 +130,14 @@ def test_both_loops_outlive_an_outage_and_fold_what_arrived_meanwhile(own_bigtab
             wait_until(lambda: loop_metric(port, "streamsim_loop_failures_in_a_row", loop) >= 1, f"{loop} failures")
             assert loop_metric(port, "streamsim_loop_outage_seconds", loop) > 0
 
-        (tmp_path / "again").mkdir()
-        box["emulator"] = localstack.start_emulator("bigtable", box["port"], tmp_path / "again")  # same port, empty
-        provision.provision(settings)  # what `streamsim up` does for a restarted emulator
+        up = subprocess.run(
+            [*streamsim, "up", *settings.to_argv(remote=True), "--state-dir", str(settings.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert up.returncode == 0, up.stderr
+        assert "had died: started a new one" in up.stdout + up.stderr  # on its old port, empty, provisioned
         wait_until(lambda: lists(settings, "late-x", "late-y"), "a generation with the events of the outage")
         assert stream.poll() is None and refresh.poll() is None
         for loop, port in ports.items():
