@@ -83,12 +83,17 @@ def client_gone(request: web.BaseRequest, exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError) and (transport is None or transport.is_closing())
 
 
+def _start_budget(app: web.Application):
+    """The request's backend reads share ``request_timeout_seconds`` from now (a context token)."""
+    return request_deadline.set(asyncio.get_running_loop().time() + app[CONFIG].request_timeout_seconds)
+
+
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler) -> web.StreamResponse:
     """Turn every exception into a JSON error and count every answer."""
     app = request.app
     started = time.perf_counter()
-    budget = request_deadline.set(asyncio.get_running_loop().time() + app[CONFIG].request_timeout_seconds)
+    budget = _start_budget(app)
     try:
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - the contract is a JSON error, never a traceback
@@ -130,6 +135,7 @@ async def post_recommendations(request: web.Request) -> web.Response:
         raise errors.UnsupportedMediaType("send the body as application/json")
     _refuse_a_large_body(request)
     raw = await request.read()  # HTTPRequestEntityTooLarge beyond client_max_size (chunked bodies)
+    _start_budget(request.app)  # the budget is for Bigtable, not for a slow client's upload
     try:
         # Decoded strictly first: json.loads(bytes) would let UTF-8-encoded
         # surrogates (b"\xed\xa0\x80") through as lone surrogates.

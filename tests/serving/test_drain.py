@@ -23,7 +23,8 @@ from tests.serving.test_cli import _serve_command
 
 pytestmark = pytest.mark.slow
 G1 = 1_700_000_000_000
-BODY = json.dumps({"items": [{"item": "a"}], "n": 1}).encode()
+#: A session whose item x is in no cache: its answer needs a Bigtable read after the slow body.
+BODY = json.dumps({"items": [{"item": "a"}, {"item": "x"}], "n": 2}).encode()
 #: The deadline a stopping server gives requests (ServingConfig.shutdown_timeout_seconds).
 DRAIN_SECONDS = ServingConfig.shutdown_timeout_seconds
 
@@ -78,7 +79,8 @@ def test_sigterm_answers_a_request_whose_body_is_still_arriving(fresh_stack, tmp
         head, body = read_answer(slow)
         assert head.startswith(b"HTTP/1.1 200"), (head, body)
         assert b"connection: close" in head.lower()
-        assert json.loads(body)["items"] == [{"item": "b", "score": 0.25, "source": "similar"}]  # browse: 0.5 x 0.5
+        # b after a (browse: 0.5 x 0.5), then the popular fill: the read budget started with the body, not the headers.
+        assert [(e["item"], e["source"]) for e in json.loads(body)["items"]] == [("b", "similar"), ("p", "popular")]
         assert slow.recv(1) == b""  # then closed
         assert idle.recv(1) == b""  # the idle keep-alive connection was closed, not left to time out
         head, body = read_answer(never)  # a body that never comes: answered before the deadline
