@@ -6,7 +6,8 @@ the cheaper of incremental and full from estimates (``batch.planner``); ``--full
 ``--incremental`` force one. ``--every 10m`` repeats until interrupted; ``--continuous``
 keeps one session and warm state and starts the next pass as soon as the last one has
 flipped and enough has changed (``batch.continuous``), until SIGTERM or Ctrl-C, which
-stop after the pass in flight. ``--dataproc CLUSTER --region R`` submits the same command as
+stop after the pass in flight; it waits out a backend outage of any length, and exits 1
+only on what no retry fixes (credentials, permissions). ``--dataproc CLUSTER --region R`` submits the same command as
 a Dataproc PySpark job instead (``--dry-run`` prints the gcloud line). On Google Cloud,
 schedule it with Cloud Scheduler calling the Dataproc jobs API (or a Dataproc workflow
 template) every N minutes, or submit ``--continuous`` once as a long-running job.
@@ -135,6 +136,12 @@ def register(subparsers, parent) -> None:
         metavar="N",
         help="with --continuous: start a pass once N items are marked dirty (default 1)",
     )
+    refresh.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="with --continuous: serve its outage metrics for Prometheus on 127.0.0.1:PORT",
+    )
     refresh.add_argument("--json", action="store_true", help="print only the statistics, one JSON line per pass")
     refresh.add_argument("--dataproc", metavar="CLUSTER", help="submit to this Dataproc cluster instead")
     refresh.add_argument("--region", help="Dataproc region (with --dataproc)")
@@ -157,6 +164,8 @@ def _flag_problem(args) -> str | None:
         return "--min-changed must be at least 1"
     if not args.continuous and args.min_interval is not None:
         return "--min-interval applies only with --continuous"
+    if args.metrics_port is not None and not (args.continuous and 0 < args.metrics_port < 65536):
+        return "--metrics-port takes a TCP port and applies only with --continuous"
     if args.dataproc:
         for flag, given in (("--every", args.every), ("--master", args.master), ("--spark-ui", args.spark_ui)):
             if given:
@@ -312,6 +321,7 @@ def _min_interval(args) -> float:
 def _run_continuous(spark, settings, options, args) -> int:
     """The ``--continuous`` loop: a summary line per pass (or its JSON), one at the end; 0 on a clean stop."""
     from batch.continuous import Stopper, run_continuous
+    from streamsim.runtime.outage import Outage, serve_metrics
 
     def report(stats: dict) -> None:
         if args.json:
@@ -327,6 +337,9 @@ def _run_continuous(spark, settings, options, args) -> int:
             f"{_min_interval(args):g} s; Ctrl-C or SIGTERM stops after the pass in flight",
             flush=True,
         )
+    outage = Outage("refresh pass")
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port, {"refresh": outage})
     with Stopper() as stopper:
         try:
             summary = run_continuous(
@@ -337,6 +350,7 @@ def _run_continuous(spark, settings, options, args) -> int:
                 min_interval=_min_interval(args),
                 min_changed=args.min_changed,
                 on_pass=report,
+                outage=outage,
             )
         except KeyboardInterrupt:
             print("continuous refresh interrupted; the pointer names the last complete generation", file=sys.stderr)

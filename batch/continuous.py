@@ -19,6 +19,13 @@ least ``min_interval`` after the last one started, and once at least ``min_chang
 items are marked dirty. :class:`Stopper` turns SIGTERM/SIGINT into a stop after the
 pass in flight (the pointer only ever names a complete generation: a pass flips it last);
 a second signal stops at once, which also leaves the pointer on a complete generation.
+
+A backend outage does not end the loop (:mod:`streamsim.runtime.outage`): before each pass
+it probes Bigtable (one TCP connect for an emulator), and a probe or a pass that fails is
+retried on the outage schedule (2, 4, ... 60 s) for as long as it takes; the first pass after
+the backend is back carries ``outage`` (failed attempts, seconds) in its statistics. The
+pointer still names the last complete generation throughout. Only an error retrying cannot
+fix (credentials, permissions, an invalid request) stops the loop, raised to the command.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from batch import source
+from streamsim.runtime.cli import backend_error, describe_error, one_line
+from streamsim.runtime.outage import Outage, unfixable
 from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,8 +54,6 @@ MAX_CACHED_ROWS = 300_000
 DEPTH_FACTOR = 2
 #: How often an idle loop looks for new dirty marks.
 POLL_SECONDS = 0.5
-#: Passes in a row that may fail (a backend blip) before the loop gives up and raises.
-MAX_FAILURES_IN_A_ROW = 3
 
 
 @dataclasses.dataclass
@@ -161,6 +168,8 @@ class LoopSummary:
     published: int = 0
     last_generation: int | None = None
     pass_seconds: list[float] = dataclasses.field(default_factory=list)
+    #: Backend outages the loop waited out.
+    outages: int = 0
 
     def line(self) -> str:
         if not self.passes:
@@ -168,7 +177,7 @@ class LoopSummary:
         mean = sum(self.pass_seconds) / len(self.pass_seconds)
         return (
             f"continuous refresh stopped after {self.passes} passes ({self.published} published), "
-            f"last generation {self.last_generation}, mean pass {mean:.1f} s"
+            f"last generation {self.last_generation}, mean pass {mean:.1f} s, {self.outages} outages waited out"
         )
 
 
@@ -182,36 +191,46 @@ def run_continuous(
     min_changed: int = 1,
     on_pass: Callable[[dict], None] = lambda stats: None,
     run_pass: Callable | None = None,
+    outage: Outage | None = None,
 ) -> LoopSummary:
-    """Passes until ``stop`` is set; each one once ``min_changed`` items are dirty (module docstring)."""
+    """Passes until ``stop`` is set; each one once ``min_changed`` items are dirty (module docstring).
+
+    ``outage``: where the failures in a row are kept (the command serves it as metrics).
+    """
     if run_pass is None:
         from batch.refresh import run_pass
-    warm, summary = WarmState(), LoopSummary()
-    last_start, failures = None, 0
+    warm, summary, outage = WarmState(), LoopSummary(), outage or Outage("refresh pass")
+    last_start, ended = None, None
     while not stop.is_set():
         if last_start is not None and stop.wait(max(0.0, min_interval - (time.monotonic() - last_start))):
             break
         try:
+            problem = backend_error(settings)
+            if problem:
+                raise ConnectionError(problem)
             pending = len(source.read_marks(settings))
             if pending < max(1, min_changed):
+                ended = outage.recovered() or ended  # the backend answers and nothing is to do: over
                 stop.wait(POLL_SECONDS)
                 continue
             last_start = time.monotonic()
             stats = run_pass(spark, settings, options, warm=warm)
-            failures = 0
         except Exception as exc:
-            # The pointer still names the last complete generation: try again after a pause.
-            failures += 1
+            # The pointer still names the last complete generation: wait the outage out.
             warm.not_published()
-            if failures >= MAX_FAILURES_IN_A_ROW:
+            if unfixable(exc):
                 raise
-            log.warning("refresh pass failed (%s); retrying in %.0f s", exc, min_interval)
-            last_start = time.monotonic()
+            last_start = None
+            stop.wait(outage.failed(one_line(describe_error(exc))))
             continue
+        ended = outage.recovered() or ended
+        if ended:
+            stats["outage"], ended = ended, None
         summary.passes += 1
         summary.pass_seconds.append(stats["wall_seconds"])
         if stats["flipped"]:
             summary.published += 1
             summary.last_generation = stats["generation"]
         on_pass(stats)
+    summary.outages = outage.recovered_total
     return summary

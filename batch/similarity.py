@@ -32,13 +32,13 @@ bucket (:func:`directed_counts`, :func:`occurrences`) and finished per row block
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
 
 from batch import dimsum
+from schemas.tuned import MEASURE_PARAMS, Param, resolve_params
 
 DEFAULT = "cosine"
 
@@ -53,23 +53,6 @@ class ItemStats:
     n_users: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Param:
-    default: float
-    low: float
-    high: float
-    doc: str
-
-    def check(self, name: str, value) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"parameter {name}={value!r} is not a number") from None
-        if not (math.isfinite(number) and self.low <= number <= self.high):
-            raise ValueError(f"parameter {name}={value!r} must be within [{self.low:g}, {self.high:g}] ({self.doc})")
-        return number
-
-
 Weigh = Callable[[np.ndarray, np.ndarray, np.ndarray, ItemStats, Mapping[str, float]], np.ndarray]
 Scale = Callable[[ItemStats, Mapping[str, float]], "np.ndarray | None"]
 Finish = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, ItemStats, Mapping[str, float]], np.ndarray]
@@ -79,7 +62,6 @@ Finish = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, ItemStats, Ma
 class Measure:
     name: str
     doc: str
-    params: dict[str, Param]
     #: (indptr, indices, values, stats, params) -> x values, row by row (None: x = r).
     weigh: Weigh | None
     scale: Scale
@@ -93,14 +75,14 @@ class Measure:
     #: a refresh computes it from the ``recent`` rows (``batch.engine.directed_rows``).
     sequences: bool = False
 
+    @property
+    def params(self) -> dict[str, Param]:
+        """Its parameters and their ranges: the tuned configuration's contract owns them."""
+        return MEASURE_PARAMS[self.name]
+
     def resolve(self, given: Mapping[str, object] | None = None) -> dict[str, float]:
         """Defaults overlaid with ``given``, each checked against its range."""
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(self.params))
-        if unknown:
-            known = ", ".join(sorted(self.params)) or "none"
-            raise ValueError(f"similarity {self.name!r} has no parameter {unknown[0]!r} (it takes: {known})")
-        return {name: spec.check(name, given.get(name, spec.default)) for name, spec in self.params.items()}
+        return resolve_params(self.name, given)
 
 
 def _list_lengths(indptr: np.ndarray) -> np.ndarray:
@@ -178,7 +160,6 @@ REGISTRY: dict[str, Measure] = {
     "cosine": Measure(
         "cosine",
         "Σ r_ui·r_uj / (‖i‖·‖j‖): the default, and the only measure refreshed incrementally",
-        {},
         None,
         _norms,
         None,
@@ -187,7 +168,6 @@ REGISTRY: dict[str, Measure] = {
     "shrinkage": Measure(
         "shrinkage",
         "cosine with shrinkage: C_ij / (‖i‖·‖j‖ + h), which discounts pairs few users support",
-        {"h": Param(10.0, 0.0, 1e6, "shrinkage term h >= 0")},
         None,
         _norms,
         _shrinkage,
@@ -195,10 +175,6 @@ REGISTRY: dict[str, Measure] = {
     "bm25": Measure(
         "bm25",
         "cosine of BM25-weighted scores: r(k1+1)/(r + k1(1-b+b·len_u/avg len)), long user lists weigh less",
-        {
-            "k1": Param(1.2, 0.0, 100.0, "term saturation k1 >= 0"),
-            "b": Param(0.75, 0.0, 1.0, "length normalisation b in [0, 1]"),
-        },
         _bm25,
         _own_norms,
         None,
@@ -207,7 +183,6 @@ REGISTRY: dict[str, Measure] = {
     "asymmetric": Measure(
         "asymmetric",
         "asymmetric cosine: C_ij / (‖i‖^2α · ‖j‖^2(1-α)); α = 0.5 is cosine",
-        {"alpha": Param(0.5, 0.0, 1.0, "asymmetry α in [0, 1]")},
         None,
         _norms,
         _asymmetric,
@@ -215,7 +190,6 @@ REGISTRY: dict[str, Measure] = {
     "jaccard": Measure(
         "jaccard",
         "|U_i ∩ U_j| / |U_i ∪ U_j| over the users holding each item",
-        {},
         _binary,
         _user_counts,
         _jaccard,
@@ -224,10 +198,6 @@ REGISTRY: dict[str, Measure] = {
     "rp3beta": Measure(
         "rp3beta",
         "RP3beta: Σ_u deg_u^-α / (deg_i^α · pop_j^β), a random walk item -> user -> item, popularity damped",
-        {
-            "alpha": Param(1.0, 0.0, 4.0, "walk exponent α >= 0"),
-            "beta": Param(0.3, 0.0, 2.0, "popularity penalty β >= 0"),
-        },
         _rp3_entries,
         _user_counts,
         _rp3beta,
@@ -237,11 +207,6 @@ REGISTRY: dict[str, Measure] = {
         "directed",
         "order-aware co-occurrence: j after i within a window, 1/distance, reverse pairs at a weight, "
         "divided by pop_j^β (from each user's event order; full refreshes only)",
-        {
-            "window": Param(5.0, 1.0, 100.0, "events after i that count, >= 1"),
-            "reverse": Param(0.5, 0.0, 1.0, "weight of j before i, in [0, 1]"),
-            "beta": Param(0.3, 0.0, 2.0, "popularity normalisation β >= 0"),
-        },
         _needs_sequences,
         _needs_sequences,
         None,
@@ -251,10 +216,8 @@ REGISTRY: dict[str, Measure] = {
 
 
 def measure(name: str) -> Measure:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown similarity {name!r} (choose from {', '.join(REGISTRY)})") from None
+    resolve_params(name)  # an unknown name: the contract's error
+    return REGISTRY[name]
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, float]:

@@ -6,8 +6,11 @@ One JSON object::
      "serving": {"popularity_blend": 0.0, "recency_decay": 1.0, "allow_repeats": false},
      "provenance": {"data": ..., "split": ..., "metric": ..., "score": ..., "when": ...}}
 
-The batch checks ``params`` against its registry; this module checks only the shape, so
-that every reader fails the same way on a file that is not a tuned configuration.
+This module is the one validator every reader (``refresh``, ``serve``, ``evaluate``) goes
+through, so they accept and refuse the same files: a bounded size (:data:`MAX_CONFIG_BYTES`,
+read no further), no key it does not know (a misspelt ``parms`` would otherwise fall back to
+defaults unnoticed), a known measure (:data:`MEASURE_PARAMS`, which the batch's registry
+takes its parameters from) with parameters inside their ranges, and query knobs in range.
 """
 
 from __future__ import annotations
@@ -15,11 +18,79 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 
 class TunedConfigError(ValueError):
     """The file is missing, unreadable or not a tuned configuration (one line: the reason)."""
+
+
+#: A configuration ``tune`` writes is under 1 KB; a larger file is refused unread.
+MAX_CONFIG_BYTES = 64 * 1024
+#: The top-level keys of a configuration.
+KEYS = ("similarity", "params", "serving", "provenance")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """A measure parameter: its default and the closed range it must lie in."""
+
+    default: float
+    low: float
+    high: float
+    doc: str
+
+    def check(self, name: str, value) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
+            raise TunedConfigError(f"parameter {name}={_short(value)} is not a number in range") from None
+        if not (math.isfinite(number) and self.low <= number <= self.high):
+            raise TunedConfigError(
+                f"parameter {name}={_short(value)} must be within [{self.low:g}, {self.high:g}] ({self.doc})"
+            )
+        return number
+
+
+#: Each similarity measure's parameters (``batch.similarity.REGISTRY`` has one measure per name).
+MEASURE_PARAMS: dict[str, dict[str, Param]] = {
+    "cosine": {},
+    "shrinkage": {"h": Param(10.0, 0.0, 1e6, "shrinkage term h >= 0")},
+    "bm25": {
+        "k1": Param(1.2, 0.0, 100.0, "term saturation k1 >= 0"),
+        "b": Param(0.75, 0.0, 1.0, "length normalisation b in [0, 1]"),
+    },
+    "asymmetric": {"alpha": Param(0.5, 0.0, 1.0, "asymmetry α in [0, 1]")},
+    "jaccard": {},
+    "rp3beta": {
+        "alpha": Param(1.0, 0.0, 4.0, "walk exponent α >= 0"),
+        "beta": Param(0.3, 0.0, 2.0, "popularity penalty β >= 0"),
+    },
+    "directed": {
+        "window": Param(5.0, 1.0, 100.0, "events after i that count, >= 1"),
+        "reverse": Param(0.5, 0.0, 1.0, "weight of j before i, in [0, 1]"),
+        "beta": Param(0.3, 0.0, 2.0, "popularity normalisation β >= 0"),
+    },
+}
+
+
+def _short(value) -> str:
+    """A value for an error line: its repr, cut (a 400-digit number, a long string)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
+def resolve_params(measure: str, given: Mapping[str, object] | None = None) -> dict[str, float]:
+    """The measure's parameters: defaults overlaid with ``given``, each checked against its range."""
+    if measure not in MEASURE_PARAMS:
+        raise TunedConfigError(f"unknown similarity {_short(measure)} (choose from {', '.join(MEASURE_PARAMS)})")
+    specs, given = MEASURE_PARAMS[measure], dict(given or {})
+    unknown = sorted(set(given) - set(specs), key=str)
+    if unknown:
+        known = ", ".join(sorted(specs)) or "none"
+        raise TunedConfigError(f"similarity {measure!r} has no parameter {_short(unknown[0])} (it takes: {known})")
+    return {name: spec.check(name, given.get(name, spec.default)) for name, spec in specs.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +122,13 @@ class TunedConfig:
     serving: QueryKnobs = QueryKnobs()
     provenance: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        if not isinstance(self.params, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.params.values()
+        ):
+            raise TunedConfigError('"params" must map names to numbers')
+        resolve_params(self.similarity, self.params)
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -70,30 +148,39 @@ class TunedConfig:
             raise TunedConfigError(f"{source} is not JSON ({exc})") from None
         if not isinstance(data, dict) or not isinstance(data.get("similarity"), str):
             raise TunedConfigError(f'{source} is not a tuned configuration: no "similarity" name')
-        params = data.get("params", {})
-        if not isinstance(params, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()
-        ):
-            raise TunedConfigError(f'{source}: "params" must map names to numbers')
-        serving = data.get("serving", {})
-        if not isinstance(serving, dict):
-            raise TunedConfigError(f'{source}: "serving" must be an object')
+        unknown = sorted(set(data) - set(KEYS))
+        if unknown:
+            raise TunedConfigError(
+                f"{source}: unknown key {_short(unknown[0])} (a tuned configuration has {', '.join(KEYS)})"
+            )
+        serving, provenance = data.get("serving", {}), data.get("provenance", {})
+        for name, value in (("serving", serving), ("provenance", provenance)):
+            if not isinstance(value, dict):
+                raise TunedConfigError(f'{source}: "{name}" must be an object')
         known = {f.name for f in dataclasses.fields(QueryKnobs)}
         unknown = sorted(set(serving) - known)
         if unknown:
-            raise TunedConfigError(f"{source}: unknown serving setting {unknown[0]!r}")
-        provenance = data.get("provenance", {})
+            raise TunedConfigError(f"{source}: unknown serving setting {_short(unknown[0])}")
         try:
             knobs = QueryKnobs(**serving)
+            params = data.get("params", {})
+            return cls(data["similarity"], dict(params) if isinstance(params, dict) else params, knobs, provenance)
         except TunedConfigError as exc:
             raise TunedConfigError(f"{source}: {exc}") from None
-        return cls(data["similarity"], dict(params), knobs, provenance if isinstance(provenance, dict) else {})
 
 
 def read_tuned(path: str | Path) -> TunedConfig:
+    """The configuration at ``path``, validated (module docstring); at most ``MAX_CONFIG_BYTES`` are read."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise TunedConfigError(
+                f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a tuned configuration "
+                "(streamsim tune writes under 1 KB)"
+            )
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise TunedConfigError(f"{path}: no such file (write one with `streamsim tune`)") from None
     except IsADirectoryError:

@@ -27,6 +27,7 @@ from serving.generation import GenerationWatcher
 from serving.history import HistoryReads
 from serving.metrics import ServingMetrics
 from serving.neighbours import NeighbourCache
+from serving.peers import Peers
 from serving.recommender import Answer, Recommender
 from serving.store import BackendUnavailable, BigtableStore, request_deadline
 
@@ -41,6 +42,7 @@ RECOMMENDER = web.AppKey("recommender", Recommender)
 CATALOGUE = web.AppKey("catalogue", Catalogue)
 FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
+PEERS = web.AppKey("peers", Peers)
 
 _METHODS = {"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"}
 #: Sent as ``Server`` instead of aiohttp's ``Python/3.x aiohttp/x.y``: versions help only an attacker.
@@ -81,12 +83,17 @@ def client_gone(request: web.BaseRequest, exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError) and (transport is None or transport.is_closing())
 
 
+def _start_budget(app: web.Application):
+    """The request's backend reads share ``request_timeout_seconds`` from now (a context token)."""
+    return request_deadline.set(asyncio.get_running_loop().time() + app[CONFIG].request_timeout_seconds)
+
+
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler) -> web.StreamResponse:
     """Turn every exception into a JSON error and count every answer."""
     app = request.app
     started = time.perf_counter()
-    budget = request_deadline.set(asyncio.get_running_loop().time() + app[CONFIG].request_timeout_seconds)
+    budget = _start_budget(app)
     try:
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - the contract is a JSON error, never a traceback
@@ -128,6 +135,7 @@ async def post_recommendations(request: web.Request) -> web.Response:
         raise errors.UnsupportedMediaType("send the body as application/json")
     _refuse_a_large_body(request)
     raw = await request.read()  # HTTPRequestEntityTooLarge beyond client_max_size (chunked bodies)
+    _start_budget(request.app)  # the budget is for Bigtable, not for a slow client's upload
     try:
         # Decoded strictly first: json.loads(bytes) would let UTF-8-encoded
         # surrogates (b"\xed\xa0\x80") through as lone surrogates.
@@ -217,6 +225,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
+    peers = request.app.get(PEERS)
+    if peers is not None and not Peers.from_peer(request):
+        body = await peers.gather(body)  # every worker's series, labelled (serving.peers)
     return web.Response(body=body, headers={"Content-Type": request.app[METRICS].content_type})
 
 
@@ -276,9 +287,12 @@ async def bigtable_context(app: web.Application):
     await store.close()
 
 
-def create_app(config: ServingConfig) -> web.Application:
+def create_app(config: ServingConfig, peers: Peers | None = None) -> web.Application:
+    """The serving app; ``peers``: this worker's place among ``--workers N`` (``/metrics`` covers all)."""
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
+    if peers is not None:
+        app[PEERS] = peers
     app[CACHE] = cache = NeighbourCache(config.cache_rows, config.absent_cache_rows)
     app[CATALOGUE] = Catalogue()
     app[METRICS] = ServingMetrics(

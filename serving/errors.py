@@ -4,8 +4,10 @@ error cannot be answered without also being documented.
 
 The answer is always JSON ``{"error": code, "detail": ..., "generation": ...}``,
 and its detail never carries what a client should not see: request bytes
-(aiohttp's parser messages quote them), the backend's address (gRPC's text
-can name it) or an unexpected exception's text.
+(aiohttp's parser messages quote them), a value the client sent (an id, a
+parameter's name or value: details name the API's own parameter and the rule
+it breaks, ``tests/serving/test_http_errors.py`` checks each path), the
+backend's address (gRPC's text can name it) or an unexpected exception's text.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from serving.store import BackendUnavailable
 
 class UnsupportedMediaType(Exception):
     """The request body is not sent as ``application/json``."""
+
+
+class ShuttingDown(Exception):
+    """The server is stopping and a request's body did not arrive before the drain deadline."""
 
 
 class NotReady(Exception):
@@ -53,6 +59,7 @@ ERRORS: dict[type[Exception], Error] = {
     NoGeneration: Error(503, "no_generation", "no similarity generation is published, or the one served is gone"),
     NoCatalogue: Error(503, "no_catalogue", "the catalogue has not been read yet (Bigtable unreachable since start)"),
     NotReady: Error(503, "not_ready", "Bigtable answers but no generation is published, or the one served is gone"),
+    ShuttingDown: Error(503, "shutting_down", "the server is stopping and the body did not arrive before its deadline"),
 }
 
 #: What went wrong in a message aiohttp could not read, by the most specific

@@ -17,7 +17,10 @@
 - ``streamsim_serving_history_reads_total``, ``..._history_read_calls_total``: user histories
   read and the ReadRows calls they shared
 - ``streamsim_serving_cache_absent_ids``: ids cached as having no similarity row
-- ``streamsim_serving_worker{pid}``: 1, naming the worker process that answered the scrape
+- ``streamsim_serving_worker{pid}``: 1, naming the worker process
+
+With ``--workers N``, every series also carries ``worker="<index>"``, all workers in each
+scrape (:mod:`serving.peers`).
 """
 
 from __future__ import annotations

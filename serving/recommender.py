@@ -160,7 +160,7 @@ class Recommender:
         generation = await self.generation()
         (row,) = await self._neighbour_lists(generation, [item])
         if row is NO_NEIGHBOURS:
-            raise UnknownItem(f"item {item!r} has no similarity row in generation {generation.number}")
+            raise UnknownItem(f"the item has no similarity row in generation {generation.number}")
         codes = None
         if same_category:
             self.filtered["same_category"] += 1

@@ -10,14 +10,24 @@ answers those in the API's JSON contract instead
 ``malformed``) and logs one line. An HTTP error raised outside the
 middleware (the ``Expect`` handler's) is answered the same way.
 
-:func:`run` is ``streamsim serve``: it binds, serves until SIGINT/SIGTERM, then
-lets in-flight requests finish and closes Bigtable. An address it cannot
-have is :class:`CannotListen`, one line for the CLI.
+Draining. :func:`run` is ``streamsim serve``: it binds, serves until
+SIGINT/SIGTERM, then stops listening and drains: every request whose headers
+have arrived is answered, with ``Connection: close``, within
+``shutdown_timeout_seconds`` (10 s) of the signal, and idle keep-alive
+connections are closed at once. aiohttp alone drops every byte a closing
+connection receives, also the rest of the body of the request being handled,
+which then waits out the deadline and is cut off unanswered: the handler here
+keeps feeding that body to the request (never a new request), and fails a body
+read still waiting :data:`BODY_GRACE_SECONDS` before the deadline with
+:class:`serving.errors.ShuttingDown`, answered 503 ``shutting_down``. Then it
+closes Bigtable. An address it cannot have is :class:`CannotListen`, one line
+for the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -30,6 +40,7 @@ from aiohttp import http_exceptions, web, web_protocol
 from serving import errors
 from serving.app import METRICS, client_gone, create_app, error_response, labels
 from serving.config import ServingConfig
+from serving.peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +49,9 @@ MALFORMED = "malformed"
 #: aiohttp's ``run_app`` default (the bare handler's is an hour): idle
 #: keep-alive connections, and silent ones, are closed after this.
 KEEPALIVE_TIMEOUT_SECONDS = 75.0
+#: During a drain, a body still awaited this long before the deadline fails (503
+#: ``shutting_down``), leaving the handler time to write that answer.
+BODY_GRACE_SECONDS = 1.0
 
 
 class CannotListen(Exception):
@@ -82,6 +96,26 @@ class _RequestHandler(web_protocol.RequestHandler):
         response.force_close()  # the parser lost its place in the stream
         return response
 
+    def data_received(self, data: bytes) -> None:
+        if (self._close or self._force_close) and self._request_in_progress and self._parser is not None:
+            # Draining (module docstring): the rest of the body of the request being
+            # handled goes to it; a pipelined request after it is dropped, as aiohttp does.
+            with contextlib.suppress(http_exceptions.HttpProcessingError):
+                self._parser.feed_data(data)
+            return
+        super().data_received(data)
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        request = self._current_request
+        if request is None or not timeout:
+            return await super().shutdown(timeout)
+        body_deadline = max(timeout - BODY_GRACE_SECONDS, 0.0)
+        give_up = self._loop.call_later(body_deadline, request.content.set_exception, errors.ShuttingDown())
+        try:
+            await super().shutdown(timeout)
+        finally:
+            give_up.cancel()
+
     def log_exception(self, *args, **kwargs) -> None:
         exc = kwargs.get("exc_info")
         if isinstance(exc, (http_exceptions.HttpProcessingError, web.RequestPayloadError, ConnectionError)):
@@ -99,6 +133,8 @@ class _RequestHandler(web_protocol.RequestHandler):
             # would send it as text/plain, uncounted.
             resp = error_response(self._app, resp)
             self._app[METRICS].observe(*labels(request), resp.status, 0.0)
+        if (self._close or self._force_close) and not resp.prepared:
+            resp.force_close()  # draining: the client learns this connection ends with this answer
         return await super().finish_response(request, resp, start_time)
 
 
@@ -158,13 +194,18 @@ def listen_problem(config: ServingConfig, exc: OSError) -> str:
 
 
 async def serve(
-    config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False
+    config: ServingConfig,
+    *,
+    on_listening: Callable[[], None] | None = None,
+    reuse_port: bool = False,
+    peers: Peers | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; :class:`CannotListen` if the address cannot be had.
 
-    ``reuse_port``: listen with SO_REUSEPORT, beside other workers (:mod:`serving.workers`).
+    ``reuse_port``: listen with SO_REUSEPORT, beside other workers (:mod:`serving.workers`);
+    ``peers``: this worker's place among them, served on its own Unix socket too (:mod:`serving.peers`).
     """
-    app = create_app(config)
+    app = create_app(config, peers)
     app.cleanup_ctx.append(_freeze_startup_objects)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -179,6 +220,8 @@ async def serve(
                 await web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None).start()
             except OSError as exc:
                 raise CannotListen(listen_problem(config, exc)) from None
+            if peers is not None:
+                await web.UnixSite(runner, peers.socket()).start()
             if on_listening is not None:
                 on_listening()
             await stop.wait()
@@ -188,6 +231,12 @@ async def serve(
             loop.remove_signal_handler(number)
 
 
-def run(config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False) -> None:
+def run(
+    config: ServingConfig,
+    *,
+    on_listening: Callable[[], None] | None = None,
+    reuse_port: bool = False,
+    peers: Peers | None = None,
+) -> None:
     """:func:`serve` in an event loop of its own (the process's main thread)."""
-    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port))
+    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port, peers=peers))

@@ -21,12 +21,15 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 
 from serving.config import ServingConfig
+from serving.peers import Peers
 from serving.server import CannotListen, listen_problem, run
 
 log = logging.getLogger(__name__)
@@ -62,10 +65,10 @@ def _reserve(config: ServingConfig) -> socket.socket:
     return sock
 
 
-def _worker(config: ServingConfig, ready, verbose_level: int) -> None:
+def _worker(config: ServingConfig, ready, verbose_level: int, peers: Peers) -> None:
     logging.basicConfig(level=verbose_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     try:
-        run(config, on_listening=lambda: ready.send(("listening", os.getpid())), reuse_port=True)
+        run(config, on_listening=lambda: ready.send(("listening", os.getpid())), reuse_port=True, peers=peers)
     except CannotListen as exc:
         ready.send(("error", str(exc)))
         raise SystemExit(1) from None
@@ -86,10 +89,15 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
 
-    def start():
+    # Each worker's own socket, for /metrics to cover them all (serving.peers); 0700, ours alone.
+    peers_directory = tempfile.mkdtemp(prefix="streamsim-serve-")
+
+    def start(index: int):
         receive, send = context.Pipe(duplex=False)
         process = context.Process(
-            target=_worker, args=(config, send, logging.getLogger().level), name="streamsim-serve-worker"
+            target=_worker,
+            args=(config, send, logging.getLogger().level, Peers(peers_directory, index)),
+            name="streamsim-serve-worker",
         )
         process.start()
         send.close()
@@ -99,8 +107,8 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         pipes = []
-        for _ in range(workers):
-            process, receive = start()
+        for index in range(workers):
+            process, receive = start(index)
             processes.append(process)
             pipes.append(receive)
         _await_listening(processes, pipes, lambda: stopping)
@@ -114,7 +122,7 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
                     )
                     time.sleep(RESTART_PAUSE_SECONDS)
                     pipes[index].close()
-                    processes[index], pipes[index] = start()
+                    processes[index], pipes[index] = start(index)
             multiprocessing.connection.wait([p.sentinel for p in processes], timeout=1.0)
     except BaseException:
         stop()
@@ -125,6 +133,7 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
         for number, handler in previous.items():
             signal.signal(number, handler)
         reserved.close()
+        shutil.rmtree(peers_directory, ignore_errors=True)
 
 
 def _await_listening(processes, pipes, stopping: Callable[[], bool]) -> None:

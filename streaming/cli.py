@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from streamsim.runtime.cli import backend_error, command_name, os_error, settings_from_args
+from streamsim.runtime.outage import Outage, serve_metrics
 from streamsim.sources.formats import FORMATS
 
 
@@ -44,7 +45,17 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         help="local runner: stop once nothing was pulled for this long and all is written",
     )
     parser.add_argument("--max-seconds", type=float, metavar="SECONDS", help="local runner: stop after this long")
-    parser.add_argument("--max-restarts", type=int, default=5, help="restarts in a row before giving up")
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        help="crashes in a row, with the backends up, before giving up (default: never; an outage never counts)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="supervisor: serve its outage metrics for Prometheus on 127.0.0.1:PORT",
+    )
     parser.add_argument("--no-supervise", action="store_true", help="run the pipeline in this process")
     parser.add_argument("--wait", action="store_true", help="Dataflow: wait for the job to finish")
     parser.add_argument(
@@ -63,7 +74,9 @@ def _stream_problem(args) -> str | None:
     for flag, value in (("--idle-exit", args.idle_exit), ("--max-seconds", args.max_seconds)):
         if value is not None and not (math.isfinite(value) and value > 0):
             return f"{flag} must be a positive number of seconds, not {value}"
-    if args.max_restarts < 0:
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
+        return f"--metrics-port must be a TCP port, not {args.metrics_port}"
+    if args.max_restarts is not None and args.max_restarts < 0:
         return f"--max-restarts must be 0 or more, not {args.max_restarts}"
     return None
 
@@ -98,7 +111,11 @@ def run_stream(args) -> int:
         child.append("--wait")
     if beam_args:
         child += ["--", *beam_args]
-    return runner.supervise(child, max_restarts=args.max_restarts, check=lambda: backend_error(settings, pubsub=True))
+    outage = Outage("pipeline start")
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port, {"stream": outage})
+    check = lambda: backend_error(settings, pubsub=True)  # noqa: E731 - asked before each restart
+    return runner.supervise(child, max_restarts=args.max_restarts, check=check, outage=outage)
 
 
 def run_publish(args) -> int:

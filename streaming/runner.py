@@ -9,7 +9,12 @@ exits 1. On Dataflow it submits the job and returns (or waits with
 ``--wait``).
 
 :func:`supervise` runs ``python -m streaming --no-supervise ...`` as a child
-and restarts it when it dies (backoff, up to ``max_restarts`` in a row);
+and restarts it when it dies, on the outage schedule of
+:mod:`streamsim.runtime.outage` (2, 4, ... 60 s), for as long as it takes: while
+the backends are unreachable it starts nothing and waits, however long they are
+away, and resumes when they are back (the subscription kept what arrived
+meanwhile). It stops only when the child refuses its configuration (exit 2),
+or after ``max_restarts`` crashes in a row while the backends answer, if given.
 SIGTERM/SIGINT are forwarded so the child drains before the supervisor exits.
 """
 
@@ -24,7 +29,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from streamsim.runtime.cli import USAGE
 from streamsim.runtime.clients import export_emulator_env
+from streamsim.runtime.outage import Outage, retry_delay
 from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,24 +137,21 @@ def run_pipeline(
             log.debug("cancel failed", exc_info=True)
 
 
-def restart_delay(failures: int) -> float:
-    """Seconds to wait before restart number ``failures``: 2, 4, 8, 16, then 30."""
-    return min(2**failures, 30)
-
-
 def supervise(
     child_argv: list[str],
     *,
-    max_restarts: int = 5,
+    max_restarts: int | None = None,
     env: dict | None = None,
     check: Callable[[], str | None] | None = None,
+    outage: Outage | None = None,
 ) -> int:
     """Run ``python -m streaming --no-supervise <child_argv>`` until it exits cleanly.
 
     ``check`` (e.g. :func:`streamsim.runtime.cli.backend_error`) is asked before
     each restart: while it names a problem (the emulators are down) no pipeline
-    is started, since it could only crash again; each such check counts as a
-    failure, so a backend that stays away ends the supervisor with one error.
+    is started, since it could only crash again, and the wait does not count
+    against ``max_restarts`` (None: no limit), which bounds crashes in a row of a
+    pipeline whose backends answer. ``outage`` keeps those waits (the command serves it as metrics).
     """
     stopping = threading.Event()
     child: list[subprocess.Popen] = []
@@ -158,41 +162,32 @@ def supervise(
             child[0].send_signal(signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    failures = 0
-    code = 0
+    outage, restarts, code = outage or Outage("pipeline start"), 0, 0
     try:
         while True:
-            problem = check() if check is not None and failures else None
-            if problem is None:
-                command = [sys.executable, "-m", "streaming", "--no-supervise", *child_argv]
-                child[:] = [subprocess.Popen(command, env={**os.environ, **(env or {})})]
-                log.info("pipeline started (pid %d)", child[0].pid)
-                started = time.monotonic()
-                code = child[0].wait()
-                if code == 0 or stopping.is_set():
-                    return code
-                # A child that ran a while before dying starts a fresh count.
-                failures = 1 if time.monotonic() - started > HEALTHY_RUN_SECONDS else failures + 1
-            else:
-                code = code or 1
-                failures += 1
-            if failures > max_restarts:
-                if problem:
-                    log.error("giving up after %d failures in a row: %s", failures, problem)
-                else:
-                    log.error("pipeline died %d times in a row; giving up", failures)
-                return code or 1
-            delay = restart_delay(failures)
+            problem = check() if check is not None and restarts else None
             if problem:
-                log.warning(
-                    "not restarting the pipeline: %s; checking again in %ds (%d/%d)",
-                    problem,
-                    delay,
-                    failures,
-                    max_restarts,
-                )
-            else:
-                log.warning("pipeline exited with %s; restarting in %ds (%d/%d)", code, delay, failures, max_restarts)
+                if stopping.wait(outage.failed(f"not starting the pipeline: {problem}")):
+                    return code
+                continue
+            outage.recovered()
+            command = [sys.executable, "-m", "streaming", "--no-supervise", *child_argv]
+            child[:] = [subprocess.Popen(command, env={**os.environ, **(env or {})})]
+            log.info("pipeline started (pid %d)", child[0].pid)
+            started = time.monotonic()
+            code = child[0].wait()
+            if code == 0 or stopping.is_set():
+                return code
+            if code == USAGE:
+                log.error("the pipeline refused its configuration (exit %d): a restart cannot fix that", code)
+                return code
+            # A child that ran a while before dying starts a fresh count.
+            restarts = 1 if time.monotonic() - started > HEALTHY_RUN_SECONDS else restarts + 1
+            if max_restarts is not None and restarts > max_restarts:
+                log.error("pipeline died %d times in a row while its backends answered; giving up", restarts)
+                return code
+            delay = retry_delay(restarts)
+            log.warning("pipeline exited with %s (%d in a row); restarting in %.0f s", code, restarts, delay)
             if stopping.wait(delay):
                 return code
     finally:

@@ -103,13 +103,25 @@ def _split_by_owner(owners: np.ndarray, values: np.ndarray, count: int) -> list[
 
 
 def read_held_out(path: str) -> list[tuple[str, str]]:
-    """A ``user,item`` CSV with a header (e.g. Tmall's ``test_buy.csv``)."""
+    """A ``user,item`` CSV with a header (e.g. Tmall's ``test_buy.csv``); a bad row names its line."""
+    pairs = []
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["user", "item"]:
-            raise ValueError(f"{path}: expected a header 'user,item', got {header}")
-        return [(row[0], row[1]) for row in reader if row]
+        try:
+            header = next(reader, None)
+            if header is None or [h.strip().lower() for h in header[:2]] != ["user", "item"]:
+                raise ValueError(f"{path}: expected a header 'user,item', got {header}")
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                    raise ValueError(f"{path}:{reader.line_num}: expected 'user,item', got {len(row)} field(s)")
+                pairs.append((row[0], row[1]))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text after line {reader.line_num} ({exc.reason})") from None
+    if not pairs:
+        raise ValueError(f"{path} has a header and no pairs: nothing to evaluate")
+    return pairs
 
 
 def _open_text(path: str):
@@ -142,6 +154,8 @@ def read_test_pairs(path: str) -> list[tuple[list[str], str]]:
             if not tab or not prefix.split() or not target.strip():
                 raise ValueError(f"{path}:{number}: expected 'item item ...<TAB>item'")
             pairs.append((prefix.split(), target.strip()))
+    if not pairs:
+        raise ValueError(f"{path} has a header and no pairs: nothing to evaluate")
     return pairs
 
 

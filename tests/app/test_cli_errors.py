@@ -44,7 +44,7 @@ import pytest
 from streaming import cli as streaming_cli
 from streaming import publish, runner
 from streamsim.app.cli import main as streamsim_main
-from streamsim.runtime import cli
+from streamsim.runtime import cli, outage
 from streamsim.runtime.settings import Settings
 from streamsim.sources.formats import read_records
 
@@ -187,41 +187,43 @@ def test_backend_error_without_emulators_needs_credentials(monkeypatch, tmp_path
 
 class _FailingChild:
     started = 0
+    code = 1
 
     def __init__(self, command, env=None):
         type(self).started += 1
         self.pid = 4242
 
     def wait(self):
-        return 1
+        return self.code
 
     def poll(self):
-        return 1
+        return self.code
 
 
-def test_the_supervisor_does_not_restart_a_pipeline_whose_backends_are_gone(monkeypatch, caplog):
+@pytest.fixture
+def failing_child(monkeypatch):
     monkeypatch.setattr(runner.subprocess, "Popen", _FailingChild)
-    monkeypatch.setattr(runner, "restart_delay", lambda failures: 0)
-    _FailingChild.started = 0
-    checks = []
-
-    def check():
-        checks.append(1)
-        return "the Bigtable emulator at 127.0.0.1:1 is not reachable"
-
-    assert runner.supervise(["--idle-exit", "1"], max_restarts=3, check=check) == 1
-    assert _FailingChild.started == 1  # the first run only: no restart into a dead backend
-    assert len(checks) == 3
-    assert "giving up after 4 failures in a row: the Bigtable emulator" in caplog.text
+    monkeypatch.setattr(runner, "retry_delay", lambda failures: 0)
+    monkeypatch.setattr(outage, "retry_delay", lambda failures: 0)
+    _FailingChild.started, _FailingChild.code = 0, 1
+    return _FailingChild
 
 
-def test_the_supervisor_restarts_once_the_backend_is_back(monkeypatch):
-    monkeypatch.setattr(runner.subprocess, "Popen", _FailingChild)
-    monkeypatch.setattr(runner, "restart_delay", lambda failures: 0)
-    _FailingChild.started = 0
-    answers = iter(["down", None, None, None])
-    assert runner.supervise([], max_restarts=3, check=lambda: next(answers)) == 1
-    assert _FailingChild.started == 3
+def test_the_supervisor_waits_out_an_outage_of_any_length_without_restarting_into_it(failing_child, caplog):
+    # Twenty checks find the backend gone (today's supervisor gave up after five), then it is back.
+    answers = iter(["the Bigtable emulator at 127.0.0.1:1 is not reachable"] * 20 + [None] * 2)
+    assert runner.supervise(["--idle-exit", "1"], max_restarts=2, check=lambda: next(answers)) == 1
+    # The first run, then one per answered check until the third crash: the outage counted none.
+    assert failing_child.started == 3
+    assert "not starting the pipeline: the Bigtable emulator" in caplog.text
+    assert "pipeline start succeeded again after 20 failures" in caplog.text
+    assert "died 3 times in a row while its backends answered; giving up" in caplog.text
+
+
+def test_the_supervisor_stops_at_once_when_the_pipeline_refuses_its_configuration(failing_child, caplog):
+    failing_child.code = 2
+    assert runner.supervise([], check=lambda: None) == 2
+    assert failing_child.started == 1 and "refused its configuration" in caplog.text
 
 
 # --- publish: bad files, with a stand-in for Pub/Sub ----------------------------

@@ -162,3 +162,32 @@ def test_evaluate_command_prints_json_and_writes_the_report(tmp_path):
     assert all({"hr@10", "hr@20", "ndcg@10", "mrr@20", "coverage"} <= m.keys() for m in metrics.values())
     assert metrics["cosine"]["hr@10"] == 1.0  # 3 -> 11 via 10; 4 -> 10 via 12
     assert (out / "report.md").exists() and (out / "hr_vs_threshold.png").exists()
+
+
+@pytest.mark.parametrize(
+    "test_file, message",
+    [
+        ("user,item\nu1,a\ngarbage\n", "test.csv:3: expected 'user,item', got 1 field(s)"),
+        ("user,item\n", "test.csv has a header and no pairs"),
+        ("user,item\nu1,a\n,b\n", "test.csv:3: expected 'user,item'"),
+        (b"user,item\nu1,\xe9\n", "test.csv: not UTF-8 text"),
+    ],
+)
+def test_a_bad_test_file_names_its_line_and_exits_2(tmp_path, capsys, test_file, message):
+    from streamsim.app.cli import main
+
+    train = tmp_path / "train.csv"
+    train.write_text("user,productSku,type\nu1,a,1\nu1,b,1\nu2,a,1\nu2,b,2\n")
+    test = tmp_path / "test.csv"
+    (test.write_bytes if isinstance(test_file, bytes) else test.write_text)(test_file)
+    code = main(["evaluate", "--train", str(train), "--test", str(test), "--json", "--out", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and "NaN" not in captured.out
+    assert captured.err.count("\n") == 1 and message in captured.err, captured.err
+
+
+def test_header_only_session_pairs_are_an_error(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("prefix\ttarget\n")
+    with pytest.raises(ValueError, match="pairs.tsv has a header and no pairs"):
+        evaluate.read_test_pairs(str(pairs))

@@ -189,3 +189,25 @@ def test_expect_is_answered_in_json_too(server):
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"generation":%d' % G1 in answer
+
+
+#: Where a client's own values reach the parameter checks; each carries a marker.
+MARKER = "zq<b>"
+VALUE_ERRORS = {
+    "n": ("GET", f"/recommendations?user=u1&n={MARKER}", None),
+    "flag": ("GET", f"/recommendations?browsed=a&explain={MARKER}", None),
+    "unknown parameter": ("GET", f"/recommendations?user=u1&{MARKER}=1", None),
+    "repeated unknown parameter": ("GET", f"/items/a/similar?{MARKER}=1&{MARKER}=2", None),
+    "type": ("POST", "/recommendations", {"items": [{"item": "a", "type": MARKER}]}),
+    "n in a body": ("POST", "/recommendations", {"items": [{"item": "a"}], "n": MARKER}),
+    "flag in a body": ("POST", "/recommendations", {"items": [{"item": "a"}], "explain": MARKER}),
+    "unknown item": ("GET", f"/items/{MARKER}/similar", None),
+}
+
+
+@pytest.mark.parametrize("case", VALUE_ERRORS)
+def test_error_details_never_quote_a_value_the_client_sent(server, case):
+    method, path, body = VALUE_ERRORS[case]
+    status, answer = server.get(path) if method == "GET" else server.post(path, body)
+    assert status in (400, 404) and answer["error"] in ("bad_parameter", "unknown_item"), answer
+    assert "zq" not in answer["detail"] and answer["detail"], answer
