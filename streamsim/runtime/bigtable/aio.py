@@ -46,6 +46,8 @@ class AsyncTables:
         self._app_profile_id = app_profile_id
         self._base = f"projects/{settings.project}/instances/{settings.instance}/tables/"
         self.ids = settings.tables
+        #: Rows read so far (what Bigtable nodes are sized on: docs/cost.md).
+        self.rows_read = 0
         self._channel = open_bigtable_channel(settings, aio=True)
         self._read_rows = self._channel.unary_stream(
             messages.READ_ROWS,
@@ -150,4 +152,6 @@ class AsyncTables:
                 responses.append(response)
         except grpc.aio.AioRpcError as exc:
             raise Unavailable(f"Bigtable {exc.code().name}") from None
-        return dict(rows_from_responses(responses))
+        rows = dict(rows_from_responses(responses))
+        self.rows_read += len(rows)
+        return rows

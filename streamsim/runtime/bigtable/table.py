@@ -116,6 +116,11 @@ class Table:
         #: What this table's reads returned so far (response bytes, cells): bounded-read checks.
         self.bytes_read = 0
         self.cells_read = 0
+        #: Rows read, rows written by MutateRows, CheckAndMutateRow calls: what Bigtable nodes
+        #: are sized on (docs/cost.md).
+        self.rows_read = 0
+        self.rows_written = 0
+        self.rows_checked = 0
         # Cloud Bigtable routes on this header; the emulator ignores it.
         self._metadata = (("x-goog-request-params", f"table_name={quote(name, safe='')}"),)
         self._read = channel.unary_stream(
@@ -257,6 +262,7 @@ class Table:
                     self._counted(self._read(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata))
                 ):
                     last, read = key, read + 1
+                    self.rows_read += 1
                     yield key, row
                 return
             except grpc.RpcError as exc:
@@ -279,6 +285,7 @@ class Table:
         entries = list(entries)
         for offset in range(0, len(entries), ROWS_PER_WRITE):
             self._mutate_chunk(entries[offset : offset + ROWS_PER_WRITE])
+        self.rows_written += len(entries)
         return len(entries)
 
     def _mutate_chunk(self, pending: list) -> None:
@@ -326,6 +333,7 @@ class Table:
         which every streamsim caller does (see ``streaming.store``).
         """
         results: list[bool] = []
+        self.rows_checked += len(conditionals)
         for offset in range(0, len(conditionals), MAX_CONCURRENT_CONDITIONALS):
             results += self._check_and_mutate_window(conditionals[offset : offset + MAX_CONCURRENT_CONDITIONALS])
         return results
