@@ -78,8 +78,10 @@ class Measured:
     fold_rows_checked: float  # per event, CheckAndMutateRow calls (a read and a write each)
     fold_cpu_seconds: float  # per event, the local runner's process
     message_bytes: float  # per event on Pub/Sub
-    pass_fixed_seconds: float  # a full pass's wall time that does not grow with the state (local[2])
-    pass_vcpu_seconds_per_pair: float  # and what does: wall x 2 cores per pair row
+    pass_fixed_seconds: float  # a full pass's time that does not grow with the state (local[2])
+    pass_vcpu_seconds_per_pair: float  # and the CPU that does, per pair row
+    pass_memory_bytes_per_pair: float  # peak resident memory of the pass, per pair row...
+    pass_fixed_memory_mib: float  # ...above this (a small state's peak: JVM, interpreters)
     pass_scan_bytes_per_pair: float
     serve_rows_per_history_item: float  # per user query, cache warm: the history's rows
     serve_similarity_rows_per_history_item: float  # more per query when no similarity row is cached
@@ -89,17 +91,19 @@ class Measured:
 #: ``python -m benchmarks.cost --measure --events 30000 --requests 2000`` on the shared
 #: 2-core machine, 2026-12-07 (docs/cost.md).
 MEASURED = Measured(
-    fold_rows_read=2.0,
-    fold_rows_written=3.0,
-    fold_rows_checked=2.0,
-    fold_cpu_seconds=0.002,
-    message_bytes=150.0,
-    pass_fixed_seconds=20.0,
-    pass_vcpu_seconds_per_pair=1e-4,
-    pass_scan_bytes_per_pair=100.0,
-    serve_rows_per_history_item=1.0,
-    serve_similarity_rows_per_history_item=1.0,
-    serve_cpu_seconds=0.001,
+    fold_rows_read=2.20,
+    fold_rows_written=2.18,
+    fold_rows_checked=1.35,
+    fold_cpu_seconds=0.00075,
+    message_bytes=98,
+    pass_fixed_seconds=9.6,
+    pass_vcpu_seconds_per_pair=63e-6,
+    pass_scan_bytes_per_pair=202,
+    pass_memory_bytes_per_pair=411,
+    pass_fixed_memory_mib=689,
+    serve_rows_per_history_item=1.04,
+    serve_similarity_rows_per_history_item=0.36,
+    serve_cpu_seconds=0.00174,
 )
 
 
