@@ -7,7 +7,7 @@ from setuptools import Extension, find_packages, setup
 COMMON = ["numpy>=1.26", "google-cloud-bigtable>=2.20", "google-cloud-pubsub>=2.18", "tqdm>=4.60"]
 EXTRAS = {
     "streaming": ["apache-beam[gcp]>=2.60", "prometheus-client>=0.19"],
-    "batch": ["pyspark>=3.5", "scipy>=1.11", "prometheus-client>=0.19"],
+    "batch": ["pyspark>=3.5,<3.6", "scipy>=1.11", "prometheus-client>=0.19"],
     "serving": ["aiohttp>=3.9", "prometheus-client>=0.19", "orjson>=3.9"],
     "evaluate": ["scipy>=1.11", "matplotlib>=3.7"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "ruff==0.17.6", "schemathesis==4.32.5"],

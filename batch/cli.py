@@ -19,6 +19,12 @@ A local session (no spark-submit) listens on loopback only and runs without the 
 (which would listen on every interface and can kill jobs) unless ``--spark-ui`` is given;
 under spark-submit (Dataproc) the cluster's own settings apply.
 
+Executors on a cluster are other machines (or other Pythons) that have the libraries but
+not this project. The job zip (:func:`job_zip`: ``schemas``, ``batch`` and ``streamsim``
+as plain ``.py`` files, no serving kernel) is what they import it from: ``--dataproc``
+ships it with ``--py-files``, and a session this command starts on a cluster master
+(``--master spark://...``) ships the same zip with ``addPyFile``.
+
 Exit status: 0 when the pass was published, or lost only to a newer generation already
 being served (a line on stderr says so); 1 when it refused to publish (a generation with
 no neighbours at all, without ``--allow-empty``; an incremental pass overlapped by
@@ -35,6 +41,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -264,7 +271,27 @@ def spark_session(master: str | None, *, spark_ui: bool = False):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    return spark_builder(master, spark_ui=spark_ui).getOrCreate()
+    spark = spark_builder(master, spark_ui=spark_ui).getOrCreate()
+    if ships_job(master):
+        spark.sparkContext.addPyFile(str(job_zip(Path(_job_files().name))))
+    return spark
+
+
+def ships_job(master: str | None, environ=os.environ) -> bool:
+    """Whether a session started for ``master`` must ship the job zip to its executors:
+    a cluster master, not under spark-submit (whose ``--py-files`` shipped it already)."""
+    return "PYSPARK_GATEWAY_PORT" not in environ and master is not None and not _is_local(master)
+
+
+_JOB_FILES: list[tempfile.TemporaryDirectory] = []
+
+
+def _job_files() -> tempfile.TemporaryDirectory:
+    """Where this process writes the zip it ships: executors fetch it from the driver
+    while the session lives, so it stays until the process exits."""
+    if not _JOB_FILES:
+        _JOB_FILES.append(tempfile.TemporaryDirectory(prefix="streamsim-job-"))
+    return _JOB_FILES[0]
 
 
 def _summary(stats: dict) -> str:
@@ -373,7 +400,8 @@ def _report(stats: dict, *, as_json: bool) -> int:
     return 1 if stats["refused"] else 0
 
 
-def _job_zip(directory: Path) -> Path:
+def job_zip(directory: Path) -> Path:
+    """The refresh's code for executors that lack the project: ``JOB_PACKAGES`` as ``.py`` files."""
     root = Path(__file__).resolve().parents[1]
     path = directory / "streamsim-job.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -442,7 +470,7 @@ def submit_dataproc(args) -> int:
         return 2
     job_dir = Path(args.job_dir or DEFAULT_JOB_DIR)
     job_dir.mkdir(parents=True, exist_ok=True)
-    command = dataproc_command(args, _job_zip(job_dir))
+    command = dataproc_command(args, job_zip(job_dir))
     if args.dry_run:
         print(" ".join(command))
         return 0

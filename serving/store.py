@@ -57,6 +57,11 @@ class BigtableStore:
     async def close(self) -> None:
         await self._tables.close()
 
+    @property
+    def rows_read(self) -> int:
+        """Rows Bigtable returned to this store so far (the cost model's reads per request)."""
+        return self._tables.rows_read
+
     def _timeout(self) -> float:
         timeout = self._deadline
         deadline = request_deadline.get()

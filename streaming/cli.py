@@ -3,6 +3,7 @@
 ``streamsim stream`` runs the fold supervised; Beam options go after ``--``::
 
     streamsim stream --idle-exit 10                      # local runner, emulators
+    streamsim stream --drain-exit 60                     # a scheduled run: fold the backlog, exit 0
     streamsim stream -- --runner DataflowRunner --project P --region R \\
         --setup_file ./setup.py --temp_location gs://B/tmp   # Dataflow
 """
@@ -44,6 +45,13 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="local runner: stop once nothing was pulled for this long and all is written",
     )
+    parser.add_argument(
+        "--drain-exit",
+        type=float,
+        metavar="SECONDS",
+        help="local runner: stop once the backlog is drained (for this long, nothing pulled was this old); "
+        "for a run on a schedule while events keep arriving",
+    )
     parser.add_argument("--max-seconds", type=float, metavar="SECONDS", help="local runner: stop after this long")
     parser.add_argument(
         "--max-restarts",
@@ -71,7 +79,11 @@ def _beam_args(args) -> list[str]:
 
 
 def _stream_problem(args) -> str | None:
-    for flag, value in (("--idle-exit", args.idle_exit), ("--max-seconds", args.max_seconds)):
+    for flag, value in (
+        ("--idle-exit", args.idle_exit),
+        ("--drain-exit", args.drain_exit),
+        ("--max-seconds", args.max_seconds),
+    ):
         if value is not None and not (math.isfinite(value) and value > 0):
             return f"{flag} must be a positive number of seconds, not {value}"
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
@@ -100,11 +112,18 @@ def run_stream(args) -> int:
     beam_args = _beam_args(args)
     if args.no_supervise:
         return runner.run_pipeline(
-            settings, beam_args, idle_exit=args.idle_exit, max_seconds=args.max_seconds, wait=args.wait
+            settings,
+            beam_args,
+            idle_exit=args.idle_exit,
+            drain_exit=args.drain_exit,
+            max_seconds=args.max_seconds,
+            wait=args.wait,
         )
     child = settings.to_argv() + ["-v"] * args.verbose
     if args.idle_exit is not None:
         child += ["--idle-exit", str(args.idle_exit)]
+    if args.drain_exit is not None:
+        child += ["--drain-exit", str(args.drain_exit)]
     if args.max_seconds is not None:
         child += ["--max-seconds", str(args.max_seconds)]
     if args.wait:

@@ -14,7 +14,9 @@ the pipeline wrote it (as Dataflow does), instead of at pull time.
 
 :data:`GATE` also counts messages pulled and messages settled (folded or
 dead-lettered) so the local entry point can stop once everything pulled is
-written.
+written, and notes when a pull last brought backlog (a message published
+``backlog_age`` or more seconds before it was pulled), so a scheduled run can
+stop once it has caught up with a live stream.
 
 :func:`check_compatible` fails loudly if Beam's code under the patch changes;
 :func:`install` calls it. Dataflow does not use any of this.
@@ -71,6 +73,10 @@ class PullGate:
         self.settled = 0
         #: None until the first pull returns: start-up is not idleness.
         self.last_message_at: float | None = None
+        #: A message at least this old (seconds since its publish time) when pulled is
+        #: backlog; None: not tracked (reading publish times costs a little per message).
+        self.backlog_age: float | None = None
+        self.last_backlog_at: float | None = None
         self._ack_ids: dict[str, str] = {}
         #: accepted / duplicates / dead_lettered / written in this process.
         self.counts: collections.Counter = collections.Counter()
@@ -91,8 +97,13 @@ class PullGate:
     def record_pulled(self, received_messages, subscriber=None, subscription=None) -> None:
         with self._lock:
             self.pulled += len(received_messages)
+            now = time.monotonic()
             if received_messages or self.last_message_at is None:
-                self.last_message_at = time.monotonic()
+                self.last_message_at = now
+            if self.last_backlog_at is None or (
+                self.backlog_age is not None and _oldest_age(received_messages) >= self.backlog_age
+            ):
+                self.last_backlog_at = now
             if subscriber is not None:
                 self._subscriber, self._subscription = subscriber, subscription
                 for received in received_messages:
@@ -120,6 +131,25 @@ class PullGate:
         if self.last_message_at is None:
             return 0.0
         return time.monotonic() - self.last_message_at
+
+    def caught_up_seconds(self) -> float:
+        """Seconds since a pull last brought backlog (0 before the first pull): how long
+        everything pulled has been fresh, or nothing was pulled at all."""
+        if self.last_backlog_at is None:
+            return 0.0
+        return time.monotonic() - self.last_backlog_at
+
+
+def _oldest_age(received_messages) -> float:
+    """Seconds since the earliest publish time among ``received_messages`` (0 if none).
+
+    Publish times are the Pub/Sub server's clock, compared with ours: skew between
+    Google's NTP-synchronised clocks is far below the seconds this is measured in.
+    """
+    if not received_messages:
+        return 0.0
+    earliest = min(r.message.publish_time.timestamp() for r in received_messages)
+    return time.time() - earliest
 
 
 GATE = PullGate()

@@ -2,7 +2,10 @@
 
 :func:`run_pipeline` runs the pipeline in this process. On the local runner
 it stops by itself when asked (``idle_exit``: nothing pulled for that long
-and everything pulled written; ``max_seconds``) or on SIGTERM/SIGINT: it
+and everything pulled written; ``drain_exit``: for that long nothing pulled
+was published that long ago, i.e. the backlog is drained even if a live
+stream still trickles in, which a run on a schedule leaves to the next run;
+``max_seconds``) or on SIGTERM/SIGINT: it
 stops pulling, waits until every pulled message is folded or dead-lettered
 (the local runner acked them at pull time), and exits 0. A failed pipeline
 exits 1. On Dataflow it submits the job and returns (or waits with
@@ -66,6 +69,7 @@ def run_pipeline(
     beam_args: list[str],
     *,
     idle_exit: float | None = None,
+    drain_exit: float | None = None,
     max_seconds: float | None = None,
     wait: bool = False,
 ) -> int:
@@ -81,6 +85,7 @@ def run_pipeline(
     local = is_local(options)
     if local:
         direct_pubsub.install()
+        direct_pubsub.GATE.backlog_age = drain_exit
     p = beam.Pipeline(options=options)
     pipeline.build(p, settings, weights, local=local, shards=fold_options.fold_shards)
     result = p.run()
@@ -116,6 +121,8 @@ def run_pipeline(
                 reason = "max-seconds"
             elif idle_exit is not None and gate.idle_seconds() >= idle_exit and gate.in_flight == 0:
                 reason = "idle"
+            elif drain_exit is not None and gate.caught_up_seconds() >= drain_exit:
+                reason = "drained"
         log.info("stopping (%s): draining %d pulled messages", reason, gate.in_flight)
         gate.close()
         deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS

@@ -83,6 +83,10 @@ class FoldStats:
     #: What the batch's reads returned: response bytes and cell chunks (bounded per event).
     bytes_read: int = 0
     cells_read: int = 0
+    #: Its Bigtable operations: rows read, rows written blind, CheckAndMutateRow calls (docs/cost.md).
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_checked: int = 0
 
     def add(self, other: FoldStats) -> None:
         for field in dataclasses.fields(self):
@@ -117,14 +121,15 @@ class FoldStore:
         self.contributions = tables.contributions
         self.recent = tables.recent
 
-    def _read_so_far(self) -> tuple[int, int]:
-        tables = (self.users, self.items, self.contributions)
-        return sum(t.bytes_read for t in tables), sum(t.cells_read for t in tables)
+    _IO = ("bytes_read", "cells_read", "rows_read", "rows_written", "rows_checked")
 
-    def _count_reads(self, stats: FoldStats, before: tuple[int, int]) -> None:
-        after = self._read_so_far()
-        stats.bytes_read += after[0] - before[0]
-        stats.cells_read += after[1] - before[1]
+    def _read_so_far(self) -> tuple[int, ...]:
+        tables = (self.users, self.items, self.contributions, self.recent)
+        return tuple(sum(getattr(t, name) for t in tables) for name in self._IO)
+
+    def _count_reads(self, stats: FoldStats, before: tuple[int, ...]) -> None:
+        for name, old, new in zip(self._IO, before, self._read_so_far()):
+            setattr(stats, name, getattr(stats, name) + new - old)
 
     # --- step 1: pairs ---------------------------------------------------------
     def read_pairs(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], PairRow]:

@@ -442,6 +442,7 @@ CASES = [
     Case("dead", ("catalog", "wrong.csv"), 1, NOT_REACHABLE),
     Case("none", ("stream", "--max-seconds", "nan"), 2, "--max-seconds"),
     Case("none", ("stream", "--idle-exit", "-1"), 2, "--idle-exit"),
+    Case("none", ("stream", "--drain-exit", "0"), 2, "--drain-exit"),
     Case("none", ("stream", "--max-restarts", "-1"), 2, "--max-restarts"),
     # refresh and serve check their own parameters (tests/batch, tests/serving); a few here
     # show those checks come before any backend is needed.

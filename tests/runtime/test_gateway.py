@@ -29,6 +29,19 @@ def test_reads_by_key_and_range_share_one_shape(fresh_stack):
     assert users.read_row(b"missing") == {}
 
 
+def test_the_tables_count_what_bigtable_nodes_are_sized_on(fresh_stack):
+    """Rows looked up (a key costs a lookup, found or not), rows written, conditional writes."""
+    users = open_tables(fresh_stack).users
+    users.mutate(_rows(5))
+    assert (users.rows_read, users.rows_written, users.rows_checked) == (0, 5, 0)
+    assert len(list(users.read_rows([b"k00001", b"k00002", b"missing"]))) == 2
+    assert users.rows_read == 3
+    assert len(list(users.read_rows(start=b"k00001", end=b"k00004"))) == 3
+    assert users.rows_read == 6
+    users.check_and_mutate(b"k00001", filters.newest(), true_mutations=[set_cell(layout.SCORES, b"q", b"x")])
+    assert (users.rows_read, users.rows_written, users.rows_checked) == (6, 5, 1)
+
+
 def test_filters_newest_and_visible_at(fresh_stack):
     tables = open_tables(fresh_stack)
     key = layout.item_row_key("a")

@@ -46,6 +46,8 @@ class AsyncTables:
         self._app_profile_id = app_profile_id
         self._base = f"projects/{settings.project}/instances/{settings.instance}/tables/"
         self.ids = settings.tables
+        #: Rows looked up so far: keys asked for, rows a range read returned (docs/cost.md).
+        self.rows_read = 0
         self._channel = open_bigtable_channel(settings, aio=True)
         self._read_rows = self._channel.unary_stream(
             messages.READ_ROWS,
@@ -62,7 +64,7 @@ class AsyncTables:
         """``{key: row}`` for the keys that exist (newest cell per column)."""
         request = self._request(table_id, row_filter)
         request.rows.row_keys.extend(keys)
-        return await self._call(request, timeout)
+        return await self._call(request, timeout, looked_up=len(keys))
 
     async def read_prefix(
         self, table_id: str, prefix: bytes, row_filter, *, limit: int, timeout: float
@@ -141,7 +143,9 @@ class AsyncTables:
             table_name=self._base + table_id, filter=row_filter, app_profile_id=self._app_profile_id
         )
 
-    async def _call(self, request, timeout: float) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
+    async def _call(
+        self, request, timeout: float, *, looked_up: int | None = None
+    ) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
         if timeout <= 0:
             raise Unavailable("the request's time budget is spent")
         responses = []
@@ -150,4 +154,6 @@ class AsyncTables:
                 responses.append(response)
         except grpc.aio.AioRpcError as exc:
             raise Unavailable(f"Bigtable {exc.code().name}") from None
-        return dict(rows_from_responses(responses))
+        rows = dict(rows_from_responses(responses))
+        self.rows_read += len(rows) if looked_up is None else looked_up
+        return rows

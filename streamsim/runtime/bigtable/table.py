@@ -116,6 +116,12 @@ class Table:
         #: What this table's reads returned so far (response bytes, cells): bounded-read checks.
         self.bytes_read = 0
         self.cells_read = 0
+        #: Rows looked up (keys asked for, found or not; rows a range read returned), rows
+        #: written by MutateRows, CheckAndMutateRow calls: what Bigtable nodes are sized on
+        #: (docs/cost.md).
+        self.rows_read = 0
+        self.rows_written = 0
+        self.rows_checked = 0
         # Cloud Bigtable routes on this header; the emulator ignores it.
         self._metadata = (("x-goog-request-params", f"table_name={quote(name, safe='')}"),)
         self._read = channel.unary_stream(
@@ -203,7 +209,9 @@ class Table:
             message.rows.row_keys.extend(pending)
             return message
 
-        return self._stream(request, "read", merge)
+        # A key costs Bigtable a lookup whether or not its row exists.
+        self.rows_read += len(keys)
+        return self._stream(request, "read", merge, count_rows=False)
 
     def _read_ranges(
         self, ranges: list[tuple[bytes | None, bytes | None]], row_filter, limit: int | None, merge=rows_from_responses
@@ -244,7 +252,9 @@ class Table:
             request.filter.CopyFrom(row_filter)
         return request
 
-    def _stream(self, request_after, what: str, merge=rows_from_responses) -> Iterator[tuple[bytes, Row]]:
+    def _stream(
+        self, request_after, what: str, merge=rows_from_responses, *, count_rows: bool = True
+    ) -> Iterator[tuple[bytes, Row]]:
         """Rows of ``request_after(None, 0)``; after a transient failure, of
         ``request_after(last key yielded, rows yielded)``."""
         last, read = None, 0
@@ -257,6 +267,7 @@ class Table:
                     self._counted(self._read(request, timeout=CALL_TIMEOUT_SECONDS, metadata=self._metadata))
                 ):
                     last, read = key, read + 1
+                    self.rows_read += count_rows
                     yield key, row
                 return
             except grpc.RpcError as exc:
@@ -279,6 +290,7 @@ class Table:
         entries = list(entries)
         for offset in range(0, len(entries), ROWS_PER_WRITE):
             self._mutate_chunk(entries[offset : offset + ROWS_PER_WRITE])
+        self.rows_written += len(entries)
         return len(entries)
 
     def _mutate_chunk(self, pending: list) -> None:
@@ -326,6 +338,7 @@ class Table:
         which every streamsim caller does (see ``streaming.store``).
         """
         results: list[bool] = []
+        self.rows_checked += len(conditionals)
         for offset in range(0, len(conditionals), MAX_CONCURRENT_CONDITIONALS):
             results += self._check_and_mutate_window(conditionals[offset : offset + MAX_CONCURRENT_CONDITIONALS])
         return results
