@@ -1,4 +1,4 @@
-# The small profile's image: the fold (`streamsim stream --idle-exit 60`) and the refresh
+# The small profile's image: the fold (`streamsim stream --drain-exit 60`) and the refresh
 # (`streamsim refresh`, Spark local[*] in the task) as scheduled Cloud Run jobs against
 # the real Pub/Sub and Bigtable. Build from the repository root:
 #   docker build -f deploy/docker/jobs.Dockerfile -t IMAGE .

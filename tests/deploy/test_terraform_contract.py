@@ -188,7 +188,7 @@ def test_profiles_choose_dataflow_and_dataproc_or_cloud_run_jobs(module_resource
     assert all(r["count"] == "${local.small ? 1 : 0}" for r in small)
     fold_args = small[0]["template"][0]["template"][0]["containers"][0]["args"]
     refresh_args = small[1]["template"][0]["template"][0]["containers"][0]["args"]
-    assert fold_args[:3] == ["stream", "--idle-exit", "60"]
+    assert fold_args[:3] == ["stream", "--drain-exit", "60"]
     assert refresh_args[0] == "refresh"
 
 

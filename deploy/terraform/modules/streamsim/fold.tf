@@ -1,5 +1,5 @@
 # The fold. standard: a streaming Dataflow job from the Flex Template. small: a Cloud Run
-# job of the jobs image, run on a schedule, that drains the subscription and exits once idle.
+# job of the jobs image, run on a schedule, that drains the subscription and exits once the backlog is drained.
 resource "google_dataflow_flex_template_job" "fold" {
   count                   = local.standard ? 1 : 0
   provider                = google-beta
@@ -46,14 +46,15 @@ resource "google_cloud_run_v2_job" "fold" {
     task_count = 1
     template {
       service_account = google_service_account.fold.email
-      timeout         = "3600s"
+      timeout         = "900s"
       max_retries     = 1
       containers {
         image = var.jobs_image
-        # Stop once nothing was pulled for a minute and all is written, or before the task's
-        # timeout; a run that overlaps the next one is safe (the fold takes any number of writers).
+        # Stop once the backlog is drained (nothing pulled for a minute was a minute old, so a
+        # live trickle does not keep it running), or before the next run starts; a run that
+        # overlaps the next one is safe anyway (the fold takes any number of writers).
         args = [
-          "stream", "--idle-exit", "60", "--max-seconds", "3300",
+          "stream", "--drain-exit", "60", "--max-seconds", "840",
           "--project", var.project, "--instance", google_bigtable_instance.this.name, "--prefix", var.prefix,
         ]
         resources {

@@ -93,8 +93,13 @@ resource "google_cloud_run_v2_job" "refresh" {
           "refresh", "--json",
           "--project", var.project, "--instance", google_bigtable_instance.this.name, "--prefix", var.prefix,
         ]
+        # The size docs/cost.md prices; Spark's driver (local[*]) gets half the memory.
         resources {
-          limits = { cpu = "4", memory = "8Gi" }
+          limits = { cpu = "2", memory = "4Gi" }
+        }
+        env {
+          name  = "SPARK_DRIVER_MEMORY"
+          value = "2g"
         }
       }
     }

@@ -111,9 +111,9 @@ variable "refresh_schedule" {
 }
 
 variable "fold_schedule" {
-  description = "small: cron schedule of the fold job (it drains the subscription and exits once idle)."
+  description = "small: cron schedule of the fold job (it drains the subscription and exits, within 14 minutes)."
   type        = string
-  default     = "*/10 * * * *"
+  default     = "*/15 * * * *"
 }
 
 variable "time_zone" {
