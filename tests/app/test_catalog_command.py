@@ -28,7 +28,7 @@ def test_the_diginetica_file_loads_as_it_is(fresh_stack, capsys):
     assert "catalogue: 3000 items in 7 categories (0 hidden)" in out and "rejected 0" in out
     stored = _catalogue(fresh_stack)
     assert len(stored) == 3000
-    assert stored["139578"].category == "1096" and stored["139578"].available is True
+    assert stored["139578"].category == "1096" and stored["139578"].available is None  # no column: shown
     assert len(_log_items(fresh_stack)) == 3000
 
 
@@ -43,7 +43,7 @@ def test_bad_rows_are_counted_with_their_reason_and_the_rest_is_written(fresh_st
         "e,hats,1,extra\n"
         "\x01bad,hats,1\n" + "f," + "x" * 5000 + ",1\n"  # a line over the limit
         "b,hats,no\n"  # b again: the last line wins
-        "g,hats\n"  # available absent: available
+        "g,hats\n"  # available absent: left as it is
     )
     assert streamsim_main(["catalog", str(path), "--no-progress", *fresh_stack.to_argv()]) == 0
     out = capsys.readouterr().out
@@ -54,5 +54,26 @@ def test_bad_rows_are_counted_with_their_reason_and_the_rest_is_written(fresh_st
     assert {item: (c.category, c.available) for item, c in stored.items()} == {
         "a": ("shoes", True),
         "b": ("hats", False),
-        "g": ("hats", True),
+        "g": ("hats", None),
     }
+
+
+def test_a_file_without_available_leaves_hidden_items_hidden(fresh_stack, tmp_path, capsys):
+    """DIGINETICA's categories file (no ``available``) once made every hidden item it lists shown."""
+    hide, categories = tmp_path / "hide.csv", tmp_path / "categories.csv"
+    hide.write_text("item,category,available\n110,c1,false\n7750,c1,true\n")
+    categories.write_text("itemId;categoryId\n110;c2\n7750;c2\n42;c3\n")
+    for path in (hide, categories):
+        assert streamsim_main(["catalog", str(path), "--no-progress", *fresh_stack.to_argv()]) == 0
+    assert "catalogue: 3 items in 2 categories (0 hidden)" in capsys.readouterr().out
+    stored = {item: (c.category, c.available) for item, c in _catalogue(fresh_stack).items()}
+    assert stored == {"110": ("c2", False), "7750": ("c2", True), "42": ("c3", None)}
+
+
+def test_a_latin1_file_merges_no_ids(fresh_stack, tmp_path, capsys):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"item,category,available\nsku-\xe9,caf\xe9,true\nsku-\xe8,caf\xe8,false\nok,c,true\n")
+    assert streamsim_main(["catalog", str(path), "--no-progress", *fresh_stack.to_argv()]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue: 1 items in 1 categories (0 hidden)" in out and "not_utf8: 2 (first at line 2)" in out
+    assert set(_catalogue(fresh_stack)) == {"ok"}
