@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas import layout
-from schemas.rows import decode_catalog
+from schemas.rows import decode_catalog, decode_catalog_log
 from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.bigtable import open_tables
 
@@ -19,7 +19,7 @@ def _catalogue(settings) -> dict:
 
 def _log_items(settings) -> list[str]:
     rows = open_tables(settings).meta.read_rows(prefix=layout.CATALOG_LOG_PREFIX)
-    return [layout.parse_catalog_log_key(key)[1] for key, _ in rows]
+    return [item for _, row in rows for item, _ in decode_catalog_log(row)]
 
 
 def test_the_diginetica_file_loads_as_it_is(fresh_stack, capsys):

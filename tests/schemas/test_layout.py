@@ -69,7 +69,7 @@ def test_catalog_log_keys_sort_by_write_time_and_parse_back():
     early, late = layout.catalog_log_key(999, "b"), layout.catalog_log_key(1_000, "a")
     assert early < late and layout.catalog_log_start(1_000) <= late and layout.catalog_log_start(1_000) > early
     assert layout.parse_catalog_log_key(late) == (1_000, "a")
-    assert layout.parse_catalog_log_key(layout.catalog_log_key(5, "x#y\u00e9")) == (5, "x#y\u00e9")
+    assert layout.parse_catalog_log_key(layout.catalog_log_key(5, "0f3a#9")) == (5, "0f3a#9")
     with pytest.raises(ValueError):
         layout.parse_catalog_log_key(b"catalog#12#x")
 

@@ -6,7 +6,7 @@ import pytest
 
 from schemas import layout
 from schemas.events import CatalogUpdate, Event, EventType
-from schemas.rows import decode_catalog
+from schemas.rows import decode_catalog, decode_catalog_log
 from streamsim.runtime.bigtable import open_tables
 from tests.streaming.test_dead_letters import _publish_raw, _stream_until_idle
 from tests.support.pubsub import drain
@@ -32,7 +32,9 @@ def test_catalog_updates_are_written_and_malformed_ones_dead_lettered(fresh_stac
     stored = decode_catalog(tables.items.read_row(layout.item_row_key("sku-1")))
     assert (stored.category, stored.available) == ("shoes", False)
     logged = [
-        layout.parse_catalog_log_key(key)[1] for key, _ in tables.meta.read_rows(prefix=layout.CATALOG_LOG_PREFIX)
+        item
+        for _, row in tables.meta.read_rows(prefix=layout.CATALOG_LOG_PREFIX)
+        for item, _ in decode_catalog_log(row)
     ]
     assert logged and set(logged) == {"sku-1"}
     # The event beside them was folded as usual.
