@@ -204,6 +204,12 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "generation": _generation(request.app)})
 
 
+def ready(app: web.Application) -> bool:
+    """A generation and the catalogue are loaded (what ``/readyz`` checks, but Bigtable's answer now)."""
+    watcher = app.get(WATCHER)
+    return watcher is not None and watcher.current is not None and app[CATALOGUE].loaded
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Bigtable answers now and the generation it names is there to serve."""
     watcher = request.app[WATCHER]

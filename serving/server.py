@@ -18,6 +18,7 @@ have is :class:`CannotListen`, one line for the CLI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from aiohttp import http_exceptions, web, web_protocol
 
 from serving import errors
-from serving.app import METRICS, client_gone, create_app, error_response, labels
+from serving.app import METRICS, client_gone, create_app, error_response, labels, ready
 from serving.config import ServingConfig
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ MALFORMED = "malformed"
 #: aiohttp's ``run_app`` default (the bare handler's is an hour): idle
 #: keep-alive connections, and silent ones, are closed after this.
 KEEPALIVE_TIMEOUT_SECONDS = 75.0
+#: How often a server that listens only once ready checks whether it is.
+READY_CHECK_SECONDS = 0.2
 
 
 class CannotListen(Exception):
@@ -158,11 +161,18 @@ def listen_problem(config: ServingConfig, exc: OSError) -> str:
 
 
 async def serve(
-    config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False
+    config: ServingConfig,
+    *,
+    on_listening: Callable[[], None] | None = None,
+    reuse_port: bool = False,
+    ready_first: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM; :class:`CannotListen` if the address cannot be had.
 
     ``reuse_port``: listen with SO_REUSEPORT, beside other workers (:mod:`serving.workers`).
+    ``ready_first``: listen only once ready (:func:`serving.app.ready`): a worker restarted
+    beside others that serve would otherwise take its share of the port's connections
+    and answer them 503 until its catalogue is read.
     """
     app = create_app(config)
     app.cleanup_ctx.append(_freeze_startup_objects)
@@ -174,6 +184,8 @@ async def serve(
     runner = make_runner(app, config)
     try:
         await runner.setup()
+        if ready_first:
+            await _until_ready(app, stop)
         if not stop.is_set():
             try:
                 await web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None).start()
@@ -188,6 +200,21 @@ async def serve(
             loop.remove_signal_handler(number)
 
 
-def run(config: ServingConfig, *, on_listening: Callable[[], None] | None = None, reuse_port: bool = False) -> None:
+async def _until_ready(app: web.Application, stop: asyncio.Event) -> None:
+    """Wait until the app is ready (its pollers keep reading meanwhile) or ``stop`` is set."""
+    if not ready(app):
+        log.info("listening once the generation and the whole catalogue are loaded")
+    while not ready(app) and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), READY_CHECK_SECONDS)
+
+
+def run(
+    config: ServingConfig,
+    *,
+    on_listening: Callable[[], None] | None = None,
+    reuse_port: bool = False,
+    ready_first: bool = False,
+) -> None:
     """:func:`serve` in an event loop of its own (the process's main thread)."""
-    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port))
+    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port, ready_first=ready_first))

@@ -11,7 +11,8 @@ starts, port 0 becomes one concrete port for all, and no process without
 ``SO_REUSEPORT`` can take the port while the workers run. Workers are started with
 ``spawn`` (gRPC does not survive a fork). SIGTERM or SIGINT to the parent is passed to
 every worker, and each lets its in-flight requests finish, as a single server does.
-A worker that dies on its own is started again.
+A worker that dies on its own is started again, and listens only once it is ready
+(its generation and whole catalogue loaded): until then the others take every connection.
 """
 
 from __future__ import annotations
@@ -62,10 +63,15 @@ def _reserve(config: ServingConfig) -> socket.socket:
     return sock
 
 
-def _worker(config: ServingConfig, ready, verbose_level: int) -> None:
+def _worker(config: ServingConfig, ready, verbose_level: int, ready_first: bool) -> None:
     logging.basicConfig(level=verbose_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     try:
-        run(config, on_listening=lambda: ready.send(("listening", os.getpid())), reuse_port=True)
+        run(
+            config,
+            on_listening=lambda: ready.send(("listening", os.getpid())),
+            reuse_port=True,
+            ready_first=ready_first,
+        )
     except CannotListen as exc:
         ready.send(("error", str(exc)))
         raise SystemExit(1) from None
@@ -86,10 +92,10 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
 
-    def start():
+    def start(ready_first=False):
         receive, send = context.Pipe(duplex=False)
         process = context.Process(
-            target=_worker, args=(config, send, logging.getLogger().level), name="streamsim-serve-worker"
+            target=_worker, args=(config, send, logging.getLogger().level, ready_first), name="streamsim-serve-worker"
         )
         process.start()
         send.close()
@@ -114,7 +120,8 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
                     )
                     time.sleep(RESTART_PAUSE_SECONDS)
                     pipes[index].close()
-                    processes[index], pipes[index] = start()
+                    # Beside workers that serve: it listens once ready (serving.server.serve).
+                    processes[index], pipes[index] = start(ready_first=True)
             multiprocessing.connection.wait([p.sentinel for p in processes], timeout=1.0)
     except BaseException:
         stop()
