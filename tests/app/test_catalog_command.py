@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from schemas import layout
+from schemas.events import CatalogUpdate
 from schemas.rows import decode_catalog, decode_catalog_log
 from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.bigtable import open_tables
+from streamsim.runtime.catalog import write_catalog
 
 DIGINETICA = Path(__file__).resolve().parents[1] / "data" / "diginetica-product-categories-head.csv"
 
@@ -77,3 +80,26 @@ def test_a_latin1_file_merges_no_ids(fresh_stack, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "catalogue: 1 items in 1 categories (0 hidden)" in out and "not_utf8: 2 (first at line 2)" in out
     assert set(_catalogue(fresh_stack)) == {"ok"}
+
+
+def test_a_file_and_stream_updates_are_ordered_by_time_not_by_arrival(fresh_stack, tmp_path, capsys):
+    """A file load is stamped with the time it runs; a stream update with its own ``ts`` (at most
+    MAX_CLOCK_SKEW_MS ahead of the pipeline's clock). Per item and column the newest time wins,
+    whichever was written last."""
+    tables = open_tables(fresh_stack)
+    now = int(time.time() * 1000)
+    # Stream first, file after: the file outranks an older update, not one stamped after its time.
+    write_catalog(
+        tables, [CatalogUpdate("older", "c", False, now - 60_000), CatalogUpdate("ahead", "c", False, now + 120_000)]
+    )
+    path = tmp_path / "show.csv"
+    path.write_text("item,category,available\nolder,c,true\nahead,c,true\nlate,c,true\nnewer,c,true\n")
+    before = int(time.time() * 1000)
+    assert streamsim_main(["catalog", str(path), "--no-progress", *fresh_stack.to_argv()]) == 0
+    after = int(time.time() * 1000)
+    # File first, stream after: an update stamped after the file wins; a late one stamped before it loses.
+    write_catalog(
+        tables, [CatalogUpdate("late", None, False, before - 1_000), CatalogUpdate("newer", None, False, after + 1_000)]
+    )
+    stored = {item: cells.available for item, cells in _catalogue(fresh_stack).items()}
+    assert stored == {"older": True, "ahead": False, "late": True, "newer": False}
