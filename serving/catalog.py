@@ -191,7 +191,7 @@ class ItemFacts:
         return self._category, self._hidden
 
 
-class _FullRead:
+class CatalogueRead:
     """A read of every item's catalogue cells, page by page; a failed page is read again
     by the next :meth:`run`, which goes on from there."""
 
@@ -204,7 +204,7 @@ class _FullRead:
         self._after: bytes | None = None
         self._done = False
 
-    async def run(self) -> _FullRead:
+    async def run(self) -> CatalogueRead:
         while not self._done:
             page = await self._store.read_catalog_page(self._after, LOAD_PAGE_ROWS)
             for _key, item, cells, users in page:
@@ -234,7 +234,7 @@ class CatalogueFollower(PollCounts):
         self._loaded_at = 0.0
         #: Log rows read in the overlap (key -> written ms): not decoded or applied again.
         self._known: dict[bytes, int] = {}
-        self._reading: _FullRead | None = None
+        self._reading: CatalogueRead | None = None
         self._reload: asyncio.Task | None = None
         #: Change-log rows (batches) decoded and applied; rows re-read in the overlap are not.
         self.log_batches = 0
@@ -243,10 +243,10 @@ class CatalogueFollower(PollCounts):
     async def load(self) -> None:
         """Read every item's catalogue cells (in pages), then take them all at once."""
         if self._reading is None:
-            self._reading = _FullRead(self._store)
+            self._reading = CatalogueRead(self._store)
         self._take(await self._reading.run())
 
-    def _take(self, read: _FullRead) -> None:
+    def _take(self, read: CatalogueRead) -> None:
         self._reading = None
         self.catalogue.replace(read.fresh)
         # Changes written while the load ran are in the log, after this point:
@@ -288,7 +288,7 @@ class CatalogueFollower(PollCounts):
             else:
                 log.warning("catalogue reload interrupted (resumed at the next poll): %s", reload.exception())
         if self._reload is None and time.monotonic() - self._loaded_at > self.reload_seconds:
-            self._reading = self._reading or _FullRead(self._store)
+            self._reading = self._reading or CatalogueRead(self._store)
             self._reload = asyncio.create_task(self._reading.run(), name="catalogue-reload")
         await self.follow()
 

@@ -12,7 +12,7 @@ import asyncio
 
 from schemas.events import CatalogUpdate
 from serving.app import FOLLOWER, STORE
-from serving.catalog import CatalogueFollower, _FullRead
+from serving.catalog import CatalogueFollower, CatalogueRead
 from streamsim.runtime.bigtable import open_tables
 from streamsim.runtime.catalog import write_catalog
 from streamsim.runtime.seeding import write_generation, write_scores
@@ -106,7 +106,7 @@ def test_a_change_the_reload_missed_is_applied_after_it_is_taken(fresh_stack):
     try:
 
         async def reload_then_take():
-            read = await _FullRead(live.app[STORE]).run()  # reads "top" shown
+            read = await CatalogueRead(live.app[STORE]).run()  # reads "top" shown
             write_catalog(open_tables(fresh_stack), [CatalogUpdate("top", None, False, 3_000)])
             await follower.follow()
             assert "top" in follower.catalogue.hidden
