@@ -36,7 +36,7 @@ from pathlib import Path
 
 from schemas.events import CatalogUpdate
 from serving.catalog import Catalogue, CatalogueFollower, CatalogueRead
-from serving.store import BigtableStore
+from serving.store import BackendUnavailable, BigtableStore
 from streamsim.app import localstack
 from streamsim.runtime import provision
 from streamsim.runtime.bigtable import open_tables
@@ -67,7 +67,13 @@ async def read_rates(settings: Settings) -> tuple[float, float, int]:
     store = BigtableStore(settings)
     try:
         started = time.perf_counter()
-        read = await CatalogueRead(store).run()
+        read = CatalogueRead(store)
+        while True:
+            try:
+                await read.run()  # resumes where a failed page left it, as a server's load does
+                break
+            except BackendUnavailable as exc:
+                print(f"(a page of the load failed, read again: {exc})", flush=True)
         loading = time.perf_counter() - started
         follower = CatalogueFollower(store, Catalogue(), 1.0, 600.0)
         follower.catalogue.loaded = True

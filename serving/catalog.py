@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 
 #: Items kept per category for the popular fill (room for some to be hidden).
 CATEGORY_FILL = 200
-LOAD_PAGE_ROWS = 5000
+#: Items rows per read of a load: one page must come within the background deadline
+#: (10 s) even on a machine so loaded that the emulator and the client crawl.
+LOAD_PAGE_ROWS = 1000
 #: Change-log rows per read (each up to CATALOG_LOG_BATCH changes): a page is
 #: applied between two reads, so the event loop is never held much longer.
 LOG_PAGE_ROWS = 10
@@ -236,12 +238,29 @@ class CatalogueFollower(PollCounts):
         self._known: dict[bytes, int] = {}
         self._reading: CatalogueRead | None = None
         self._reload: asyncio.Task | None = None
+        self._loading: asyncio.Future | None = None
         #: Change-log rows (batches) decoded and applied; rows re-read in the overlap are not.
         self.log_batches = 0
         super().__init__()
 
     async def load(self) -> None:
-        """Read every item's catalogue cells (in pages), then take them all at once."""
+        """Read every item's catalogue cells (in pages), then take them all at once.
+
+        One read at a time, which outlives a caller that stops waiting (the app
+        waits START_LOAD_SECONDS at start): the next call waits for the same read.
+        """
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._read_and_take())
+        loading = self._loading
+        try:
+            await asyncio.shield(loading)
+        finally:
+            if loading.done():
+                self._loading = None
+                if not loading.cancelled():
+                    loading.exception()  # retrieved here (raised above, or by another waiter)
+
+    async def _read_and_take(self) -> None:
         if self._reading is None:
             self._reading = CatalogueRead(self._store)
         self._take(await self._reading.run())
@@ -297,7 +316,8 @@ class CatalogueFollower(PollCounts):
         try:
             await poll_forever(self.poll, self.poll_seconds, "the catalogue", self, wait_first=True)
         finally:
-            if self._reload is not None:
-                self._reload.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._reload
+            for task in (self._reload, self._loading):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from schemas.events import CatalogUpdate
+from serving import app as app_module
 from serving.app import FOLLOWER, STORE
 from serving.catalog import CatalogueFollower, CatalogueRead
 from streamsim.runtime.bigtable import open_tables
@@ -82,7 +83,7 @@ def test_a_reload_never_stops_the_follower(fresh_stack):
         return await read_page(after, limit)
 
     try:
-        assert follower.catalogue.loaded and len(follower.catalogue) == 20_001
+        assert wait_for(lambda: follower.catalogue.loaded, timeout=120) and len(follower.catalogue) == 20_001
         store.read_catalog_page = held_page
         assert _polls_after_now(live)  # a reload has begun, and is held
         write_catalog(open_tables(fresh_stack), [CatalogUpdate("top", None, False, 3_000)])
@@ -116,5 +117,25 @@ def test_a_change_the_reload_missed_is_applied_after_it_is_taken(fresh_stack):
             return "top" in follower.catalogue.hidden
 
         assert asyncio.run_coroutine_threadsafe(reload_then_take(), live._loop).result(60)
+    finally:
+        live.stop()
+
+
+def test_a_server_listens_while_a_long_start_up_load_goes_on(fresh_stack, monkeypatch):
+    """A catalogue that takes longer to read than a start may wait (a 1M-item one takes
+    minutes; ``serve --workers N`` gives a worker 60 s to listen): the server listens, not
+    ready, and the one load it began goes on to the end (a poll waits for it, never restarts it)."""
+    _shop(fresh_stack)
+    _big_load(fresh_stack, 2_000, size=20_000)
+    monkeypatch.setattr(app_module, "START_LOAD_SECONDS", 0.01)
+    live = serve(fresh_stack)
+    follower: CatalogueFollower = live.app[FOLLOWER]
+    try:
+        status, answer = live.get("/readyz")
+        assert status == 503 and "catalogue has not been read yet" in answer["detail"]
+        assert live.get("/recommendations?user=nobody&n=1")[1]["error"] == "no_catalogue"
+        assert wait_for(lambda: live.get("/readyz")[0] == 200, timeout=120)
+        assert follower.catalogue.loads == 1 and len(follower.catalogue) == 20_001
+        assert items(live.get("/recommendations?user=nobody&n=1")[1]) == ["top"]
     finally:
         live.stop()
