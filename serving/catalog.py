@@ -194,8 +194,9 @@ class ItemFacts:
 
 
 class CatalogueRead:
-    """A read of every item's catalogue cells, page by page; a failed page is read again
-    by the next :meth:`run`, which goes on from there."""
+    """A read of every item's catalogue cells, range by range of the salted keys
+    (``layout.salted_ranges``) and page by page; a failed page is read again by the
+    next :meth:`run`, which goes on from there."""
 
     def __init__(self, store: BigtableStore):
         self._store = store
@@ -203,12 +204,15 @@ class CatalogueRead:
         self.started_ms = int(time.time() * 1000)
         self.fresh = Catalogue()
         self._popular: dict[int, list[tuple[float, str]]] = {}
+        self._ranges = layout.salted_ranges()
+        self._range = 0
         self._after: bytes | None = None
-        self._done = False
 
     async def run(self) -> CatalogueRead:
-        while not self._done:
-            page = await self._store.read_catalog_page(self._after, LOAD_PAGE_ROWS)
+        while self._range < len(self._ranges):
+            start, end = self._ranges[self._range]
+            after = self._after is not None
+            page = await self._store.read_catalog_page(self._after if after else start, end, after, LOAD_PAGE_ROWS)
             for _key, item, cells, users in page:
                 if cells.category is None and cells.available is None:
                     continue  # an item the stream knows and the catalogue does not
@@ -217,8 +221,9 @@ class CatalogueRead:
                 if code != NO_CATEGORY and users > 0:
                     self._popular.setdefault(code, []).append((-users, item))
             if len(page) < LOAD_PAGE_ROWS:
-                self._done = True
-                self.fresh.set_fill(self._popular)
+                self._range, self._after = self._range + 1, None
+                if self._range == len(self._ranges):
+                    self.fresh.set_fill(self._popular)
             else:
                 self._after = page[-1][0]
         return self

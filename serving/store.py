@@ -88,17 +88,14 @@ class BigtableStore:
         """Seconds this request may still spend on one RPC."""
         return self._timeout()
 
-    async def read_catalog_page(self, after: bytes | None, limit: int) -> list[tuple[bytes, str, CatalogCells, int]]:
+    async def read_catalog_page(
+        self, start: bytes, end: bytes | None, after: bool, limit: int
+    ) -> list[tuple[bytes, str, CatalogCells, int]]:
         """A page of the catalogue load: ``(key, item, cells, users)`` of the ``items``
-        rows after ``after`` (None: from the start), in key order."""
+        rows from ``start`` (``after``: excluded) to ``end`` (excluded; None: the
+        table's end), in key order."""
         rows = await self._tables.read_range(
-            self._ids.items,
-            after or b"",
-            None,
-            _CATALOG,
-            limit=limit,
-            timeout=BACKGROUND_DEADLINE_SECONDS,
-            after=after is not None,
+            self._ids.items, start, end, _CATALOG, limit=limit, timeout=BACKGROUND_DEADLINE_SECONDS, after=after
         )
         page = []
         for key, row in rows.items():

@@ -76,11 +76,13 @@ def test_a_reload_never_stops_the_follower(fresh_stack):
     store = live.app[STORE]
     release = asyncio.Event()
     read_page = store.read_catalog_page
+    pages = []
 
-    async def held_page(after, limit):
-        if after is not None:  # past the first page of a reload (the start-up load has finished)
+    async def held_page(*args):
+        pages.append(args)
+        if len(pages) > 1:  # past the first page of the reload (the start-up load has finished)
             await release.wait()
-        return await read_page(after, limit)
+        return await read_page(*args)
 
     try:
         assert wait_for(lambda: follower.catalogue.loaded, timeout=120) and len(follower.catalogue) == 20_001
