@@ -55,6 +55,16 @@ def decode_available(data: bytes) -> bool:
     return data != b"\x00"
 
 
+def encode_catalog_changes(changes: Iterable[tuple[str, str | None, bool | None, int]]) -> bytes:
+    """A catalogue change-log cell: ``(item, category, available, update micros)`` per change
+    (None: left as it is), as compact UTF-8 JSON (one C call decodes a thousand)."""
+    return json.dumps([list(change) for change in changes], separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_catalog_changes(data: bytes) -> list[tuple[str, str | None, bool | None, int]]:
+    return [tuple(change) for change in json.loads(data)]
+
+
 def encode_text(text: str) -> bytes:
     return text.encode("utf-8")
 

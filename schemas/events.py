@@ -35,6 +35,15 @@ newest wins whatever order they arrive in), and at least one of ``category``
 (an id) and ``available`` (a JSON boolean) is given; an absent one is left as
 it is.
 
+Time that cannot pin state: the ``ts`` of an event or a catalogue update becomes
+a cell timestamp (the ``recent`` row's order, the catalogue cells' "newest wins"),
+so a time far ahead would outrank every real one for as long as it is ahead (year
+9999: for good). A reader that knows the time (the pipeline) passes ``now_ms``, and
+a ``ts`` more than :data:`MAX_CLOCK_SKEW_MS` after it is refused
+(``future_timestamp``, dead-lettered): a fast clock pins nothing for longer than
+that. The bound only moves forward with the clock, so a message accepted once is
+accepted again when redelivered.
+
 Every way to break the contract raises :class:`EventError` with a stable
 ``code`` (see :data:`ERROR_CODES`), which the pipeline copies into the
 dead-letter message's attributes.
@@ -58,6 +67,9 @@ MAX_EVENT_BYTES = 8192
 MAX_ID_CHARS = 128
 #: Year 9999 in epoch ms: beyond it RFC 3339 cannot render the timestamp.
 MAX_EPOCH_MS = 253402300799999
+#: How far ahead of the reader's clock a ``ts`` may be (publishers' clocks run a
+#: little ahead; NTP keeps them within a second). Beyond it: ``future_timestamp``.
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
 ERROR_CODES = {
     "too_large": f"message is larger than {MAX_EVENT_BYTES} bytes",
@@ -69,6 +81,7 @@ ERROR_CODES = {
     "bad_type": "type is not browse, basket, purchase or the codes 1, 2, 3",
     "bad_timestamp": "ts is neither an RFC 3339 string with a time zone nor epoch milliseconds",
     "bad_catalog": "a catalogue update needs category (an id) and/or available (true or false)",
+    "future_timestamp": "ts is more than MAX_CLOCK_SKEW_MS ahead of the reader's clock",
 }
 
 #: The ``kind`` of a catalogue update message.
@@ -192,23 +205,37 @@ def _body(data: bytes) -> dict:
     return body
 
 
-def parse_message(data: bytes, attributes: Mapping[str, str] | None = None) -> Event | CatalogUpdate:
+def parse_message(
+    data: bytes, attributes: Mapping[str, str] | None = None, *, now_ms: int | None = None
+) -> Event | CatalogUpdate:
     """One message of the stream: a catalogue update if its ``kind`` says so, else an event.
 
     Raises :class:`EventError` as :func:`parse_event` does; pure, like it.
     """
     body = _body(data)
     if body.get("kind") == CATALOG_KIND:
-        return _catalog_update(body, attributes or {})
-    return _event(body, attributes or {})
+        return _not_ahead(_catalog_update(body, attributes or {}), now_ms)
+    return _not_ahead(_event(body, attributes or {}), now_ms)
 
 
-def parse_event(data: bytes, attributes: Mapping[str, str] | None = None) -> Event:
+def parse_event(data: bytes, attributes: Mapping[str, str] | None = None, *, now_ms: int | None = None) -> Event:
     """Parse one message into an :class:`Event` or raise :class:`EventError`.
 
-    Pure: no I/O, and no other exception escapes for any input bytes.
+    ``now_ms``: the reader's clock; a ``ts`` more than :data:`MAX_CLOCK_SKEW_MS`
+    after it is ``future_timestamp`` (None: no bound). Pure: no I/O, no clock of
+    its own, and no other exception escapes for any input bytes.
     """
-    return _event(_body(data), attributes or {})
+    return _not_ahead(_event(_body(data), attributes or {}), now_ms)
+
+
+def _not_ahead(parsed, now_ms: int | None):
+    if now_ms is not None and parsed.ts_ms > now_ms + MAX_CLOCK_SKEW_MS:
+        ahead = (parsed.ts_ms - now_ms) / 1000
+        raise EventError(
+            "future_timestamp",
+            f"ts {parsed.ts_ms} is {ahead:,.0f} s ahead of now (the bound is {MAX_CLOCK_SKEW_MS // 1000} s)",
+        )
+    return parsed
 
 
 def _catalog_update(body: dict, attributes: Mapping[str, str]) -> CatalogUpdate:

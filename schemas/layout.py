@@ -39,10 +39,12 @@ carry a configurable prefix, ``streamsim-`` by default::
       pass#<gen>  p:stats     JSON statistics of one refresh pass (FRESHNESS_KEYS
                               among them: what serving reports as freshness)
       popular     k:top       packed popularity list; cell timestamp = generation
-      catalog#<written ms>#<item>   l:category, l:available: the catalogue change
-                  log, one row per change, the same cells as the item's m: ones
-                  (kept CATALOG_LOG_WINDOW). Serving loads the m: cells once at
-                  start and then follows the log, a bounded range read per poll.
+      catalog#<written ms>#<batch>  l:changes: the catalogue change log, one row
+                  per written batch of at most CATALOG_LOG_BATCH changes
+                  (codecs.encode_catalog_changes: the same values and update times
+                  as the items' m: cells), stamped with the write time and kept
+                  CATALOG_LOG_WINDOW. Serving loads the m: cells at start and then
+                  follows the log: a range read of a row per batch, not per change.
     recent         row = recent_row_key(user): one per user
       o:e            one cell version per event, the user's last RECENT_EVENTS events:
                      cell timestamp = recent_cell_micros(event time, event id),
@@ -108,6 +110,9 @@ KEEP_GENERATIONS = 3
 #: How long the catalogue change log keeps a change: a server that was away
 #: longer reloads the whole catalogue at start anyway.
 CATALOG_LOG_WINDOW = timedelta(days=7)
+#: Changes per change-log row: a follower reads a million changes in a thousand rows;
+#: a row stays near 100 KB (about 1 MB with 128-character ids), far under Bigtable's limits.
+CATALOG_LOG_BATCH = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,9 +154,11 @@ TOP = b"top"
 RECENT = b"e"
 CURRENT = b"current"
 STATS = b"stats"
-#: ``items`` m: and ``meta`` catalog log l: qualifiers.
+#: ``items`` m: qualifiers.
 CATEGORY = b"category"
 AVAILABLE = b"available"
+#: ``meta`` catalog log l: qualifier.
+CATALOG_CHANGES = b"changes"
 
 FAMILIES: dict[str, dict[str, GcRule]] = {
     "users": {
@@ -263,6 +270,21 @@ def _salted(entity: str) -> bytes:
     return hashlib.blake2b(raw, digest_size=2).hexdigest().encode("ascii") + b"#" + raw
 
 
+def salted_ranges(parts: int = 256) -> list[tuple[bytes, bytes | None]]:
+    """``[start, end)`` key ranges (None: to the table's end) that split a salted table
+    by the first hex digits of the salt, in key order, covering every key.
+
+    Whole-table reads go range by range: a read of ``[after, end of table)`` costs the
+    Bigtable emulator time in the rows to the end (1.4 s per page at 300k rows, so a
+    1M-row table never finished loading), a bounded range only its own.
+    """
+    digits = len(f"{parts - 1:x}")
+    if parts < 2 or 16**digits != parts or digits > 4:
+        raise ValueError(f"parts must be a power of 16 from 16 to 65536, got {parts}")
+    starts = [b""] + [b"%0*x" % (digits, k) for k in range(1, parts)]
+    return list(zip(starts, [*starts[1:], None]))
+
+
 #: Joins the two ids of a pair key; ids never contain control characters.
 PAIR_SEPARATOR = b"\x00"
 
@@ -338,9 +360,9 @@ def generation_of_cell(micros: int) -> int:
     return micros // 1000
 
 
-def catalog_log_key(written_ms: int, item: str) -> bytes:
-    """The change-log row of one catalogue change (zero-padded: key order is write order)."""
-    return CATALOG_LOG_PREFIX + b"%016d#" % written_ms + item.encode("utf-8")
+def catalog_log_key(written_ms: int, batch: str) -> bytes:
+    """The change-log row of one batch of catalogue changes (zero-padded: key order is write order)."""
+    return CATALOG_LOG_PREFIX + b"%016d#" % written_ms + batch.encode("utf-8")
 
 
 def catalog_log_start(written_ms: int) -> bytes:
@@ -349,7 +371,7 @@ def catalog_log_start(written_ms: int) -> bytes:
 
 
 def parse_catalog_log_key(key: bytes) -> tuple[int, str]:
-    """``(written_ms, item)`` of a change-log key."""
+    """``(written_ms, batch)`` of a change-log key."""
     start = len(CATALOG_LOG_PREFIX)
     stamp = key[start : start + 16]
     if not key.startswith(CATALOG_LOG_PREFIX) or key[start + 16 : start + 17] != b"#" or not stamp.isdigit():

@@ -59,7 +59,7 @@ class ItemRow:
 
 @dataclasses.dataclass(frozen=True)
 class CatalogCells:
-    """An item's catalogue cells (``items`` m: or a change-log row's l:); None where absent.
+    """An item's catalogue cells (``items`` m:, or one change of the change log); None where absent.
 
     ``*_micros`` are the cells' timestamps: the time of the update that set them.
     """
@@ -99,9 +99,9 @@ def decode_item(row: Row) -> ItemRow:
     )
 
 
-def decode_catalog(row: Row, family: str = layout.CATALOG) -> CatalogCells:
-    """The catalogue cells of an ``items`` row (or, with ``layout.CATALOG_LOG``, of a change-log row)."""
-    cells = row.get(family, {})
+def decode_catalog(row: Row) -> CatalogCells:
+    """The catalogue cells of an ``items`` row."""
+    cells = row.get(layout.CATALOG, {})
     category, available = cells.get(layout.CATEGORY), cells.get(layout.AVAILABLE)
     return CatalogCells(
         category=codecs.decode_text(category.value) if category is not None else None,
@@ -109,6 +109,17 @@ def decode_catalog(row: Row, family: str = layout.CATALOG) -> CatalogCells:
         category_micros=category.timestamp_micros if category is not None else 0,
         available_micros=available.timestamp_micros if available is not None else 0,
     )
+
+
+def decode_catalog_log(row: Row) -> list[tuple[str, CatalogCells]]:
+    """The changes of a catalogue change-log row: ``(item, cells)`` in the order written."""
+    cell = row.get(layout.CATALOG_LOG, {}).get(layout.CATALOG_CHANGES)
+    if cell is None:
+        return []
+    return [
+        (item, CatalogCells(category, available, micros if category is not None else 0, micros))
+        for item, category, available, micros in codecs.decode_catalog_changes(cell.value)
+    ]
 
 
 def decode_contribution(row: Row) -> tuple[float, int]:

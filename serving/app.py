@@ -44,6 +44,10 @@ FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
 PEERS = web.AppKey("peers", Peers)
 
+#: How long a starting server waits for its catalogue before it goes on (and listens,
+#: unless it listens only once ready): a big catalogue takes minutes to read, and a
+#: worker that does not listen within ``serving.workers.START_SECONDS`` fails the start.
+START_LOAD_SECONDS = 10.0
 _METHODS = {"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"}
 #: Sent as ``Server`` instead of aiohttp's ``Python/3.x aiohttp/x.y``: versions help only an attacker.
 SERVER_NAME = "streamsim"
@@ -212,6 +216,12 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "generation": _generation(request.app)})
 
 
+def ready(app: web.Application) -> bool:
+    """A generation and the catalogue are loaded (what ``/readyz`` checks, but Bigtable's answer now)."""
+    watcher = app.get(WATCHER)
+    return watcher is not None and watcher.current is not None and app[CATALOGUE].loaded
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Bigtable answers now and the generation it names is there to serve."""
     watcher = request.app[WATCHER]
@@ -269,10 +279,12 @@ async def bigtable_context(app: web.Application):
     )
     try:
         await watcher.refresh()
-        await follower.load()
+        await asyncio.wait_for(follower.load(), START_LOAD_SECONDS)
     except BackendUnavailable as exc:
         # Start anyway: /readyz says not ready and the pollers keep trying.
         log.warning("Bigtable not reachable at start: %s", exc)
+    except TimeoutError:
+        log.info("the catalogue is still loading: /readyz says not ready until it is read")
     loop = asyncio.get_running_loop()
     pollers = [
         loop.create_task(watcher.run(), name="generation-poller"),

@@ -1,13 +1,22 @@
 """The catalogue as serving sees it: each item's category and availability.
 
 A process loads the catalogue (the ``items`` rows' ``m:`` cells, see
-:mod:`schemas.layout`) once at start, then follows the change log every poll
-interval, so hiding an item takes effect within that interval without a refresh.
-A poll reads the log from its position, a few seconds back (a change whose write
-took that long still lands ahead of it), in pages of a bounded size; applying a
-change is idempotent and the newest update of a column wins (cell timestamps are
-update times), so re-reading is harmless. The load is repeated every
-``reload_seconds``, which also refreshes the per-category popularity.
+:mod:`schemas.layout`) at start, then follows the change log every poll interval,
+so hiding an item takes effect without a refresh. A poll reads the log from its
+position, a few seconds back (a change whose write took that long still lands ahead
+of it), to its end: pages of a bounded size, but no bound on the pages, so a poll
+never leaves changes for later, and a log row holds a batch of up to
+``CATALOG_LOG_BATCH`` changes, so a million changes are a thousand rows. Rows read
+in the overlap before are not decoded again. Applying a change is idempotent and
+the newest update of a column wins (cell timestamps are update times), so the order
+and repetition of reads are harmless.
+
+The load is repeated every ``reload_seconds``, which also refreshes the
+per-category popularity; it runs beside the follower, never instead of it, and its
+result is taken between two polls: the fresh catalogue replaces the old one and the
+log is read again from before the reload began (the rows it read may predate
+changes the follower had applied). A load that fails part way (Bigtable away)
+resumes from its last page at the next attempt.
 
 Per-category popularity (the fill of a ``category=`` query): the load reads each
 item's user count beside its catalogue cells and keeps, per category, its
@@ -21,6 +30,8 @@ the catalogue's changes, so a filter costs a gather and a comparison per candida
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -38,10 +49,12 @@ log = logging.getLogger(__name__)
 
 #: Items kept per category for the popular fill (room for some to be hidden).
 CATEGORY_FILL = 200
-LOAD_PAGE_ROWS = 5000
-LOG_PAGE_ROWS = 2000
-#: Pages of the change log one poll reads at most; the rest waits for the next poll.
-LOG_PAGES_PER_POLL = 10
+#: Items rows per read of a load: one page must come within the background deadline
+#: (10 s) even on a machine so loaded that the emulator and the client crawl.
+LOAD_PAGE_ROWS = 1000
+#: Change-log rows per read (each up to CATALOG_LOG_BATCH changes): a page is
+#: applied between two reads, so the event loop is never held much longer.
+LOG_PAGE_ROWS = 10
 #: How far behind its position a poll starts reading the log.
 LOG_OVERLAP_MS = 5000
 #: Changes remembered for the per-vocabulary arrays to catch up with; an array
@@ -180,6 +193,42 @@ class ItemFacts:
         return self._category, self._hidden
 
 
+class CatalogueRead:
+    """A read of every item's catalogue cells, range by range of the salted keys
+    (``layout.salted_ranges``) and page by page; a failed page is read again by the
+    next :meth:`run`, which goes on from there."""
+
+    def __init__(self, store: BigtableStore):
+        self._store = store
+        #: Changes logged from here on may be missing from the rows read.
+        self.started_ms = int(time.time() * 1000)
+        self.fresh = Catalogue()
+        self._popular: dict[int, list[tuple[float, str]]] = {}
+        self._ranges = layout.salted_ranges()
+        self._range = 0
+        self._after: bytes | None = None
+
+    async def run(self) -> CatalogueRead:
+        while self._range < len(self._ranges):
+            start, end = self._ranges[self._range]
+            after = self._after is not None
+            page = await self._store.read_catalog_page(self._after if after else start, end, after, LOAD_PAGE_ROWS)
+            for _key, item, cells, users in page:
+                if cells.category is None and cells.available is None:
+                    continue  # an item the stream knows and the catalogue does not
+                self.fresh.apply(item, cells)
+                code = self.fresh.category_code(item)
+                if code != NO_CATEGORY and users > 0:
+                    self._popular.setdefault(code, []).append((-users, item))
+            if len(page) < LOAD_PAGE_ROWS:
+                self._range, self._after = self._range + 1, None
+                if self._range == len(self._ranges):
+                    self.fresh.set_fill(self._popular)
+            else:
+                self._after = page[-1][0]
+        return self
+
+
 class CatalogueFollower(PollCounts):
     """Loads the catalogue, then follows its change log; :meth:`run` polls until cancelled."""
 
@@ -190,54 +239,90 @@ class CatalogueFollower(PollCounts):
         self.reload_seconds = reload_seconds
         self._position_ms = 0
         self._loaded_at = 0.0
+        #: Log rows read in the overlap (key -> written ms): not decoded or applied again.
+        self._known: dict[bytes, int] = {}
+        self._reading: CatalogueRead | None = None
+        self._reload: asyncio.Task | None = None
+        self._loading: asyncio.Future | None = None
+        #: Change-log rows (batches) decoded and applied; rows re-read in the overlap are not.
+        self.log_batches = 0
         super().__init__()
 
     async def load(self) -> None:
-        """Read every item's catalogue cells (in pages), then take them all at once."""
-        started_ms = int(time.time() * 1000)
-        fresh = Catalogue()
-        popular: dict[int, list[tuple[float, str]]] = {}
-        after = None
-        while True:
-            page = await self._store.read_catalog_page(after, LOAD_PAGE_ROWS)
-            for _key, item, cells, users in page:
-                if cells.category is None and cells.available is None:
-                    continue  # an item the stream knows and the catalogue does not
-                fresh.apply(item, cells)
-                code = fresh.category_code(item)
-                if code != NO_CATEGORY and users > 0:
-                    popular.setdefault(code, []).append((-users, item))
-            if len(page) < LOAD_PAGE_ROWS:
-                break
-            after = page[-1][0]
-        fresh.set_fill(popular)
-        self.catalogue.replace(fresh)
-        # Changes written while the load ran are in the log, after this point.
-        self._position_ms = started_ms - LOG_OVERLAP_MS
+        """Read every item's catalogue cells (in pages), then take them all at once.
+
+        One read at a time, which outlives a caller that stops waiting (the app
+        waits START_LOAD_SECONDS at start): the next call waits for the same read.
+        """
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._read_and_take())
+        loading = self._loading
+        try:
+            await asyncio.shield(loading)
+        finally:
+            if loading.done():
+                self._loading = None
+                if not loading.cancelled():
+                    loading.exception()  # retrieved here (raised above, or by another waiter)
+
+    async def _read_and_take(self) -> None:
+        if self._reading is None:
+            self._reading = CatalogueRead(self._store)
+        self._take(await self._reading.run())
+
+    def _take(self, read: CatalogueRead) -> None:
+        self._reading = None
+        self.catalogue.replace(read.fresh)
+        # Changes written while the load ran are in the log, after this point:
+        # read (and applied to the fresh catalogue) again.
+        self._position_ms = read.started_ms - LOG_OVERLAP_MS
+        self._known.clear()
         self._loaded_at = time.monotonic()
-        log.info("catalogue loaded: %d items, %d hidden", len(fresh), len(fresh.hidden))
+        log.info("catalogue loaded: %d items, %d hidden", len(read.fresh), len(read.fresh.hidden))
 
     async def follow(self) -> int:
-        """Apply the change log from a little behind the position; returns changes applied."""
+        """Apply the change log from a little behind the position to its end; returns changes applied."""
         now_ms = int(time.time() * 1000)
         start, after = layout.catalog_log_start(min(self._position_ms, now_ms - LOG_OVERLAP_MS)), False
         applied = 0
-        for _ in range(LOG_PAGES_PER_POLL):
-            page = await self._store.read_catalog_log(start, after, LOG_PAGE_ROWS)
-            for _key, written_ms, item, cells in page:
-                applied += self.catalogue.apply(item, cells)
+        while True:
+            page = await self._store.read_catalog_log(start, after, LOG_PAGE_ROWS, self._known)
+            for key, written_ms, changes in page:
+                if changes is not None:
+                    self.log_batches += 1
+                    for item, cells in changes:
+                        applied += self.catalogue.apply(item, cells)
+                    self._known[key] = written_ms
                 self._position_ms = max(self._position_ms, written_ms)
             if len(page) < LOG_PAGE_ROWS:
                 break
             start, after = page[-1][0], True
+        horizon = min(self._position_ms, now_ms) - 2 * LOG_OVERLAP_MS
+        self._known = {key: ms for key, ms in self._known.items() if ms >= horizon}
         return applied
 
     async def poll(self) -> None:
-        if not self.catalogue.loaded or time.monotonic() - self._loaded_at > self.reload_seconds:
-            await self.load()
-        else:
-            await self.follow()
+        if not self.catalogue.loaded:
+            await self.load()  # nothing to follow before it
+            return
+        if self._reload is not None and self._reload.done():
+            reload, self._reload = self._reload, None
+            if reload.exception() is None:
+                self._take(reload.result())
+            else:
+                log.warning("catalogue reload interrupted (resumed at the next poll): %s", reload.exception())
+        if self._reload is None and time.monotonic() - self._loaded_at > self.reload_seconds:
+            self._reading = self._reading or CatalogueRead(self._store)
+            self._reload = asyncio.create_task(self._reading.run(), name="catalogue-reload")
+        await self.follow()
 
     async def run(self) -> None:
         """Poll until cancelled, starting one interval from now (the app loads at start)."""
-        await poll_forever(self.poll, self.poll_seconds, "the catalogue", self, wait_first=True)
+        try:
+            await poll_forever(self.poll, self.poll_seconds, "the catalogue", self, wait_first=True)
+        finally:
+            for task in (self._reload, self._loading):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task

@@ -57,7 +57,7 @@ ERRORS: dict[type[Exception], Error] = {
     Exception: Error(500, "internal", "unexpected server error (logged)"),
     BackendUnavailable: Error(503, "backend_unavailable", "Bigtable did not answer in time or refused the call"),
     NoGeneration: Error(503, "no_generation", "no similarity generation is published, or the one served is gone"),
-    NoCatalogue: Error(503, "no_catalogue", "the catalogue has not been read yet (Bigtable unreachable since start)"),
+    NoCatalogue: Error(503, "no_catalogue", "the catalogue has not been read yet (loading, or Bigtable unreachable)"),
     NotReady: Error(503, "not_ready", "Bigtable answers but no generation is published, or the one served is gone"),
     ShuttingDown: Error(503, "shutting_down", "the server is stopping and the body did not arrive before its deadline"),
 }

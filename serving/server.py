@@ -38,7 +38,7 @@ from collections.abc import Callable
 from aiohttp import http_exceptions, web, web_protocol
 
 from serving import errors
-from serving.app import METRICS, client_gone, create_app, error_response, labels
+from serving.app import METRICS, client_gone, create_app, error_response, labels, ready
 from serving.config import ServingConfig
 from serving.peers import Peers
 
@@ -52,6 +52,8 @@ KEEPALIVE_TIMEOUT_SECONDS = 75.0
 #: During a drain, a body still awaited this long before the deadline fails (503
 #: ``shutting_down``), leaving the handler time to write that answer.
 BODY_GRACE_SECONDS = 1.0
+#: How often a server that listens only once ready checks whether it is.
+READY_CHECK_SECONDS = 0.2
 
 
 class CannotListen(Exception):
@@ -199,11 +201,15 @@ async def serve(
     on_listening: Callable[[], None] | None = None,
     reuse_port: bool = False,
     peers: Peers | None = None,
+    ready_first: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM; :class:`CannotListen` if the address cannot be had.
 
     ``reuse_port``: listen with SO_REUSEPORT, beside other workers (:mod:`serving.workers`);
     ``peers``: this worker's place among them, served on its own Unix socket too (:mod:`serving.peers`).
+    ``ready_first``: listen only once ready (:func:`serving.app.ready`): a worker restarted
+    beside others that serve would otherwise take its share of the port's connections
+    and answer them 503 until its catalogue is read.
     """
     app = create_app(config, peers)
     app.cleanup_ctx.append(_freeze_startup_objects)
@@ -215,6 +221,8 @@ async def serve(
     runner = make_runner(app, config)
     try:
         await runner.setup()
+        if ready_first:
+            await _until_ready(app, stop)
         if not stop.is_set():
             try:
                 await web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None).start()
@@ -231,12 +239,22 @@ async def serve(
             loop.remove_signal_handler(number)
 
 
+async def _until_ready(app: web.Application, stop: asyncio.Event) -> None:
+    """Wait until the app is ready (its pollers keep reading meanwhile) or ``stop`` is set."""
+    if not ready(app):
+        log.info("listening once the generation and the whole catalogue are loaded")
+    while not ready(app) and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), READY_CHECK_SECONDS)
+
+
 def run(
     config: ServingConfig,
     *,
     on_listening: Callable[[], None] | None = None,
     reuse_port: bool = False,
     peers: Peers | None = None,
+    ready_first: bool = False,
 ) -> None:
     """:func:`serve` in an event loop of its own (the process's main thread)."""
-    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port, peers=peers))
+    asyncio.run(serve(config, on_listening=on_listening, reuse_port=reuse_port, peers=peers, ready_first=ready_first))

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+from collections.abc import Container
 
 import numpy as np
 
 from schemas import codecs, layout
-from schemas.rows import CatalogCells, decode_catalog, neighbours_cell
+from schemas.rows import CatalogCells, decode_catalog, decode_catalog_log, neighbours_cell
 from streamsim.runtime.bigtable import filters
 from streamsim.runtime.bigtable.aio import AsyncTables
 from streamsim.runtime.bigtable.aio import Unavailable as BackendUnavailable
@@ -92,17 +93,14 @@ class BigtableStore:
         """Seconds this request may still spend on one RPC."""
         return self._timeout()
 
-    async def read_catalog_page(self, after: bytes | None, limit: int) -> list[tuple[bytes, str, CatalogCells, int]]:
+    async def read_catalog_page(
+        self, start: bytes, end: bytes | None, after: bool, limit: int
+    ) -> list[tuple[bytes, str, CatalogCells, int]]:
         """A page of the catalogue load: ``(key, item, cells, users)`` of the ``items``
-        rows after ``after`` (None: from the start), in key order."""
+        rows from ``start`` (``after``: excluded) to ``end`` (excluded; None: the
+        table's end), in key order."""
         rows = await self._tables.read_range(
-            self._ids.items,
-            after or b"",
-            None,
-            _CATALOG,
-            limit=limit,
-            timeout=BACKGROUND_DEADLINE_SECONDS,
-            after=after is not None,
+            self._ids.items, start, end, _CATALOG, limit=limit, timeout=BACKGROUND_DEADLINE_SECONDS, after=after
         )
         page = []
         for key, row in rows.items():
@@ -112,16 +110,18 @@ class BigtableStore:
         return page
 
     async def read_catalog_log(
-        self, start: bytes, after: bool, limit: int
-    ) -> list[tuple[bytes, int, str, CatalogCells]]:
-        """``(key, written_ms, item, cells)`` of the change-log rows from ``start``
-        (``after``: excluded), in key order (write order)."""
+        self, start: bytes, after: bool, limit: int, known: Container[bytes] = ()
+    ) -> list[tuple[bytes, int, list[tuple[str, CatalogCells]] | None]]:
+        """``(key, written_ms, changes)`` of the change-log rows from ``start``
+        (``after``: excluded), in key order (write order); ``changes`` as
+        :func:`schemas.rows.decode_catalog_log` gives them, None for a ``known`` key
+        (not decoded again)."""
         end = prefix_end(layout.CATALOG_LOG_PREFIX)
         rows = await self._tables.read_range(
             self._ids.meta, start, end, _CATALOG_LOG, limit=limit, timeout=BACKGROUND_DEADLINE_SECONDS, after=after
         )
         return [
-            (key, *layout.parse_catalog_log_key(key), decode_catalog(row, layout.CATALOG_LOG))
+            (key, layout.parse_catalog_log_key(key)[0], None if key in known else decode_catalog_log(row))
             for key, row in rows.items()
         ]
 

@@ -11,7 +11,8 @@ starts, port 0 becomes one concrete port for all, and no process without
 ``SO_REUSEPORT`` can take the port while the workers run. Workers are started with
 ``spawn`` (gRPC does not survive a fork). SIGTERM or SIGINT to the parent is passed to
 every worker, and each lets its in-flight requests finish, as a single server does.
-A worker that dies on its own is started again.
+A worker that dies on its own is started again, and listens only once it is ready
+(its generation and whole catalogue loaded): until then the others take every connection.
 """
 
 from __future__ import annotations
@@ -65,10 +66,16 @@ def _reserve(config: ServingConfig) -> socket.socket:
     return sock
 
 
-def _worker(config: ServingConfig, ready, verbose_level: int, peers: Peers) -> None:
+def _worker(config: ServingConfig, ready, verbose_level: int, peers: Peers, ready_first: bool) -> None:
     logging.basicConfig(level=verbose_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     try:
-        run(config, on_listening=lambda: ready.send(("listening", os.getpid())), reuse_port=True, peers=peers)
+        run(
+            config,
+            on_listening=lambda: ready.send(("listening", os.getpid())),
+            reuse_port=True,
+            peers=peers,
+            ready_first=ready_first,
+        )
     except CannotListen as exc:
         ready.send(("error", str(exc)))
         raise SystemExit(1) from None
@@ -92,11 +99,11 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
     # Each worker's own socket, for /metrics to cover them all (serving.peers); 0700, ours alone.
     peers_directory = tempfile.mkdtemp(prefix="streamsim-serve-")
 
-    def start(index: int):
+    def start(index: int, ready_first: bool = False):
         receive, send = context.Pipe(duplex=False)
         process = context.Process(
             target=_worker,
-            args=(config, send, logging.getLogger().level, Peers(peers_directory, index)),
+            args=(config, send, logging.getLogger().level, Peers(peers_directory, index), ready_first),
             name="streamsim-serve-worker",
         )
         process.start()
@@ -122,7 +129,8 @@ def run_workers(config: ServingConfig, workers: int, *, on_listening: Callable[[
                     )
                     time.sleep(RESTART_PAUSE_SECONDS)
                     pipes[index].close()
-                    processes[index], pipes[index] = start(index)
+                    # Beside workers that serve: it listens once ready (serving.server.serve).
+                    processes[index], pipes[index] = start(index, ready_first=True)
             multiprocessing.connection.wait([p.sentinel for p in processes], timeout=1.0)
     except BaseException:
         stop()

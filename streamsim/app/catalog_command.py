@@ -48,8 +48,8 @@ def run_catalog(args) -> int:
     tables = open_tables(settings)
     bar = _progress_bar(args)
     written = 0
-    #: item -> (category, available) as written: the summary counts distinct items.
-    final: dict[str, tuple[str, bool]] = {}
+    #: item -> (category, available) as written (None: left as it is): the summary counts distinct items.
+    final: dict[str, tuple[str, bool | None]] = {}
     rejected: collections.Counter[str] = collections.Counter()
     examples: dict[str, int] = {}
     pending: dict[str, object] = {}  # item -> update: a repeated item, the last line wins
@@ -75,7 +75,7 @@ def run_catalog(args) -> int:
         bar.close()
     seconds = time.monotonic() - started
     categories = len({category for category, _ in final.values()})
-    hidden = sum(not available for _, available in final.values())
+    hidden = sum(available is False for _, available in final.values())
     print(
         f"catalogue: {len(final)} items in {categories} categories ({hidden} hidden) written in {seconds:.1f}s "
         f"({written} rows); rejected {sum(rejected.values())}"

@@ -107,8 +107,13 @@ def source_name(source: Source) -> str:
     return str(getattr(source, "name", "<stream>"))
 
 
-def open_text(source: Source) -> io.TextIOWrapper:
-    """The text of a path or a binary stream, gunzipped if it starts with the gzip magic."""
+def open_text(source: Source, errors: str = "replace") -> io.TextIOWrapper:
+    """The text of a path or a binary stream, gunzipped if it starts with the gzip magic.
+
+    ``errors="surrogateescape"`` keeps bytes that are not UTF-8 as lone surrogates
+    (U+DC80-U+DCFF), which valid UTF-8 never decodes to: a reader that must not
+    merge distinct ids can find and refuse them.
+    """
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         with open(path, "rb") as probe:
@@ -118,7 +123,7 @@ def open_text(source: Source) -> io.TextIOWrapper:
         raw = source if hasattr(source, "peek") else io.BufferedReader(source)
         if raw.peek(2)[:2] == _GZIP_MAGIC:
             raw = gzip.GzipFile(fileobj=raw, mode="rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors=errors, newline="")
 
 
 def detect_format(first_line: str) -> tuple[str, bool]:
@@ -150,7 +155,7 @@ def read_records(
     name = source_name(source)
     text = open_text(source)
     try:
-        lines = _bounded_lines(text, name)
+        lines = bounded_lines(text, name)
         first = next(lines, "")
         if first == "":
             raise FormatError(f"{name} is empty")
@@ -203,8 +208,10 @@ def _first_line_format(first: str | None, fmt: str, name: str, now_ms) -> tuple[
     )
 
 
-def _bounded_lines(text: io.TextIOBase, name: str) -> Iterator[str | None]:
-    """The lines of ``text`` with their endings; None for a line over :data:`MAX_LINE_CHARS`.
+def bounded_lines(text: io.TextIOBase, name: str, limit: int = MAX_LINE_CHARS) -> Iterator[str | None]:
+    """The lines of ``text`` with their endings; None for a line over ``limit`` characters.
+
+    A line ends at ``\n``, ``\r\n`` or a lone ``\r`` (``text`` is opened with ``newline=""``).
 
     An over-long line is reported (None) as soon as it passes the bound, and the
     rest of it is read and dropped in chunks only when the next line is asked
@@ -214,12 +221,12 @@ def _bounded_lines(text: io.TextIOBase, name: str) -> Iterator[str | None]:
     try:
         while True:
             # Room for the line, a "\r\n", and one character to notice a longer line.
-            line = text.readline(MAX_LINE_CHARS + 3)
+            line = text.readline(limit + 3)
             if not line:
                 return
             lines += 1
-            complete = line.endswith(("\n", "\r")) or len(line) < MAX_LINE_CHARS + 3
-            if complete and len(line.rstrip("\r\n")) <= MAX_LINE_CHARS:
+            complete = line.endswith(("\n", "\r")) or len(line) < limit + 3
+            if complete and len(line.rstrip("\r\n")) <= limit:
                 yield line
                 continue
             yield None

@@ -272,3 +272,24 @@ def test_the_one_pass_list_check_agrees_with_the_id_rule(values):
     from schemas.events import all_valid_ids, id_problem
 
     assert all_valid_ids(values) == all(id_problem(v) is None for v in values)
+
+
+@pytest.mark.parametrize("kind", ["event", "catalog"])
+def test_a_ts_beyond_the_clock_skew_is_refused_when_the_clock_is_given(kind):
+    from schemas.events import MAX_CLOCK_SKEW_MS, parse_message
+
+    now = 1_765_000_000_000
+
+    def message(ts):
+        return _catalog(ts=ts) if kind == "catalog" else body(ts=ts)
+
+    assert parse_message(message(now + MAX_CLOCK_SKEW_MS), now_ms=now).ts_ms == now + MAX_CLOCK_SKEW_MS
+    assert parse_message(message(now - 10**12), now_ms=now).ts_ms == now - 10**12  # the past is not bounded
+    for ahead in (now + MAX_CLOCK_SKEW_MS + 1, "9999-12-31T00:00:00Z"):
+        with pytest.raises(EventError) as caught:
+            parse_message(message(ahead), now_ms=now)
+        assert caught.value.code == "future_timestamp" and "ahead of now" in caught.value.detail
+        assert parse_message(message(ahead)).ts_ms > now  # without a clock: the contract's range only
+    if kind == "event":
+        with pytest.raises(EventError, match="ahead of now"):
+            parse_event(message(now + MAX_CLOCK_SKEW_MS + 1), now_ms=now)

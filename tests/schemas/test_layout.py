@@ -69,7 +69,7 @@ def test_catalog_log_keys_sort_by_write_time_and_parse_back():
     early, late = layout.catalog_log_key(999, "b"), layout.catalog_log_key(1_000, "a")
     assert early < late and layout.catalog_log_start(1_000) <= late and layout.catalog_log_start(1_000) > early
     assert layout.parse_catalog_log_key(late) == (1_000, "a")
-    assert layout.parse_catalog_log_key(layout.catalog_log_key(5, "x#y\u00e9")) == (5, "x#y\u00e9")
+    assert layout.parse_catalog_log_key(layout.catalog_log_key(5, "0f3a#9")) == (5, "0f3a#9")
     with pytest.raises(ValueError):
         layout.parse_catalog_log_key(b"catalog#12#x")
 
@@ -87,3 +87,15 @@ def test_recent_cell_timestamps_keep_ms_granularity_and_event_order(ts_ms, later
 
 def test_recent_row_keys_use_the_users_salt():
     assert layout.recent_row_key("u1") + layout.PAIR_SEPARATOR == layout.user_prefix("u1")
+
+
+def test_salted_ranges_cover_every_key_in_order():
+    ranges = layout.salted_ranges(16)
+    assert ranges[0] == (b"", b"1") and ranges[-1] == (b"f", None) and len(ranges) == 16
+    assert all(end == following for (_, end), (following, _) in zip(ranges, ranges[1:]))
+    for item in ("a", "sku-1", "\u00e9t\u00e9", "z" * 128):
+        key = layout.item_row_key(item)
+        [(start, end)] = [(s, e) for s, e in layout.salted_ranges() if s <= key and (e is None or key < e)]
+        assert key[:2] == start or start == b""
+    with pytest.raises(ValueError):
+        layout.salted_ranges(100)
