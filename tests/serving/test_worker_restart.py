@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -22,6 +21,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.events import CatalogUpdate
 from streamsim.app import localstack
@@ -45,12 +45,16 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def _scrape(port: int) -> tuple[int, float]:
-    """(pid, catalogue items) of the worker that answered a scrape of the shared port."""
-    text = _get(port, "/metrics")[1]
-    [pid] = re.findall(r'streamsim_serving_worker\{pid="(\d+)"\} 1', text)
-    [items] = re.findall(r"^streamsim_serving_catalog_items (\S+)$", text, re.M)
-    return int(pid), float(items)
+def _scrape(port: int) -> dict[int, float]:
+    """Catalogue items per worker pid, from one scrape of the shared port.
+
+    A scrape holds the series of every worker that listens (``serving.peers``), each labelled
+    with its worker index; a worker that does not listen yet is in none of them.
+    """
+    families = {f.name: f for f in text_string_to_metric_families(_get(port, "/metrics")[1])}
+    pids = {s.labels["worker"]: int(s.labels["pid"]) for s in families["streamsim_serving_worker"].samples}
+    items = {s.labels["worker"]: s.value for s in families["streamsim_serving_catalog_items"].samples}
+    return {pid: items[worker] for worker, pid in pids.items()}
 
 
 @pytest.mark.slow
@@ -73,7 +77,7 @@ def test_a_restarted_worker_listens_only_once_ready(fresh_stack, tmp_path):
         first = _children(process.pid)  # the workers and multiprocessing's resource tracker
         assert wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout=60)
         relay.cut()
-        victim = _scrape(port)[0]
+        victim = min(_scrape(port))
         os.kill(victim, signal.SIGKILL)
         # Its replacement starts (after a pause), and its first catalogue read fails.
         assert wait_for(lambda: any("not reachable at start" in line for line in output), timeout=60), output
@@ -84,9 +88,7 @@ def test_a_restarted_worker_listens_only_once_ready(fresh_stack, tmp_path):
         while first_answer is None and time.monotonic() < deadline:
             status, body = _get(port, "/readyz")
             not_read += status == 503 and NOT_READ in body
-            pid, items = _scrape(port)
-            if pid == replacement:
-                first_answer = items
+            first_answer = _scrape(port).get(replacement)
         assert first_answer == ITEMS, output  # it serves, and from its first answer on with its catalogue
         assert not_read == 0
         assert _get(port, "/items/a/similar")[0] == 200
