@@ -33,12 +33,17 @@ from serving.generation import Generation, GenerationWatcher
 from serving.history import HistoryReads
 from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
 from serving.scoring import Scorer, TopN
+from serving.session_knn import SessionKnn, with_item_item
+from serving.session_knn import top as top_votes
+from serving.session_neighbours import SessionIndexReads, session_votes
 from serving.store import BigtableStore
 
 log = logging.getLogger(__name__)
 
 SIMILAR = "similar"
 POPULAR = "popular"
+#: Items voted for by neighbour sessions (session-kNN).
+SESSIONS = "sessions"
 #: /similar scores one list with weight 1: the scores are the cosines.
 _UNIT_WEIGHT = np.ones(1)
 #: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
@@ -80,6 +85,8 @@ class Recommender:
         max_history: int,
         vocabulary_limit: int,
         knobs: QueryKnobs = QueryKnobs(),  # noqa: B008 - frozen, immutable default
+        sessions: SessionIndexReads | None = None,
+        session_knn: SessionKnn | None = None,
     ):
         self._store = store
         self._watcher = watcher
@@ -92,6 +99,8 @@ class Recommender:
         self._max_history = max_history
         self._vocabulary_limit = vocabulary_limit
         self._knobs = knobs
+        self._sessions = sessions
+        self._session_knn = session_knn
 
     async def generation(self) -> Generation:
         current = self._watcher.current
@@ -135,22 +144,73 @@ class Recommender:
         explain: bool = False,
         categories=(),
         allow_repeats: bool | None = None,
+        clicks: list[str] | None = None,
+        own: frozenset[str] = frozenset(),
     ) -> Answer:
         """Recommendations for ``{item: weight}`` (the seed's browsed/basket/purchased form).
 
         The session's items are in the order given, oldest first: with a tuned recency
         decay d the k-th newest weighs d^k more. ``allow_repeats`` (default: the tuned
-        configuration's) lets the session's own items be recommended again.
+        configuration's) lets the session's own items be recommended again. With
+        session-kNN configured, ``clicks`` (the items in click order, repeats kept) are
+        scored by the neighbour sessions of the stream's index, ``own`` (the session's own
+        keys in the index) left out of them.
         """
         generation = await self.generation()
+        repeats = self._knobs.allow_repeats if allow_repeats is None else allow_repeats
+        if self._session_knn is not None and clicks:
+            excluded = set(exclude) if repeats else set(clicks).union(exclude)
+            picked = await self._session_answer(generation, clicks, session, n, excluded, explain, categories, own)
+            return Answer(generation.number, picked)
         items = list(session)
         weights = np.array(list(session.values()), dtype=np.float64)
         decay = self._knobs.recency_decay
         if decay < 1.0:
             weights = weights * decay ** np.arange(len(weights) - 1, -1, -1, dtype=np.float64)
-        repeats = self._knobs.allow_repeats if allow_repeats is None else allow_repeats
         excluded = set(exclude) if repeats else set(items).union(exclude)
         return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories))
+
+    async def session_clicks(self, session: str) -> list[str]:
+        """A session's items in click order from the stream's index (empty: unknown)."""
+        if self._sessions is None:
+            return []
+        return (await self._sessions.items([session]))[session]
+
+    async def _session_answer(self, generation, clicks, session, n, excluded, explain, categories, own) -> list[dict]:
+        """Session-kNN votes (blended with item-item scores if configured), the catalogue
+        filters applied, best first; then the popular fill."""
+        knn = self._session_knn
+        vocabulary, votes = await session_votes(knn, clicks, self._sessions, own)
+        codes = self._codes(categories)
+        if knn.item_item > 0:
+            items = list(session)
+            weights = np.array(list(session.values()), dtype=np.float64)
+            rows = await self._neighbour_lists(generation, items)
+            others = self._score(generation, items, weights, rows, BLEND_CANDIDATES, excluded, False, codes)
+            index = {item: j for j, item in enumerate(vocabulary)}
+            other = np.array([index.setdefault(e["item"], len(index)) for e in others], dtype=np.int64)
+            vocabulary = list(index)
+            votes = with_item_item(knn, votes, other, np.array([e["score"] for e in others], dtype=np.float64))
+        hidden = self._catalogue.hidden
+        wanted = None if codes is None else set(codes.tolist())
+        blocked = [
+            j
+            for j in votes.items.tolist()
+            if vocabulary[j] in excluded
+            or vocabulary[j] in hidden
+            or (wanted is not None and self._catalogue.category_code(vocabulary[j]) not in wanted)
+        ]
+        picked = []
+        for j in top_votes(votes, n, np.array(blocked, dtype=np.int64)).tolist():
+            entry = {"item": vocabulary[j], "score": float(votes.scores[np.searchsorted(votes.items, j)])}
+            entry["source"] = SESSIONS
+            if explain:
+                entry["because"] = []
+            picked.append(entry)
+        if len(picked) < n:
+            taken = excluded | {entry["item"] for entry in picked}
+            picked += self._popular_fill(generation, n - len(picked), taken, explain, codes)
+        return picked
 
     async def similar(self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False) -> Answer:
         """The item's neighbours (cosine scores); :class:`UnknownItem` if it has no row.

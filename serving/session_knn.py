@@ -103,6 +103,14 @@ class SessionKnn:
         return session if self.last is None else session[-self.last :]
 
 
+#: Named settings (``evaluate``'s methods, ``serve --session-method``): session-rec's V-SKNN
+#: defaults, and VSTAN as session-rec tuned it for MRR on a DIGINETICA split.
+PRESETS = {
+    "v-sknn": SessionKnn(),
+    "vstan": SessionKnn(method="vstan", k=1500, sample=5000, spw=1.25, inh=10.0, ipw=10.0, idf_weight=10.0),
+}
+
+
 class Neighbours(NamedTuple):
     """The k neighbours (session numbers, most similar first) with what scoring needs of them."""
 

@@ -285,12 +285,8 @@ def default_methods(ordered: bool = False) -> dict[str, Method]:
     return methods
 
 
-#: Session-kNN rows of the table: session-rec's V-SKNN defaults, and VSTAN with the settings
-#: session-rec tuned for MRR on a DIGINETICA split (no session age: the files carry no time).
-SESSION_METHODS = {
-    "v-sknn": SessionKnn(),
-    "vstan": SessionKnn(method="vstan", k=1500, sample=5000, spw=1.25, inh=10.0, ipw=10.0, idf_weight=10.0),
-}
+#: Session-kNN rows of the table (no session age: the files carry no time).
+SESSION_METHODS = session_knn.PRESETS
 
 
 PLAIN = QueryKnobs()

@@ -15,7 +15,7 @@ import grpc
 from schemas.rows import Cell
 from streamsim.runtime.bigtable import messages
 from streamsim.runtime.bigtable.table import prefix_end
-from streamsim.runtime.bigtable.wire import rows_from_responses
+from streamsim.runtime.bigtable.wire import merge_chunks, rows_from_responses
 from streamsim.runtime.clients import open_bigtable_channel
 from streamsim.runtime.settings import Settings
 
@@ -63,6 +63,13 @@ class AsyncTables:
         request = self._request(table_id, row_filter)
         request.rows.row_keys.extend(keys)
         return await self._call(request, timeout)
+
+    async def read_cells(self, table_id: str, keys: list[bytes], row_filter, *, timeout: float) -> dict[bytes, list]:
+        """``{key: cells}``: every cell the filter lets through, a column's versions newest
+        first (for columns whose versions are the data); the filter bounds them."""
+        request = self._request(table_id, row_filter)
+        request.rows.row_keys.extend(keys)
+        return await self._call(request, timeout, versions=True)
 
     async def read_prefix(
         self, table_id: str, prefix: bytes, row_filter, *, limit: int, timeout: float
@@ -141,7 +148,7 @@ class AsyncTables:
             table_name=self._base + table_id, filter=row_filter, app_profile_id=self._app_profile_id
         )
 
-    async def _call(self, request, timeout: float) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
+    async def _call(self, request, timeout: float, versions: bool = False) -> dict:
         if timeout <= 0:
             raise Unavailable("the request's time budget is spent")
         responses = []
@@ -150,4 +157,6 @@ class AsyncTables:
                 responses.append(response)
         except grpc.aio.AioRpcError as exc:
             raise Unavailable(f"Bigtable {exc.code().name}") from None
+        if versions:
+            return dict(merge_chunks(chunk for response in responses for chunk in response.chunks))
         return dict(rows_from_responses(responses))
