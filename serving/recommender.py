@@ -19,13 +19,16 @@ per candidate.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 
 import numpy as np
 
+from schemas import layout
 from schemas.tuned import QueryKnobs
 from serving.blend import blend
 from serving.catalog import NO_CATEGORY, Catalogue
@@ -48,6 +51,27 @@ SESSIONS = "sessions"
 _UNIT_WEIGHT = np.ones(1)
 #: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
 BLEND_CANDIDATES = 100
+
+
+def recency_factors(items: list[str], sequence: list[str], decay: float) -> np.ndarray:
+    """decay^k for each of ``items``, k its rank from the most recently clicked in ``sequence``
+    (oldest first); items not in it rank after all that are, in their given order."""
+    last = {item: position for position, item in enumerate(sequence)}
+    order = sorted(range(len(items)), key=lambda j: (-last.get(items[j], -1), j))
+    rank = np.empty(len(items), dtype=np.float64)
+    rank[order] = np.arange(len(items))
+    return decay**rank
+
+
+def current_session(user: str, recent: list[tuple[str, int]]) -> tuple[list[str], frozenset[str]]:
+    """The user's clicks since the last gap of SESSION_GAP (oldest first), and the session keys
+    the index files them under (so that the session is not its own neighbour)."""
+    gap = layout.SESSION_GAP // timedelta(milliseconds=1)
+    start = len(recent)
+    while start > 0 and (start == len(recent) or recent[start][1] - recent[start - 1][1] <= gap):
+        start -= 1
+    session = recent[start:]
+    return [item for item, _ in session], frozenset(layout.session_key(user, None, ts) for _, ts in session)
 
 
 class NoGeneration(RuntimeError):
@@ -123,10 +147,29 @@ class Recommender:
     async def for_user(
         self, user: str, n: int, *, exclude: Iterable[str] = (), explain: bool = False, categories=()
     ) -> Answer:
-        """Recommendations from the user's r_ui; an unknown user gets popular items."""
+        """Recommendations from the user's r_ui; an unknown user gets popular items.
+
+        With a tuned recency decay d < 1 the user's ``recent`` sequence orders the history:
+        the k-th most recently clicked item weighs d^k r_ui (items older than the sequence
+        come last). With session-kNN configured, the user's current session (their recent
+        events back to the first gap of SESSION_GAP) is scored by its neighbour sessions.
+        """
         generation = await self.generation()
-        items, weights = await self._histories.read(user)
+        ordered = self._knobs.recency_decay < 1.0 or self._session_knn is not None
+        if ordered:
+            (items, weights), recent = await asyncio.gather(self._histories.read(user), self._store.read_recent(user))
+        else:
+            items, weights = await self._histories.read(user)
         excluded = set(items).union(exclude)
+        if self._session_knn is not None:
+            clicks, own = current_session(user, recent)
+            if clicks:
+                history = dict(zip(items, weights.tolist()))
+                session = {item: history.get(item, 0.0) for item in dict.fromkeys(clicks)}
+                picked = await self._session_answer(generation, clicks, session, n, excluded, explain, categories, own)
+                return Answer(generation.number, picked)
+        if self._knobs.recency_decay < 1.0 and items:
+            weights = weights * recency_factors(items, [item for item, _ in recent], self._knobs.recency_decay)
         if len(items) > self._max_history:
             # Long histories: the strongest interactions carry the score; the
             # rest are still excluded.

@@ -3,6 +3,7 @@ and a session the fold writes after the server started shapes the next answer (n
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -101,6 +102,31 @@ def test_session_answers_equal_the_oracle_and_a_new_session_counts_at_once(seede
         status, after = live.post("/recommendations", {"items": [{"item": "i3"}], "n": 30, "allow_repeats": True})
         assert status == 200 and "brand-new" in items(after)
         _check(after, _oracle(events + fresh, ["i3"]), 30)
+    finally:
+        live.stop()
+
+
+def test_a_users_current_session_is_the_query(seeded):
+    """``?user=``: the user's clicks back to the last 30-minute gap, their own sessions left out."""
+    sessions = _sessions(seed=6)
+    events = _events(sessions, BASE_MS)
+    late = BASE_MS + 10**8
+    walk = [
+        Event("w0", "walker", "i9", EventType.BROWSE, late),  # a visit of its own, long before
+        Event("w1", "walker", "i3", EventType.BROWSE, late + 3_600_000),
+        Event("w2", "walker", "i5", EventType.BROWSE, late + 3_600_000 + 600_000),
+    ]
+    store = FoldStore(seeded)
+    store.append_sessions(events + walk)
+    store.append_recent(walk)
+    live = serve(seeded, session_knn=KNN, session_cache_seconds=0.0)
+    try:
+        status, answer = live.get("/recommendations?user=walker&n=8")
+        assert status == 200
+        keys = {layout.session_key("walker", None, e.ts_ms) for e in walk[1:]}
+        # The index files the walker's events under their window keys: here, as the oracle sees them.
+        named = events + [dataclasses.replace(e, session=layout.session_key("walker", None, e.ts_ms)) for e in walk]
+        _check(answer, _oracle(named, ["i3", "i5"], keys), 8)
     finally:
         live.stop()
 
