@@ -61,7 +61,7 @@ class ServingConfig:
     #: ``serving.session_knn.PRESETS`` that the server can run ("": item-item only).
     session_method: str = ""
     #: How long a worker keeps an item's session list or a session's items (freshness vs reads).
-    session_cache_seconds: float = 1.0
+    session_cache_seconds: float = 2.0
     #: The session-kNN settings (from ``session_method``, or given directly by tests).
     session_knn: SessionKnn | None = None
 

@@ -14,8 +14,10 @@ a second ago is the newest candidate. The query's own sessions (``own``) are nev
 
 Both reads are cached per worker for ``ttl_seconds``: within that window a hot item's list is
 read once, and a session published since is seen at the latest when it ends (no refresh is
-involved: the fold writes the index, serving reads it). Concurrent misses of one key share
-one read.
+involved: the fold writes the index, serving reads it). A session whose newest click is older
+than SESSION_GAP is over for all but a rare late click: its items are kept ``closed_seconds``
+(a late click shows in the neighbour's vote that much later; finding the session as a candidate
+goes by the item lists, which keep ``ttl_seconds``). Concurrent misses of one key share one read.
 
 Only similarities that need nothing but the lists are served: V-SKNN with ``vec``. Cosine
 (and so STAN/VSTAN) divides by every candidate's length, which would cost a row read per
@@ -28,12 +30,16 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 
 import numpy as np
 
+from schemas import layout
 from serving import session_knn
 from serving.session_knn import SessionKnn, Votes
 from serving.store import BigtableStore
+
+_GAP_MS = layout.SESSION_GAP / timedelta(milliseconds=1)
 
 
 def servable(knn: SessionKnn) -> SessionKnn:
@@ -55,12 +61,15 @@ class _Expiring:
         self._values: OrderedDict = OrderedDict()
         self._loading: dict = {}
 
-    async def get(self, keys: Iterable, load: Callable[[list], Awaitable[dict]]) -> dict:
+    async def get(
+        self, keys: Iterable, load: Callable[[list], Awaitable[dict]], ttl_of: Callable | None = None
+    ) -> dict:
+        """Values of ``keys``; ``ttl_of(value)``: that value's own ttl (default: the cache's)."""
         now = time.monotonic()
         found, missing, waits = {}, [], {}
         for key in keys:
             hit = self._values.get(key)
-            if hit is not None and now - hit[0] < self._ttl:
+            if hit is not None and now < hit[0]:
                 found[key] = hit[1]
             elif key in self._loading:
                 waits[key] = self._loading[key]
@@ -82,7 +91,8 @@ class _Expiring:
             future.set_result(loaded)
             stamp = time.monotonic()
             for key in missing:
-                self._values[key] = (stamp, loaded[key])
+                ttl = self._ttl if ttl_of is None else ttl_of(loaded[key])
+                self._values[key] = (stamp + ttl, loaded[key])
                 self._values.move_to_end(key)
             while len(self._values) > self._size:
                 self._values.popitem(last=False)
@@ -95,10 +105,18 @@ class _Expiring:
 class SessionIndexReads:
     """The two reads of a query, cached per worker. Create it inside its event loop."""
 
-    def __init__(self, store: BigtableStore, *, ttl_seconds: float = 1.0, max_entries: int = 100_000):
+    def __init__(
+        self,
+        store: BigtableStore,
+        *,
+        ttl_seconds: float = 1.0,
+        closed_seconds: float = 60.0,
+        max_entries: int = 100_000,
+    ):
         self._store = store
         self._holders = _Expiring(ttl_seconds, max_entries)
         self._items = _Expiring(ttl_seconds, max_entries)
+        self._ttl, self._closed = ttl_seconds, closed_seconds
 
     async def holders(self, items: list[str], limit: int) -> dict[str, list[tuple[str, int]]]:
         return await self._holders.get(
@@ -107,7 +125,12 @@ class SessionIndexReads:
         )
 
     async def items(self, sessions: list[str]) -> dict[str, list[str]]:
-        return await self._items.get(sessions, self._store.read_session_items)
+        found = await self._items.get(sessions, self._store.read_session_items, self._items_ttl)
+        return {session: items for session, (items, _) in found.items()}
+
+    def _items_ttl(self, value: tuple[list[str], int]) -> float:
+        over = time.time() * 1000 - value[1] > _GAP_MS
+        return self._closed if value[1] >= 0 and over else self._ttl
 
     @staticmethod
     async def _keyed(read: Awaitable[dict], keys: list) -> dict:

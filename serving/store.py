@@ -97,13 +97,18 @@ class BigtableStore:
             lists[keys[key]] = decode_holders(cells, limit)
         return lists
 
-    async def read_session_items(self, sessions: list[str]) -> dict[str, list[str]]:
-        """Each session's items in click order (its last SESSION_EVENTS), in one read."""
+    async def read_session_items(self, sessions: list[str]) -> dict[str, tuple[list[str], int]]:
+        """Each session's items in click order (its last SESSION_EVENTS) and the time (event
+        ms) of its newest click (-1: no clicks), in one read."""
         keys = {layout.session_row_key(session): session for session in sessions}
         found = await self._tables.read_cells(self._ids.sessions, list(keys), _SESSION, timeout=self._timeout())
-        items = {session: [] for session in sessions}
+        items = {session: ([], -1) for session in sessions}
         for key, cells in found.items():
-            items[keys[key]] = decode_recent(cells, layout.SESSION_EVENTS)
+            newest = max((c.timestamp_micros for c in cells), default=None)
+            items[keys[key]] = (
+                decode_recent(cells, layout.SESSION_EVENTS),
+                -1 if newest is None else layout.recent_event_ms(newest),
+            )
         return items
 
     async def read_recent(self, user: str) -> list[tuple[str, int]]:

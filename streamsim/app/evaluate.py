@@ -285,8 +285,10 @@ def default_methods(ordered: bool = False) -> dict[str, Method]:
     return methods
 
 
-#: Session-kNN rows of the table (no session age: the files carry no time).
-SESSION_METHODS = session_knn.PRESETS
+#: Session-kNN rows of the table: the presets, and VSTAN with its session-age decay. The files
+#: carry no time, so an age counts the training sessions that came after (150,000: about 120
+#: days of DIGINETICA's training traffic, near session-rec's tuned 100 days).
+SESSION_METHODS = {**session_knn.PRESETS, "vstan+age": dataclasses.replace(session_knn.PRESETS["vstan"], snh=150_000)}
 
 
 PLAIN = QueryKnobs()
