@@ -215,9 +215,7 @@ class Recommender:
 
     async def session_clicks(self, session: str) -> list[str]:
         """A session's items in click order from the stream's index (empty: unknown)."""
-        if self._sessions is None:
-            return []
-        return (await self._sessions.items([session]))[session]
+        return (await self._store.read_session_items([session]))[session][0]
 
     async def _session_answer(self, generation, clicks, session, n, excluded, explain, categories, own) -> list[dict]:
         """Session-kNN votes (blended with item-item scores if configured), the catalogue
@@ -230,9 +228,7 @@ class Recommender:
             weights = np.array(list(session.values()), dtype=np.float64)
             rows = await self._neighbour_lists(generation, items)
             others = self._score(generation, items, weights, rows, BLEND_CANDIDATES, excluded, False, codes)
-            index = {item: j for j, item in enumerate(vocabulary)}
-            other = np.array([index.setdefault(e["item"], len(index)) for e in others], dtype=np.int64)
-            vocabulary = list(index)
+            other = np.array([self._sessions.item_id(e["item"]) for e in others], dtype=np.int64)
             votes = with_item_item(knn, votes, other, np.array([e["score"] for e in others], dtype=np.float64))
         hidden = self._catalogue.hidden
         wanted = None if codes is None else set(codes.tolist())

@@ -103,72 +103,149 @@ class _Expiring:
 
 
 class SessionIndexReads:
-    """The two reads of a query, cached per worker. Create it inside its event loop."""
+    """The two reads of a query, cached per worker as arrays. Create it inside its event loop.
+
+    Session keys and item ids are numbered per worker (interned) when a read is cached, so a
+    query works on int arrays; the numbering starts afresh (with empty caches) past
+    ``max_interned`` ids, and :attr:`epoch` counts those restarts.
+    """
 
     def __init__(
         self,
         store: BigtableStore,
         *,
-        ttl_seconds: float = 1.0,
+        ttl_seconds: float = 2.0,
         closed_seconds: float = 60.0,
         max_entries: int = 100_000,
+        max_interned: int = 2_000_000,
     ):
         self._store = store
-        self._holders = _Expiring(ttl_seconds, max_entries)
-        self._items = _Expiring(ttl_seconds, max_entries)
-        self._ttl, self._closed = ttl_seconds, closed_seconds
-
-    async def holders(self, items: list[str], limit: int) -> dict[str, list[tuple[str, int]]]:
-        return await self._holders.get(
-            ((item, limit) for item in items),
-            lambda keys: self._keyed(self._store.read_session_holders([i for i, _ in keys], limit), keys),
+        self._ttl, self._closed, self._entries, self._max_interned = (
+            ttl_seconds,
+            closed_seconds,
+            max_entries,
+            max_interned,
         )
+        self.epoch = -1
+        self._restart()
 
-    async def items(self, sessions: list[str]) -> dict[str, list[str]]:
-        found = await self._items.get(sessions, self._store.read_session_items, self._items_ttl)
-        return {session: items for session, (items, _) in found.items()}
+    def _restart(self) -> None:
+        self.epoch += 1
+        self._holders = _Expiring(self._ttl, self._entries)
+        self._items = _Expiring(self._ttl, self._entries)
+        self.sessions: list[str] = []
+        self._session_ids: dict[str, int] = {}
+        self.items_by_id: list[str] = []
+        self._item_ids: dict[str, int] = {}
 
-    def _items_ttl(self, value: tuple[list[str], int]) -> float:
+    def _intern(self, names: dict[str, int], table: list[str], name: str) -> int:
+        number = names.get(name)
+        if number is None:
+            number = names[name] = len(table)
+            table.append(name)
+        return number
+
+    def item_id(self, item: str) -> int:
+        return self._intern(self._item_ids, self.items_by_id, item)
+
+    def session_id(self, session: str) -> int | None:
+        return self._session_ids.get(session)
+
+    async def holders(self, items: list[str], limit: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each item's sessions (ids, newest first, each once) and their newest click on it."""
+        if len(self._session_ids) > self._max_interned or len(self._item_ids) > self._max_interned:
+            self._restart()
+        epoch = self.epoch
+
+        async def load(keys: list) -> dict:
+            found = await self._store.read_session_holders([item for item, _ in keys], limit)
+            if epoch != self.epoch:
+                raise _Restarted
+            loaded = {}
+            for item, _ in keys:
+                newest: dict[int, int] = {}
+                for session, micros in found[item]:
+                    number = self._intern(self._session_ids, self.sessions, session)
+                    if number not in newest:
+                        newest[number] = micros
+                loaded[(item, limit)] = (
+                    np.fromiter(newest.keys(), np.int64, len(newest)),
+                    np.fromiter(newest.values(), np.int64, len(newest)),
+                )
+            return loaded
+
+        found = await self._holders.get(((item, limit) for item in items), load)
+        return {item: found[(item, limit)] for item in items}
+
+    async def items(self, sessions: list[int]) -> dict[int, np.ndarray]:
+        """Each session's item ids in click order (sessions by id)."""
+        epoch = self.epoch
+
+        async def load(keys: list) -> dict:
+            found = await self._store.read_session_items([self.sessions[k] for k in keys])
+            if epoch != self.epoch:
+                raise _Restarted
+            return {
+                k: (
+                    np.array([self.item_id(item) for item in found[self.sessions[k]][0]], np.int64),
+                    found[self.sessions[k]][1],
+                )
+                for k in keys
+            }
+
+        found = await self._items.get(sessions, load, self._items_ttl)
+        return {k: items for k, (items, _) in found.items()}
+
+    def _items_ttl(self, value: tuple[np.ndarray, int]) -> float:
         over = time.time() * 1000 - value[1] > _GAP_MS
         return self._closed if value[1] >= 0 and over else self._ttl
 
-    @staticmethod
-    async def _keyed(read: Awaitable[dict], keys: list) -> dict:
-        found = await read
-        return {(item, limit): found[item] for item, limit in keys}
+
+class _Restarted(Exception):
+    """The numbering restarted while a read was out: the query starts again."""
 
 
 async def session_votes(
     knn: SessionKnn, clicks: list[str], reads: SessionIndexReads, own: frozenset[str] = frozenset()
 ) -> tuple[list[str], Votes]:
-    """(local vocabulary, votes over its indices) for ``clicks``: index j is vocabulary[j]."""
+    """(item names by id, votes over item ids) for ``clicks`` (oldest first)."""
+    for _ in range(3):
+        try:
+            return await _votes(knn, clicks, reads, own)
+        except _Restarted:
+            continue
+    raise RuntimeError("the session index numbering kept restarting under this query")
+
+
+async def _votes(knn, clicks, reads, own):
     clicks = clicks if knn.last is None else clicks[-knn.last :]
-    vocabulary = list(dict.fromkeys(clicks))
-    if not vocabulary:
-        return vocabulary, session_knn.NO_VOTES
-    lists = await reads.holders(vocabulary, knn.sample)
-    recency: dict[str, int] = {}
-    holders: list[list[str]] = []
-    for item in vocabulary:
-        sessions: dict[str, None] = {}
-        for key, micros in lists[(item, knn.sample)]:
-            if key in own:
-                continue
-            sessions[key] = None
-            if micros > recency.get(key, -1):
-                recency[key] = micros
-        holders.append(list(sessions))
-    ordered = sorted(recency, key=lambda key: (recency[key], key))
-    number = {key: n for n, key in enumerate(ordered)}
-    index = {item: j for j, item in enumerate(vocabulary)}
-    current = np.array([index[item] for item in clicks], dtype=np.int64)
-    found = session_knn.neighbours(
-        knn, current, lambda j: np.array([number[key] for key in holders[j]], dtype=np.int64)
-    )
-    rows = await reads.items([ordered[s] for s in found.sessions.tolist()])
-
-    def items_of(s: int) -> np.ndarray:
-        return np.array([index.setdefault(item, len(index)) for item in rows[ordered[s]]], dtype=np.int64)
-
-    votes = session_knn.item_scores(knn, current, found, items_of)
-    return list(index), votes
+    distinct = list(dict.fromkeys(clicks))
+    if not distinct:
+        return reads.items_by_id, session_knn.NO_VOTES
+    lists = await reads.holders(distinct, knn.sample)
+    epoch = reads.epoch
+    ids = [lists[item][0] for item in distinct]
+    sizes = np.array([len(x) for x in ids])
+    held, micros = np.concatenate(ids), np.concatenate([lists[item][1] for item in distinct])
+    mine = [n for n in (reads.session_id(session) for session in own) if n is not None]
+    keep = ~np.isin(held, mine) if mine else np.ones(len(held), dtype=bool)
+    sessions, where = np.unique(held, return_inverse=True)
+    newest = np.full(len(sessions), -1, np.int64)
+    np.maximum.at(newest, where[keep], micros[keep])
+    # Sessions numbered by recency: the newest click on an item of the query, then the id.
+    order = np.lexsort((sessions, newest))
+    rank = np.empty(len(sessions), np.int64)
+    rank[order] = np.arange(len(sessions))
+    numbered = rank[where]
+    owners = np.repeat(np.arange(len(distinct)), sizes)
+    per_item = [numbered[(owners == j) & keep] for j in range(len(distinct))]
+    current = np.array([reads.item_id(item) for item in clicks], dtype=np.int64)
+    position = {reads.item_id(item): j for j, item in enumerate(distinct)}
+    found = session_knn.neighbours(knn, current, lambda i: per_item[position[i]])
+    neighbour_ids = sessions[order[found.sessions]]
+    rows = await reads.items(neighbour_ids.tolist())
+    if epoch != reads.epoch:
+        raise _Restarted
+    by_rank = dict(zip(found.sessions.tolist(), neighbour_ids.tolist()))
+    votes = session_knn.item_scores(knn, current, found, lambda s: rows[by_rank[s]])
+    return reads.items_by_id, votes
