@@ -104,7 +104,8 @@ class Background(threading.Thread):
 
 
 def voted(port: int, item: str, fresh: str) -> bool:
-    url = f"http://127.0.0.1:{port}/recommendations?browsed={item}&n=50&allow_repeats=true"
+    # Every item the neighbours vote for (a fresh item voted by one neighbour ranks low).
+    url = f"http://127.0.0.1:{port}/recommendations?browsed={item}&n=1000&allow_repeats=true"
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
             body = orjson.loads(answer.read())
@@ -133,7 +134,7 @@ def probe(settings: Settings, port: int, item: str, k: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.session_serving", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="0: the freshness probes only")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=500, help="background events/s during the freshness probes")
     parser.add_argument("--probes", type=int, default=10)
@@ -215,8 +216,8 @@ def main(argv=None) -> int:
                 result = wrk(ports[name], targets, args.seconds, args.connections, workdir, servers[name].pid)
                 runs.append({**result, "load": load})
         print(f"\none core (CPU 0), {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s:")
-        bare = statistics.median(r["rps"] for r in rows["bare aiohttp handler"])
-        for label, runs in rows.items():
+        bare = statistics.median(r["rps"] for r in rows["bare aiohttp handler"]) if args.rounds else 0.0
+        for label, runs in rows.items() if args.rounds else ():
             rps = statistics.median(r["rps"] for r in runs)
             print(
                 f"  {label:<26} {rps:8.0f} req/s ({rps / bare:5.3f}x bare)   "
