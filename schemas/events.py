@@ -14,6 +14,8 @@ type       ``browse`` | ``basket`` | ``purchase``, or the seed's codes
            1 | 2 | 3 (as numbers or strings)
 ts         RFC 3339 string with a time zone, or epoch milliseconds (a
            number, or a string of digits)
+session    optional: an id shared by the events of one visit (else the
+           stream groups a user's events by time, ``layout.session_key``)
 ========== ==============================================================
 
 An *id* is a string of 1-128 characters without control characters or lone
@@ -77,7 +79,7 @@ ERROR_CODES = {
     "not_object": "message data is JSON but not an object",
     "missing_field": "a required field is missing",
     "bad_id": "event_id is not a 1-128 character string without control characters or lone surrogates",
-    "bad_field": "user or item is not a 1-128 character string without control characters or lone surrogates",
+    "bad_field": "user, item or session is not a 1-128 character string without control characters or lone surrogates",
     "bad_type": "type is not browse, basket, purchase or the codes 1, 2, 3",
     "bad_timestamp": "ts is neither an RFC 3339 string with a time zone nor epoch milliseconds",
     "bad_catalog": "a catalogue update needs category (an id) and/or available (true or false)",
@@ -159,20 +161,15 @@ class Event:
     item: str
     type: EventType
     ts_ms: int
+    session: str | None = None
 
     def to_json(self) -> bytes:
         """The canonical wire form (``parse_event(e.to_json()) == e``)."""
-        return json.dumps(
-            {
-                "event_id": self.event_id,
-                "user": self.user,
-                "item": self.item,
-                "type": self.type.value,
-                "ts": self.ts_ms,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode("utf-8")
+        body = {"event_id": self.event_id, "user": self.user, "item": self.item, "type": self.type.value}
+        body["ts"] = self.ts_ms
+        if self.session is not None:
+            body["session"] = self.session
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +269,10 @@ def _event(body: dict, attributes: Mapping[str, str]) -> Event:
             raise EventError("bad_field", f"{name} {_show(value)}")
     event_type = _parse_type(field("type"))
     ts_ms = _parse_ts(field("ts"))
-    return Event(event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms)
+    session = body.get("session", attributes.get("session"))
+    if session is not None and not is_valid_id(session):
+        raise EventError("bad_field", f"session {_show(session)}")
+    return Event(event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms, session=session)
 
 
 def _show(value) -> str:

@@ -50,6 +50,15 @@ carry a configurable prefix, ``streamsim-`` by default::
                      cell timestamp = recent_cell_micros(event time, event id),
                      value = the item id (UTF-8). Read newest first, reversed, it is
                      the user's recent sequence in event-time order (``directed``).
+    sessions       two kinds of rows, both written like ``recent`` (below)
+      row = item_sessions_key(item)
+        h:s          one cell version per event on the item, its last SESSIONS_PER_ITEM:
+                     cell timestamp = recent_cell_micros(event time, event id), value =
+                     the event's session key (UTF-8, session_key): newest first, the
+                     sessions that clicked the item most recently (session-kNN candidates)
+      row = session_row_key(session key)
+        o:e          one cell version per event of the session, its last SESSION_EVENTS,
+                     as in ``recent``: newest first reversed, the session's items in order
 
 A user's items are the ``users`` rows under ``user_prefix(user)``; the users holding an
 item are the ``contributions`` rows under ``item_prefix(item)`` (the refresh's inverted
@@ -69,6 +78,10 @@ which is what makes it correct with any number of writers by construction:
   the cells written, the same set whatever order they landed in (a late, older event
   enters and is the one dropped). GC (``max_versions``) runs lazily on Bigtable, so
   readers also ask for at most RECENT_EVENTS cells per column (``cells_per_column``).
+
+The ``sessions`` rows are written the same way, so the same argument holds: an event's two
+cells (its item's holder cell, its session's item cell) are functions of the event alone.
+An item's list may name one session several times (one cell per click); readers merge them.
 
 The one loss: two events of one user in the same millisecond whose id hashes agree in
 RECENT_TIE_BITS bits share a cell (one of them is kept, p = 2^-RECENT_TIE_BITS per such pair).
@@ -105,6 +118,14 @@ RECENT_EVENTS = 64
 #: separate events of one user in one millisecond. 10 bits leave room for event times up
 #: to year 2255 in an int64 of microseconds (later times are clamped, see below).
 RECENT_TIE_BITS = 10
+#: Events kept per session in ``sessions`` (the items a neighbour session votes for).
+SESSION_EVENTS = 64
+#: Clicks kept per item in ``sessions``: the most recent sessions session-kNN may compare
+#: (its m, 5,000 at most). ~40 bytes a cell: an item row read stays under 200 KB.
+SESSIONS_PER_ITEM = 5000
+#: An event without a ``session`` belongs to its user's session of one SESSION_GAP-long
+#: window of event time (session_key).
+SESSION_GAP = timedelta(minutes=30)
 #: Similarity generations kept for rollback (the pointer may go back this far).
 KEEP_GENERATIONS = 3
 #: How long the catalogue change log keeps a change: a server that was away
@@ -136,6 +157,7 @@ PASS_STATS = "p"
 CATALOG = "m"
 CATALOG_LOG = "l"
 ORDER = "o"
+HOLDERS = "h"
 
 #: ``users`` s: qualifiers.
 SCORE = b"r"
@@ -152,6 +174,8 @@ CONTRIBUTION = b"c"
 TOP = b"top"
 #: ``recent`` o: qualifier (one column, one version per event).
 RECENT = b"e"
+#: ``sessions`` h: qualifier (one column, one version per click on the item).
+HOLDER = b"s"
 CURRENT = b"current"
 STATS = b"stats"
 #: ``items`` m: qualifiers.
@@ -189,6 +213,11 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         # Versions by event time (the cell timestamp), not by write time: no max_age.
         ORDER: GcRule(max_versions=RECENT_EVENTS),
     },
+    "sessions": {
+        # Versions by event time, as in ``recent``.
+        HOLDERS: GcRule(max_versions=SESSIONS_PER_ITEM),
+        ORDER: GcRule(max_versions=SESSION_EVENTS),
+    },
 }
 
 GENERATION_ROW = b"generation"
@@ -207,6 +236,7 @@ class TableIds:
     similarities: str
     meta: str
     recent: str
+    sessions: str
 
     @classmethod
     def for_prefix(cls, prefix: str = DEFAULT_PREFIX) -> TableIds:
@@ -400,6 +430,37 @@ def recent_cell_micros(ts_ms: int, event_id: str) -> int:
     tie = int.from_bytes(hashlib.blake2b(event_id.encode("utf-8"), digest_size=4).digest(), "big")
     ms = min(max(ts_ms, 0), _RECENT_MAX_MS)
     return ((ms << RECENT_TIE_BITS) | (tie & ((1 << RECENT_TIE_BITS) - 1))) * 1000
+
+
+def session_key(user: str, session: str | None, ts_ms: int) -> str:
+    """The session an event belongs to: its ``session`` field, else its user's events in one
+    SESSION_GAP-long window of event time.
+
+    A fixed window, not an inactivity cut: the session of an event must be a function of the
+    event alone (a later or concurrent event could otherwise merge or split sessions that
+    writers already indexed). The window key holds a NUL, which ids never do, so it never
+    names a session a shop gave.
+    """
+    if session is not None:
+        return session
+    return f"{user}{PAIR_SEPARATOR.decode()}{ts_ms // (SESSION_GAP // timedelta(milliseconds=1))}"
+
+
+def item_sessions_key(item: str) -> bytes:
+    """The ``sessions`` row listing the sessions that clicked the item."""
+    return b"i" + _salted(item)
+
+
+def session_row_key(session: str) -> bytes:
+    """The ``sessions`` row holding a session's items (``session``: a session_key)."""
+    return b"s" + _salted(session)
+
+
+def id_from_sessions_key(key: bytes) -> str:
+    """The item (``item_sessions_key``) or session key (``session_row_key``) a ``sessions`` row holds."""
+    if key[:1] not in (b"i", b"s"):
+        raise ValueError(f"{key!r} is not a sessions row key")
+    return _entity(key[1:]).decode("utf-8")
 
 
 def recent_event_ms(micros: int) -> int:

@@ -133,14 +133,25 @@ def neighbours_cell(row: Row) -> Cell | None:
     return row.get(layout.NEIGHBOURS, {}).get(layout.TOP)
 
 
-def decode_recent(cells: list[Cell]) -> list[str]:
-    """A user's ``recent`` cells (every version, any order) -> the items, oldest event first.
+def decode_recent(cells: list[Cell], limit: int = layout.RECENT_EVENTS) -> list[str]:
+    """A user's ``recent`` cells (or a session's, ``limit`` SESSION_EVENTS; every version, any
+    order) -> the items, oldest event first.
 
     The cell timestamps order the events (``layout.recent_cell_micros``); only the newest
-    RECENT_EVENTS count, whatever the reader was sent (GC runs lazily).
+    ``limit`` count, whatever the reader was sent (GC runs lazily).
     """
     ordered = sorted(
         (c for c in cells if c.family == layout.ORDER and c.qualifier == layout.RECENT),
         key=lambda c: c.timestamp_micros,
     )
-    return [c.value.decode("utf-8") for c in ordered[-layout.RECENT_EVENTS :]]
+    return [c.value.decode("utf-8") for c in ordered[-limit:]]
+
+
+def decode_holders(cells: list[Cell], limit: int = layout.SESSIONS_PER_ITEM) -> list[tuple[str, int]]:
+    """An item's ``sessions`` holder cells -> ``(session key, cell timestamp)`` of its newest
+    ``limit`` clicks, newest first (a session clicking it twice is listed twice)."""
+    ordered = sorted(
+        (c for c in cells if c.family == layout.HOLDERS and c.qualifier == layout.HOLDER),
+        key=lambda c: -c.timestamp_micros,
+    )
+    return [(c.value.decode("utf-8"), c.timestamp_micros) for c in ordered[:limit]]

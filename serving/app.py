@@ -29,6 +29,7 @@ from serving.metrics import ServingMetrics
 from serving.neighbours import NeighbourCache
 from serving.peers import Peers
 from serving.recommender import Answer, Recommender
+from serving.session_neighbours import SessionIndexReads
 from serving.store import BackendUnavailable, BigtableStore, request_deadline
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ async def get_recommendations(request: web.Request) -> web.Response:
     query = params.recommendation_query(
         params.query_pairs(request.rel_url.raw_query_string), config.weights, config.default_n
     )
-    return await _recommend(request.app[RECOMMENDER], query)
+    return await _recommend(request.app[RECOMMENDER], query, config.weights)
 
 
 async def post_recommendations(request: web.Request) -> web.Response:
@@ -146,7 +147,8 @@ async def post_recommendations(request: web.Request) -> web.Response:
         body = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise params.BadRequest("the body is not valid UTF-8 JSON") from None
-    return await _recommend(request.app[RECOMMENDER], params.session_body(body, config.weights, config.default_n))
+    query = params.session_body(body, config.weights, config.default_n)
+    return await _recommend(request.app[RECOMMENDER], query, config.weights)
 
 
 def _refuse_a_large_body(request: web.Request) -> None:
@@ -171,21 +173,30 @@ async def expect_continue(request: web.Request) -> None:
         request.writer.output_size = 0  # as aiohttp's: the answer's own bytes start after this
 
 
-async def _recommend(recommender: Recommender, query: params.RecommendationQuery) -> web.Response:
+async def _recommend(recommender: Recommender, query: params.RecommendationQuery, weights) -> web.Response:
     options = query.options
     if query.user is not None:
         answer = await recommender.for_user(
             query.user, options.n, exclude=options.exclude, explain=options.explain, categories=options.categories
         )
         return _answer_json(answer, user=query.user)
+    session, clicks, own = query.session, list(query.clicks), frozenset()
+    if query.session_id is not None:
+        clicks = await recommender.session_clicks(query.session_id)
+        session = params.browsed(clicks, weights)
+        own = frozenset({query.session_id})
     answer = await recommender.for_session(
-        query.session,
+        session,
         options.n,
         exclude=options.exclude,
         explain=options.explain,
         categories=options.categories,
         allow_repeats=options.allow_repeats,
+        clicks=clicks,
+        own=own,
     )
+    if query.session_id is not None:
+        return _answer_json(answer, session=query.session_id)
     return _answer_json(answer)
 
 
@@ -276,6 +287,8 @@ async def bigtable_context(app: web.Application):
         max_history=config.max_history,
         vocabulary_limit=config.vocabulary_limit,
         knobs=config.knobs,
+        sessions=SessionIndexReads(store, ttl_seconds=config.session_cache_seconds),
+        session_knn=config.session_knn,
     )
     try:
         await watcher.refresh()

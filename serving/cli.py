@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a tuned configuration (streamsim tune): popularity blend, recency decay, repeats "
         "(STREAMSIM_SERVE_TUNED_CONFIG)",
     )
+    group.add_argument(
+        "--session-method",
+        help="score session queries by their neighbour sessions in the stream's index: v-sknn "
+        "(STREAMSIM_SERVE_SESSION_METHOD; default: item-item only)",
+    )
 
 
 def register(subparsers, parent) -> None:
@@ -50,6 +55,7 @@ def config_from_args(args: argparse.Namespace):
         rpc_deadline_seconds=args.rpc_deadline_seconds,
         app_profile_id=args.app_profile_id,
         tuned_config=args.tuned_config,
+        session_method=args.session_method,
     )
     if args.weights:
         config = dataclasses.replace(config, weights=Weights.parse(args.weights))

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from schemas.events import Weights
 from schemas.tuned import QueryKnobs, read_tuned
+from serving.session_knn import PRESETS, SessionKnn
+from serving.session_neighbours import servable
 from streamsim.runtime.settings import Settings
 
 
@@ -55,6 +57,13 @@ class ServingConfig:
     tuned_config: str = ""
     #: Popularity blend, recency decay over a session, repeats: from ``tuned_config`` if set.
     knobs: QueryKnobs = QueryKnobs()
+    #: Session queries scored by session-kNN over the stream's session index: a preset of
+    #: ``serving.session_knn.PRESETS`` that the server can run ("": item-item only).
+    session_method: str = ""
+    #: How long a worker keeps an item's session list or a session's items (freshness vs reads).
+    session_cache_seconds: float = 2.0
+    #: The session-kNN settings (from ``session_method``, or given directly by tests).
+    session_knn: SessionKnn | None = None
 
     def __post_init__(self):
         positive = (
@@ -81,13 +90,21 @@ class ServingConfig:
             raise ValueError(f"port {self.port} is not a TCP port")
         if self.tuned_config:
             object.__setattr__(self, "knobs", read_tuned(self.tuned_config).serving)
+        if not self.session_cache_seconds >= 0:
+            raise ValueError(f"session_cache_seconds must be 0 or more, got {self.session_cache_seconds!r}")
+        if self.session_method:
+            if self.session_method not in PRESETS:
+                raise ValueError(f"session method {self.session_method!r} is not one of {', '.join(PRESETS)}")
+            object.__setattr__(self, "session_knn", PRESETS[self.session_method])
+        if self.session_knn is not None:
+            servable(self.session_knn)
 
     @classmethod
     def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> ServingConfig:
         """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name in ("settings", "weights", "knobs"):
+            if field.name in ("settings", "weights", "knobs", "session_knn"):
                 continue
             explicit = overrides.get(field.name)
             text = environ.get(f"STREAMSIM_SERVE_{field.name.upper()}")

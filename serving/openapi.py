@@ -120,6 +120,14 @@ def document() -> dict:
                 "description": "a user id; not with browsed/basket/purchased",
                 "schema": _id(),
             },
+            {
+                "name": "session",
+                "in": "query",
+                "required": False,
+                "description": "a session of the stream's index (its clicks are the query); not with user or "
+                "browsed/basket/purchased",
+                "schema": _id(),
+            },
             _ids("browsed", "items browsed in the session", MAX_REQUEST_ITEMS),
             _ids("basket", "items put in the basket", MAX_REQUEST_ITEMS),
             _ids("purchased", "items purchased", MAX_REQUEST_ITEMS),
@@ -206,6 +214,7 @@ def document() -> dict:
                     "properties": {
                         "generation": {"type": "integer", "description": "similarity generation used (epoch ms)"},
                         "user": {"type": "string"},
+                        "session": {"type": "string"},
                         "item": {"type": "string"},
                         "items": {"type": "array", "items": _ref("Recommendation")},
                     },
@@ -216,7 +225,7 @@ def document() -> dict:
                     "properties": {
                         "item": {"type": "string"},
                         "score": {"type": "number"},
-                        "source": {"type": "string", "enum": ["similar", "popular"]},
+                        "source": {"type": "string", "enum": ["similar", "sessions", "popular"]},
                         "because": {
                             "type": "array",
                             "description": "with explain=true",

@@ -53,11 +53,15 @@ class Options:
 
 @dataclasses.dataclass(frozen=True)
 class RecommendationQuery:
-    """Exactly one of ``user`` and ``session`` ({item: summed weight}) is set."""
+    """Exactly one of ``user``, ``session`` ({item: summed weight}, with ``clicks``: its
+    items in the order given, repeats kept) and ``session_id`` (a session of the stream's
+    index) is set."""
 
     options: Options
     user: str | None = None
     session: dict[str, float] | None = None
+    clicks: tuple[str, ...] = ()
+    session_id: str | None = None
 
 
 def check_id(name: str, value) -> str:
@@ -207,21 +211,30 @@ def _session(groups: list[tuple[list[str], EventType]], weights: Weights) -> dic
     return session
 
 
+def browsed(items: list[str], weights: Weights) -> dict[str, float]:
+    """A session of browsed items ({item: summed weight}), as the form would give it."""
+    return _session([(items, EventType.BROWSE)], weights) if items else {}
+
+
 def recommendation_query(query, weights: Weights, default_n: int) -> RecommendationQuery:
-    """``GET /recommendations``: ``user=U`` or the session form, plus options."""
-    values = _single(query, {"user", *SESSION_PARAMS, "n", "exclude", "explain", "category", "allow_repeats"})
+    """``GET /recommendations``: ``user=U``, ``session=S`` or the session form, plus options."""
+    allowed = {"user", "session", *SESSION_PARAMS, "n", "exclude", "explain", "category", "allow_repeats"}
+    values = _single(query, allowed)
     options = _options(values, default_n)
     named = [name for name in SESSION_PARAMS if name in values]
-    if "user" in values:
-        if named:
-            raise BadRequest("give either user or browsed/basket/purchased, not both")
+    if "user" in values or "session" in values:
+        if named or ("user" in values and "session" in values):
+            raise BadRequest("give one of user, session or browsed/basket/purchased, not both")
+        if "session" in values:
+            return RecommendationQuery(options, session_id=check_id("session", values["session"]))
         if "allow_repeats" in values:
-            raise BadRequest("allow_repeats applies to sessions (browsed/basket/purchased), not to user")
+            raise BadRequest("allow_repeats applies to sessions (session, browsed/basket/purchased), not to user")
         return RecommendationQuery(options, user=check_id("user", values["user"]))
     if not named:
-        raise BadRequest("give user=U, or at least one of browsed, basket, purchased")
+        raise BadRequest("give user=U, session=S, or at least one of browsed, basket, purchased")
     groups = [(parse_id_list(name, values[name], MAX_REQUEST_ITEMS), SESSION_PARAMS[name]) for name in named]
-    return RecommendationQuery(options, session=_session(groups, weights))
+    clicks = tuple(item for items, _ in groups for item in items)
+    return RecommendationQuery(options, session=_session(groups, weights), clicks=clicks)
 
 
 def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
@@ -244,7 +257,8 @@ def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
         except ValueError:
             raise BadRequest("type must be browse, basket or purchase") from None
         pairs.append(([check_id("item", entry["item"])], event_type))
-    return RecommendationQuery(options, session=_session(pairs, weights))
+    clicks = tuple(items[0] for items, _ in pairs)
+    return RecommendationQuery(options, session=_session(pairs, weights), clicks=clicks)
 
 
 def similar_query(item: str, query, default_n: int) -> tuple[str, Options]:

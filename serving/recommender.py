@@ -19,13 +19,16 @@ per candidate.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 
 import numpy as np
 
+from schemas import layout
 from schemas.tuned import QueryKnobs
 from serving.blend import blend
 from serving.catalog import NO_CATEGORY, Catalogue
@@ -33,16 +36,42 @@ from serving.generation import Generation, GenerationWatcher
 from serving.history import HistoryReads
 from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
 from serving.scoring import Scorer, TopN
+from serving.session_knn import SessionKnn, with_item_item
+from serving.session_knn import top as top_votes
+from serving.session_neighbours import SessionIndexReads, session_votes
 from serving.store import BigtableStore
 
 log = logging.getLogger(__name__)
 
 SIMILAR = "similar"
 POPULAR = "popular"
+#: Items voted for by neighbour sessions (session-kNN).
+SESSIONS = "sessions"
 #: /similar scores one list with weight 1: the scores are the cosines.
 _UNIT_WEIGHT = np.ones(1)
 #: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
 BLEND_CANDIDATES = 100
+
+
+def recency_factors(items: list[str], sequence: list[str], decay: float) -> np.ndarray:
+    """decay^k for each of ``items``, k its rank from the most recently clicked in ``sequence``
+    (oldest first); items not in it rank after all that are, in their given order."""
+    last = {item: position for position, item in enumerate(sequence)}
+    order = sorted(range(len(items)), key=lambda j: (-last.get(items[j], -1), j))
+    rank = np.empty(len(items), dtype=np.float64)
+    rank[order] = np.arange(len(items))
+    return decay**rank
+
+
+def current_session(user: str, recent: list[tuple[str, int]]) -> tuple[list[str], frozenset[str]]:
+    """The user's clicks since the last gap of SESSION_GAP (oldest first), and the session keys
+    the index files them under (so that the session is not its own neighbour)."""
+    gap = layout.SESSION_GAP // timedelta(milliseconds=1)
+    start = len(recent)
+    while start > 0 and (start == len(recent) or recent[start][1] - recent[start - 1][1] <= gap):
+        start -= 1
+    session = recent[start:]
+    return [item for item, _ in session], frozenset(layout.session_key(user, None, ts) for _, ts in session)
 
 
 class NoGeneration(RuntimeError):
@@ -80,6 +109,8 @@ class Recommender:
         max_history: int,
         vocabulary_limit: int,
         knobs: QueryKnobs = QueryKnobs(),  # noqa: B008 - frozen, immutable default
+        sessions: SessionIndexReads | None = None,
+        session_knn: SessionKnn | None = None,
     ):
         self._store = store
         self._watcher = watcher
@@ -92,6 +123,8 @@ class Recommender:
         self._max_history = max_history
         self._vocabulary_limit = vocabulary_limit
         self._knobs = knobs
+        self._sessions = sessions
+        self._session_knn = session_knn
 
     async def generation(self) -> Generation:
         current = self._watcher.current
@@ -114,10 +147,29 @@ class Recommender:
     async def for_user(
         self, user: str, n: int, *, exclude: Iterable[str] = (), explain: bool = False, categories=()
     ) -> Answer:
-        """Recommendations from the user's r_ui; an unknown user gets popular items."""
+        """Recommendations from the user's r_ui; an unknown user gets popular items.
+
+        With a tuned recency decay d < 1 the user's ``recent`` sequence orders the history:
+        the k-th most recently clicked item weighs d^k r_ui (items older than the sequence
+        come last). With session-kNN configured, the user's current session (their recent
+        events back to the first gap of SESSION_GAP) is scored by its neighbour sessions.
+        """
         generation = await self.generation()
-        items, weights = await self._histories.read(user)
+        ordered = self._knobs.recency_decay < 1.0 or self._session_knn is not None
+        if ordered:
+            (items, weights), recent = await asyncio.gather(self._histories.read(user), self._store.read_recent(user))
+        else:
+            items, weights = await self._histories.read(user)
         excluded = set(items).union(exclude)
+        if self._session_knn is not None:
+            clicks, own = current_session(user, recent)
+            if clicks:
+                history = dict(zip(items, weights.tolist()))
+                session = {item: history.get(item, 0.0) for item in dict.fromkeys(clicks)}
+                picked = await self._session_answer(generation, clicks, session, n, excluded, explain, categories, own)
+                return Answer(generation.number, picked)
+        if self._knobs.recency_decay < 1.0 and items:
+            weights = weights * recency_factors(items, [item for item, _ in recent], self._knobs.recency_decay)
         if len(items) > self._max_history:
             # Long histories: the strongest interactions carry the score; the
             # rest are still excluded.
@@ -135,22 +187,69 @@ class Recommender:
         explain: bool = False,
         categories=(),
         allow_repeats: bool | None = None,
+        clicks: list[str] | None = None,
+        own: frozenset[str] = frozenset(),
     ) -> Answer:
         """Recommendations for ``{item: weight}`` (the seed's browsed/basket/purchased form).
 
         The session's items are in the order given, oldest first: with a tuned recency
         decay d the k-th newest weighs d^k more. ``allow_repeats`` (default: the tuned
-        configuration's) lets the session's own items be recommended again.
+        configuration's) lets the session's own items be recommended again. With
+        session-kNN configured, ``clicks`` (the items in click order, repeats kept) are
+        scored by the neighbour sessions of the stream's index, ``own`` (the session's own
+        keys in the index) left out of them.
         """
         generation = await self.generation()
+        repeats = self._knobs.allow_repeats if allow_repeats is None else allow_repeats
+        if self._session_knn is not None and clicks:
+            excluded = set(exclude) if repeats else set(clicks).union(exclude)
+            picked = await self._session_answer(generation, clicks, session, n, excluded, explain, categories, own)
+            return Answer(generation.number, picked)
         items = list(session)
         weights = np.array(list(session.values()), dtype=np.float64)
         decay = self._knobs.recency_decay
         if decay < 1.0:
             weights = weights * decay ** np.arange(len(weights) - 1, -1, -1, dtype=np.float64)
-        repeats = self._knobs.allow_repeats if allow_repeats is None else allow_repeats
         excluded = set(exclude) if repeats else set(items).union(exclude)
         return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories))
+
+    async def session_clicks(self, session: str) -> list[str]:
+        """A session's items in click order from the stream's index (empty: unknown)."""
+        return (await self._store.read_session_items([session]))[session][0]
+
+    async def _session_answer(self, generation, clicks, session, n, excluded, explain, categories, own) -> list[dict]:
+        """Session-kNN votes (blended with item-item scores if configured), the catalogue
+        filters applied, best first; then the popular fill."""
+        knn = self._session_knn
+        vocabulary, votes = await session_votes(knn, clicks, self._sessions, own)
+        codes = self._codes(categories)
+        if knn.item_item > 0:
+            items = list(session)
+            weights = np.array(list(session.values()), dtype=np.float64)
+            rows = await self._neighbour_lists(generation, items)
+            others = self._score(generation, items, weights, rows, BLEND_CANDIDATES, excluded, False, codes)
+            other = np.array([self._sessions.item_id(e["item"]) for e in others], dtype=np.int64)
+            votes = with_item_item(knn, votes, other, np.array([e["score"] for e in others], dtype=np.float64))
+        hidden = self._catalogue.hidden
+        wanted = None if codes is None else set(codes.tolist())
+        blocked = [
+            j
+            for j in votes.items.tolist()
+            if vocabulary[j] in excluded
+            or vocabulary[j] in hidden
+            or (wanted is not None and self._catalogue.category_code(vocabulary[j]) not in wanted)
+        ]
+        picked = []
+        for j in top_votes(votes, n, np.array(blocked, dtype=np.int64)).tolist():
+            entry = {"item": vocabulary[j], "score": float(votes.scores[np.searchsorted(votes.items, j)])}
+            entry["source"] = SESSIONS
+            if explain:
+                entry["because"] = []
+            picked.append(entry)
+        if len(picked) < n:
+            taken = excluded | {entry["item"] for entry in picked}
+            picked += self._popular_fill(generation, n - len(picked), taken, explain, codes)
+        return picked
 
     async def similar(self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False) -> Answer:
         """The item's neighbours (cosine scores); :class:`UnknownItem` if it has no row.

@@ -15,7 +15,14 @@ from collections.abc import Container
 import numpy as np
 
 from schemas import codecs, layout
-from schemas.rows import CatalogCells, decode_catalog, decode_catalog_log, neighbours_cell
+from schemas.rows import (
+    CatalogCells,
+    decode_catalog,
+    decode_catalog_log,
+    decode_holders,
+    decode_recent,
+    neighbours_cell,
+)
 from streamsim.runtime.bigtable import filters
 from streamsim.runtime.bigtable.aio import AsyncTables
 from streamsim.runtime.bigtable.aio import Unavailable as BackendUnavailable
@@ -44,6 +51,8 @@ _CATALOG_LOG = filters.chain(filters.family(layout.CATALOG_LOG), filters.newest(
 #: One catalogue read in the background (a page of the load, or of the change log):
 #: longer than a request's, as nobody waits on it.
 BACKGROUND_DEADLINE_SECONDS = 10.0
+_SESSION = filters.session_events()
+_RECENT = filters.recent_events()
 _PASS_STATS = filters.chain(filters.column(layout.PASS_STATS, layout.STATS), filters.newest())
 
 
@@ -88,6 +97,42 @@ class BigtableStore:
             self._ids.users, list(prefixes), _HISTORY, limit_each=MAX_HISTORY_ITEMS, timeout=timeout
         )
         return {prefixes[prefix]: _history(rows) for prefix, rows in found.items()}
+
+    async def read_session_holders(self, items: list[str], limit: int) -> dict[str, list[tuple[str, int]]]:
+        """Each item's newest ``limit`` clicks as ``(session key, cell timestamp)``, newest
+        first, in one read (an item never clicked: an empty list)."""
+        keys = {layout.item_sessions_key(item): item for item in items}
+        found = await self._tables.read_cells(
+            self._ids.sessions, list(keys), filters.session_holders(limit), timeout=self._timeout()
+        )
+        lists = {item: [] for item in items}
+        for key, cells in found.items():
+            lists[keys[key]] = decode_holders(cells, limit)
+        return lists
+
+    async def read_session_items(self, sessions: list[str]) -> dict[str, tuple[list[str], int]]:
+        """Each session's items in click order (its last SESSION_EVENTS) and the time (event
+        ms) of its newest click (-1: no clicks), in one read."""
+        keys = {layout.session_row_key(session): session for session in sessions}
+        found = await self._tables.read_cells(self._ids.sessions, list(keys), _SESSION, timeout=self._timeout())
+        items = {session: ([], -1) for session in sessions}
+        for key, cells in found.items():
+            newest = max((c.timestamp_micros for c in cells), default=None)
+            items[keys[key]] = (
+                decode_recent(cells, layout.SESSION_EVENTS),
+                -1 if newest is None else layout.recent_event_ms(newest),
+            )
+        return items
+
+    async def read_recent(self, user: str) -> list[tuple[str, int]]:
+        """The user's ``recent`` events as ``(item, event ms)``, oldest first."""
+        key = layout.recent_row_key(user)
+        found = await self._tables.read_cells(self._ids.recent, [key], _RECENT, timeout=self._timeout())
+        cells = sorted(
+            (c for c in found.get(key, []) if c.family == layout.ORDER and c.qualifier == layout.RECENT),
+            key=lambda c: c.timestamp_micros,
+        )[-layout.RECENT_EVENTS :]
+        return [(c.value.decode("utf-8"), layout.recent_event_ms(c.timestamp_micros)) for c in cells]
 
     def remaining(self) -> float:
         """Seconds this request may still spend on one RPC."""

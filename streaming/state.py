@@ -9,7 +9,7 @@ empty scores and zero counts, not an error. A user's items are a prefix scan of
 from __future__ import annotations
 
 from schemas import layout
-from schemas.rows import decode_contribution, decode_item, decode_pair, decode_recent
+from schemas.rows import decode_contribution, decode_holders, decode_item, decode_pair, decode_recent
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.settings import Settings
 
@@ -83,3 +83,15 @@ def scan_recent(settings: Settings) -> dict[str, list[str]]:
         layout.id_from_row_key(key): decode_recent(cells)
         for key, cells in open_tables(settings).recent.read_cells(row_filter=filters.recent_events())
     }
+
+
+def scan_sessions(settings: Settings) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The session index (tests, small tables): ``{item: [session key of each click, newest
+    first]}`` and ``{session key: [item, ...]}`` oldest first."""
+    holders, sessions = {}, {}
+    table = open_tables(settings).sessions
+    for key, cells in table.read_cells(start=b"i", end=b"j", row_filter=filters.session_holders()):
+        holders[layout.id_from_sessions_key(key)] = [session for session, _ in decode_holders(cells)]
+    for key, cells in table.read_cells(start=b"s", end=b"t", row_filter=filters.session_events()):
+        sessions[layout.id_from_sessions_key(key)] = decode_recent(cells, layout.SESSION_EVENTS)
+    return holders, sessions

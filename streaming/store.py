@@ -40,6 +40,10 @@ its successor) and wherever a writer crashes:
    that is correct with any number of writers). Every delivered event is written, not
    only those the pair step accepts: a batch redelivered after a crash finds its events
    marked as duplicates, and still (re)writes their identical cells.
+5. **Session index.** :meth:`FoldStore.append_sessions` writes each event as one cell of its
+   session's row and one cell of its item's holder row in ``sessions``, blind and
+   idempotent in the same way (``schemas.layout``). Session rows go first: a session an
+   item lists already holds that click when a reader follows the list.
 
 Retried bundles write the same absolute values again, and a conditional write whose
 answer was lost reads as a conflict, which re-reads: both are safe by the above.
@@ -120,6 +124,7 @@ class FoldStore:
         self.items = tables.items
         self.contributions = tables.contributions
         self.recent = tables.recent
+        self.sessions = tables.sessions
 
     _IO = ("bytes_read", "cells_read", "rows_read", "rows_written", "rows_checked")
 
@@ -169,8 +174,48 @@ class FoldStore:
             for user, user_events in by_user.items()
         )
 
+    def append_sessions(self, events: list[Event]) -> None:
+        """Each event in its session's row, then in its item's holders (module docstring, 5)."""
+        by_session: dict[str, list[Event]] = {}
+        by_item: dict[str, list[tuple[str, Event]]] = {}
+        for e in events:
+            key = layout.session_key(e.user, e.session, e.ts_ms)
+            by_session.setdefault(key, []).append(e)
+            by_item.setdefault(e.item, []).append((key, e))
+        self.sessions.mutate(
+            entry(
+                layout.session_row_key(key),
+                [
+                    set_cell(
+                        layout.ORDER,
+                        layout.RECENT,
+                        e.item.encode("utf-8"),
+                        layout.recent_cell_micros(e.ts_ms, e.event_id),
+                    )
+                    for e in session_events
+                ],
+            )
+            for key, session_events in by_session.items()
+        )
+        self.sessions.mutate(
+            entry(
+                layout.item_sessions_key(item),
+                [
+                    set_cell(
+                        layout.HOLDERS,
+                        layout.HOLDER,
+                        key.encode("utf-8"),
+                        layout.recent_cell_micros(e.ts_ms, e.event_id),
+                    )
+                    for key, e in holders
+                ],
+            )
+            for item, holders in by_item.items()
+        )
+
     def _fold_users(self, events, weights, stats):
         self.append_recent(events)
+        self.append_sessions(events)
         by_pair: dict[tuple[str, str], list[Event]] = {}
         for event in events:
             by_pair.setdefault((event.user, event.item), []).append(event)

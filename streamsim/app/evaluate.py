@@ -39,8 +39,11 @@ from scipy import sparse
 from batch import dimsum, similarity
 from schemas import Event, Weights, layout
 from schemas.tuned import QueryKnobs
+from serving import session_knn
 from serving.blend import blend
 from serving.scoring import Scorer
+from serving.session_knn import SessionKnn
+from streamsim.app.session_index import SessionIndex
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +265,13 @@ SimilarityBuilder = Callable[[Interactions, int], tuple[sparse.csr_matrix, dict]
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """Similarity rows (None: popularity alone) and the knobs applied when scoring."""
+    """Similarity rows (None: popularity alone) and the knobs applied when scoring; with
+    ``sessions``, session-kNN over the training sequences (blended with the rows' scores
+    when its ``item_item`` weight is above 0)."""
 
     build: SimilarityBuilder | None
     knobs: QueryKnobs = QueryKnobs()
+    sessions: SessionKnn | None = None
 
 
 #: The popularity blend shown beside the plain measures (``tune`` searches the weight).
@@ -288,7 +294,15 @@ def default_methods(ordered: bool = False) -> dict[str, Method]:
     for s in (0.1, 0.5):
         methods[f"dimsum@{s:g}"] = Method(dimsum_similarities(s))
     methods["dimsum@0.1 unscaled"] = Method(dimsum_similarities(0.1, entry_scale=1.0))
+    if ordered:
+        methods.update({name: Method(None, sessions=knn) for name, knn in SESSION_METHODS.items()})
     return methods
+
+
+#: Session-kNN rows of the table: the presets, and VSTAN with its session-age decay. The files
+#: carry no time, so an age counts the training sessions that came after (150,000: about 120
+#: days of DIGINETICA's training traffic, near session-rec's tuned 100 days).
+SESSION_METHODS = {**session_knn.PRESETS, "vstan+age": dataclasses.replace(session_knn.PRESETS["vstan"], snh=150_000)}
 
 
 PLAIN = QueryKnobs()
@@ -352,6 +366,28 @@ def _history(query: Query, knobs: QueryKnobs) -> tuple[np.ndarray, np.ndarray]:
     return items, np.bincount(inverse, weights=weights, minlength=len(items))
 
 
+def _item_item(scorer: Scorer, similarities: sparse.csr_matrix, history, weights, want: int, excluded):
+    starts, ends = similarities.indptr[history], similarities.indptr[history + 1]
+    offsets = np.concatenate(([0], np.cumsum(ends - starts))).astype(np.int64)
+    take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]).astype(np.int64)
+    return scorer.top_n(
+        similarities.indices[take].astype(np.int32),
+        similarities.data[take],
+        offsets,
+        weights,
+        want,
+        excluded=excluded.astype(np.int32),
+    )
+
+
+def _fill(picked: list[int], popular: np.ndarray, excluded: set[int], n: int) -> list[int]:
+    """The server's popularity fill."""
+    if len(picked) < n:
+        taken = set(picked) | excluded
+        picked = picked + [int(i) for i in popular[: n + len(taken)] if i not in taken][: n - len(picked)]
+    return picked[:n]
+
+
 def recommend(
     similarities: sparse.csr_matrix | None,
     queries: list[Query],
@@ -372,17 +408,7 @@ def recommend(
         excluded_set = set(excluded.tolist())
         picked: list[int] = []
         if similarities is not None and len(history):
-            starts, ends = similarities.indptr[history], similarities.indptr[history + 1]
-            offsets = np.concatenate(([0], np.cumsum(ends - starts))).astype(np.int64)
-            take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]).astype(np.int64)
-            best = scorer.top_n(
-                similarities.indices[take].astype(np.int32),
-                similarities.data[take],
-                offsets,
-                weights,
-                want,
-                excluded=excluded.astype(np.int32),
-            )
+            best = _item_item(scorer, similarities, history, weights, want, excluded)
             if knobs.popularity_blend > 0:
                 blended = blend(
                     best.items.tolist(),
@@ -396,10 +422,34 @@ def recommend(
                 picked = [int(item) for item, _ in blended]
             else:
                 picked = best.items.tolist()
-        if len(picked) < n:  # the server's popularity fill
-            taken = set(picked) | excluded_set
-            picked += [int(i) for i in popular[: n + len(taken)] if i not in taken][: n - len(picked)]
-        result[row, : len(picked)] = picked[:n]
+        picked = _fill(picked, popular, excluded_set, n)
+        result[row, : len(picked)] = picked
+    return result
+
+
+def recommend_sessions(
+    index: SessionIndex,
+    knn: SessionKnn,
+    similarities: sparse.csr_matrix | None,
+    queries: list[Query],
+    popular: np.ndarray,
+    knobs: QueryKnobs = PLAIN,
+    n: int = LIST_LENGTH,
+) -> np.ndarray:
+    """Top-n per query by session-kNN (:mod:`serving.session_knn`, the server's code), blended
+    with the item-item scores of ``similarities`` when ``knn.item_item`` > 0."""
+    scorer = Scorer()
+    result = np.full((len(queries), n), -1, dtype=np.int64)
+    for row, query in enumerate(queries):
+        excluded = np.empty(0, np.int64) if knobs.allow_repeats else np.unique(query.own)
+        found = session_knn.neighbours(knn, query.items, index.sessions_of, index.lengths, index.ages)
+        votes = session_knn.item_scores(knn, query.items, found, index.items_of, index.idf_of)
+        if knn.item_item > 0 and similarities is not None and len(query.items):
+            history, weights = _history(query, knobs)
+            best = _item_item(scorer, similarities, history, weights, BLEND_CANDIDATES, excluded)
+            votes = session_knn.with_item_item(knn, votes, best.items.astype(np.int64), best.scores)
+        picked = _fill(session_knn.top(votes, n, excluded).tolist(), popular, set(excluded.tolist()), n)
+        result[row, : len(picked)] = picked
     return result
 
 
@@ -431,6 +481,7 @@ def score_queries(
     popular = popularity(interactions.matrix)
     targets = np.array([q.target for q in queries], dtype=np.int64)
     built: dict[int, tuple[sparse.csr_matrix, dict]] = {}
+    indexes: dict[int, SessionIndex] = {}
     results = {}
     for name, method in methods.items():
         start = time.perf_counter()
@@ -444,7 +495,15 @@ def score_queries(
         knobs = method.knobs
         if allow_repeats is not None:
             knobs = dataclasses.replace(knobs, allow_repeats=allow_repeats)
-        recs = recommend(similarities, queries, popular, counts, knobs)
+        if method.sessions is None:
+            recs = recommend(similarities, queries, popular, counts, knobs)
+        else:
+            if interactions.sequences is None:
+                raise ValueError(f"method {name!r} needs ordered events")
+            keep = method.sessions.sample
+            if keep not in indexes:
+                indexes[keep] = SessionIndex(interactions.sequences, len(interactions.items), keep)
+            recs = recommend_sessions(indexes[keep], method.sessions, similarities, queries, popular, knobs)
         results[name] = {**hit_metrics(recs, targets, len(interactions.items)), **stats}
         results[name]["seconds"] = round(time.perf_counter() - start, 3)
         log.info("%s: %s", name, results[name])

@@ -33,8 +33,8 @@ def register(subparsers, parent) -> None:
     parser.add_argument(
         "--with-order",
         action="store_true",
-        help="also search recency decay over user histories, which the server cannot apply yet (it reads a "
-        "user's history as r_ui, unordered); sessions always search it",
+        help="also search recency decay over user histories (the server applies it over each user's recent "
+        "sequence); sessions always search it",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_tune)

@@ -42,7 +42,7 @@ def test_up_status_down_lifecycle(cli_env):
     ports = [str(localstack.free_port()), str(localstack.free_port())]
     first = streamsim("up", "--bigtable-port", ports[0], "--pubsub-port", ports[1], env=cli_env)
     assert first.returncode == 0, first.stderr
-    assert "6 tables, 2 topics, 2 subscriptions" in first.stdout
+    assert "7 tables, 2 topics, 2 subscriptions" in first.stdout
 
     again = streamsim("up", env=cli_env)
     assert again.returncode == 0 and "nothing new" in again.stdout
@@ -61,6 +61,7 @@ def test_up_status_down_lifecycle(cli_env):
         "similarities": "life-similarities",
         "meta": "life-meta",
         "recent": "life-recent",
+        "sessions": "life-sessions",
     }
     assert report["topics"] == {"events": "life-events", "dead_letter": "life-events-dead-letter"}
     assert report["subscriptions"]["events"] == "life-events-fold"

@@ -208,3 +208,37 @@ def test_mistakes_are_one_line_errors(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_session_knn_methods_rank_as_the_oracle_scores():
+    """``evaluate``'s session methods (the server's code over the training sessions in arrays)
+    give the oracle's ranking; items the oracle scores 0 are filled by popularity."""
+    from serving.session_knn import SessionKnn
+    from streamsim.app.session_index import SessionIndex
+    from tests.support.session_oracle import session_knn_scores
+
+    interactions = evaluate.session_interactions(evaluate.read_sessions(str(SESSIONS)))
+    queries = evaluate.session_queries(interactions, evaluate.read_test_pairs(str(PAIRS)))[:40]
+    sequences = [s.tolist() for s in interactions.sequences]
+    popular = evaluate.popularity(interactions.matrix)
+    for knn in (SessionKnn(k=50, sample=300), evaluate.SESSION_METHODS["vstan"]):
+        index = SessionIndex(interactions.sequences, len(interactions.items), knn.sample)
+        recs = evaluate.recommend_sessions(index, knn, None, queries, popular, QueryKnobs(allow_repeats=True))
+        idf = dict(enumerate(index.idf.tolist()))
+        ages = dict(enumerate(index.ages(np.arange(index.sessions)).tolist()))
+        for query, row in zip(queries, recs):
+            scores = session_knn_scores(knn, query.items.tolist(), sequences, idf, ages)
+            ranked = [i for i in row.tolist() if i in scores]
+            # Best first (ties in any order), then the fill.
+            assert [scores[i] for i in ranked] == sorted((scores[i] for i in ranked), reverse=True)
+            assert len(ranked) == min(20, len(scores))
+            if len(scores) > 20:
+                assert min(scores[i] for i in ranked) >= sorted(scores.values(), reverse=True)[19] - 1e-12
+    methods = evaluate.default_methods(ordered=True)
+    results = evaluate.score_queries(
+        interactions,
+        evaluate.session_queries(interactions, evaluate.read_test_pairs(str(PAIRS))),
+        {name: methods[name] for name in ("popular", "cosine", "v-sknn", "vstan")},
+        allow_repeats=True,
+    )
+    assert results["v-sknn"]["hr@20"] > results["cosine"]["hr@20"] > results["popular"]["hr@20"]

@@ -104,7 +104,18 @@ event_strategy = st.builds(
     item=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128),
     type=st.sampled_from(EventType),
     ts_ms=st.integers(0, 253402300799999),
+    session=st.none() | st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128),
 )
+
+
+def test_the_session_field_is_optional_and_an_id():
+    assert parse_event(body()).session is None
+    assert parse_event(body(session="visit-9")).session == "visit-9"
+    assert parse_event(body(), {"session": "from-attr"}).session == "from-attr"
+    for bad in ("", "a\nb", 7):
+        with pytest.raises(EventError) as caught:
+            parse_event(body(session=bad))
+        assert caught.value.code == "bad_field"
 
 
 @given(event_strategy)

@@ -1,5 +1,7 @@
 """Table, topic and row-key naming."""
 
+from datetime import timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ def test_ids_carry_the_prefix():
         "similarities": "shop-similarities",
         "meta": "shop-meta",
         "recent": "shop-recent",
+        "sessions": "shop-sessions",
     }
     names = layout.PubSubNames.for_prefix("shop-")
     assert names.topics() == {"events": "shop-events", "dead_letter": "shop-events-dead-letter"}
@@ -99,3 +102,19 @@ def test_salted_ranges_cover_every_key_in_order():
         assert key[:2] == start or start == b""
     with pytest.raises(ValueError):
         layout.salted_ranges(100)
+
+
+def test_session_keys_and_rows():
+    gap = layout.SESSION_GAP // timedelta(milliseconds=1)
+    # A shop's session id is the session; without one, the user's window of event time.
+    assert layout.session_key("u1", "visit-9", 5) == "visit-9"
+    assert layout.session_key("u1", None, 5) == layout.session_key("u1", None, gap - 1)
+    assert layout.session_key("u1", None, gap) != layout.session_key("u1", None, gap - 1)
+    assert layout.session_key("u1", None, 5) != layout.session_key("u2", None, 5)
+    # The item and the session of one id are different rows, and each key gives its id back.
+    assert layout.item_sessions_key("x") != layout.session_row_key("x")
+    implicit = layout.session_key("u1", None, 5)
+    assert layout.id_from_sessions_key(layout.session_row_key(implicit)) == implicit
+    assert layout.id_from_sessions_key(layout.item_sessions_key("sku-1")) == "sku-1"
+    with pytest.raises(ValueError):
+        layout.id_from_sessions_key(layout.item_row_key("sku-1"))

@@ -63,3 +63,28 @@ def test_a_bad_config_is_one_line(stack, tmp_path, capsys):
     assert main(["serve", "--config", str(bad), "--bigtable-host", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "popularity_blend must be within [0, 1]" in err
+
+
+def test_user_histories_follow_their_click_order(seeded, tmp_path):
+    """``?user=`` with a tuned recency decay reads the user's ``recent`` sequence."""
+    from schemas import Event, EventType
+    from streaming.store import FoldStore
+
+    live = serve(seeded, tuned_config=tuned(tmp_path, recency_decay=0.5))
+    try:
+        # u1 holds a (r 2) and b (r 1).
+        store = FoldStore(seeded)
+        store.append_recent(
+            [Event("r1", "u1", "b", EventType.BROWSE, 1_000), Event("r2", "u1", "a", EventType.BROWSE, 2_000)]
+        )
+        # a clicked last: a 2, b .5 -> c 1.2, d .5, e .15.
+        status, answer = live.get("/recommendations?user=u1&n=3")
+        assert status == 200 and items(answer) == ["c", "d", "e"]
+        assert [e["score"] for e in answer["items"]] == pytest.approx([1.2, 0.5, 0.15])
+        # Then b again: b weighs 1, a 2 * .5 -> c .9, e .3, d .25.
+        store.append_recent([Event("r3", "u1", "b", EventType.BROWSE, 3_000)])
+        status, answer = live.get("/recommendations?user=u1&n=3")
+        assert status == 200 and items(answer) == ["c", "e", "d"]
+        assert [e["score"] for e in answer["items"]] == pytest.approx([0.9, 0.3, 0.25])
+    finally:
+        live.stop()

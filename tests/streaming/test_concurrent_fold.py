@@ -20,9 +20,18 @@ WRITERS = 4
 
 
 def _stream(seed: int, events: int = 4000, users: int = 30, items: int = 12) -> list[Event]:
+    """A second apart, so a user's events without a session span several session windows;
+    a third of them name one of 20 sessions (some longer than SESSION_EVENTS)."""
     rnd = random.Random(seed)
     return [
-        Event(f"e{n}", f"u{rnd.randrange(users)}", f"i{rnd.randrange(items)}", rnd.choice(list(EventType)), n)
+        Event(
+            f"e{n}",
+            f"u{rnd.randrange(users)}",
+            f"i{rnd.randrange(items)}",
+            rnd.choice(list(EventType)),
+            n * 1000,
+            f"s{rnd.randrange(20)}" if rnd.random() < 1 / 3 else None,
+        )
         for n in range(events)
     ]
 
@@ -72,6 +81,25 @@ def _assert_equals_oracle(settings, events) -> None:
         by_user.setdefault(event.user, []).append(event)
     expected = {u: [e.item for e in evs[-layout.RECENT_EVENTS :]] for u, evs in by_user.items()}
     assert state.scan_recent(settings) == expected
+    assert state.scan_sessions(settings) == session_index_oracle(events)
+
+
+def session_index_oracle(events: list[Event]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per item, the session of each of its newest SESSIONS_PER_ITEM clicks; per session, its
+    newest SESSION_EVENTS items in order (each event once, however often it was delivered)."""
+    distinct = sorted(
+        {e.event_id: e for e in events}.values(), key=lambda e: layout.recent_cell_micros(e.ts_ms, e.event_id)
+    )
+    holders: dict[str, list[str]] = {}
+    sessions: dict[str, list[str]] = {}
+    for e in distinct:
+        key = layout.session_key(e.user, e.session, e.ts_ms)
+        holders.setdefault(e.item, []).append(key)
+        sessions.setdefault(key, []).append(e.item)
+    return (
+        {item: keys[::-1][: layout.SESSIONS_PER_ITEM] for item, keys in holders.items()},
+        {key: items[-layout.SESSION_EVENTS :] for key, items in sessions.items()},
+    )
 
 
 def test_racing_writers_lose_nothing_and_count_nothing_twice(fresh_stack):

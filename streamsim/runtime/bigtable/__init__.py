@@ -48,6 +48,7 @@ class Tables:
     similarities: Table
     meta: Table
     recent: Table
+    sessions: Table
 
 
 def open_tables(settings: Settings, *, app_profile_id: str = "") -> Tables:

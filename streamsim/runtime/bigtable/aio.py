@@ -15,7 +15,7 @@ import grpc
 from schemas.rows import Cell
 from streamsim.runtime.bigtable import messages
 from streamsim.runtime.bigtable.table import prefix_end
-from streamsim.runtime.bigtable.wire import rows_from_responses
+from streamsim.runtime.bigtable.wire import merge_chunks, rows_from_responses
 from streamsim.runtime.clients import open_bigtable_channel
 from streamsim.runtime.settings import Settings
 
@@ -65,6 +65,13 @@ class AsyncTables:
         request = self._request(table_id, row_filter)
         request.rows.row_keys.extend(keys)
         return await self._call(request, timeout, looked_up=len(keys))
+
+    async def read_cells(self, table_id: str, keys: list[bytes], row_filter, *, timeout: float) -> dict[bytes, list]:
+        """``{key: cells}``: every cell the filter lets through, a column's versions newest
+        first (for columns whose versions are the data); the filter bounds them."""
+        request = self._request(table_id, row_filter)
+        request.rows.row_keys.extend(keys)
+        return await self._call(request, timeout, versions=True)
 
     async def read_prefix(
         self, table_id: str, prefix: bytes, row_filter, *, limit: int, timeout: float
@@ -143,9 +150,7 @@ class AsyncTables:
             table_name=self._base + table_id, filter=row_filter, app_profile_id=self._app_profile_id
         )
 
-    async def _call(
-        self, request, timeout: float, *, looked_up: int | None = None
-    ) -> dict[bytes, dict[str, dict[bytes, Cell]]]:
+    async def _call(self, request, timeout: float, *, looked_up: int | None = None, versions: bool = False) -> dict:
         if timeout <= 0:
             raise Unavailable("the request's time budget is spent")
         responses = []
@@ -154,6 +159,9 @@ class AsyncTables:
                 responses.append(response)
         except grpc.aio.AioRpcError as exc:
             raise Unavailable(f"Bigtable {exc.code().name}") from None
-        rows = dict(rows_from_responses(responses))
+        if versions:
+            rows = dict(merge_chunks(chunk for response in responses for chunk in response.chunks))
+        else:
+            rows = dict(rows_from_responses(responses))
         self.rows_read += len(rows) if looked_up is None else looked_up
         return rows

@@ -41,6 +41,17 @@ def recent_events() -> RowFilter:
     return chain(column(layout.ORDER, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.RECENT_EVENTS))
 
 
+def session_events() -> RowFilter:
+    """A session's items: its newest SESSION_EVENTS cells."""
+    return chain(column(layout.ORDER, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.SESSION_EVENTS))
+
+
+def session_holders(limit: int = layout.SESSIONS_PER_ITEM) -> RowFilter:
+    """An item's newest ``limit`` holder cells (at most SESSIONS_PER_ITEM: GC may lag)."""
+    limit = min(limit, layout.SESSIONS_PER_ITEM)
+    return chain(column(layout.HOLDERS, layout.HOLDER), RowFilter(cells_per_column_limit_filter=limit))
+
+
 def family(name: str) -> RowFilter:
     """Every column of one family (a column range, not a regex)."""
     row_filter = RowFilter()
