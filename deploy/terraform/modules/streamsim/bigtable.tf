@@ -29,6 +29,10 @@ locals {
     recent = {
       o = { max_version = 64 }
     }
+    sessions = {
+      h = { max_version = 5000 }
+      o = { max_version = 64 }
+    }
   }
 
   families = merge([
