@@ -4,7 +4,11 @@ One JSON object::
 
     {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75},
      "serving": {"popularity_blend": 0.0, "recency_decay": 1.0, "allow_repeats": false},
-     "provenance": {"data": ..., "split": ..., "metric": ..., "score": ..., "when": ...}}
+     "provenance": {"data": ..., "split": ..., "validation_pairs": ..., "metric": ..., "score": ...,
+                    "choice": {"reason": ..., "score": [mean, low, high], "vs_default": [...], ...},
+                    "when": ...}}
+
+``provenance`` says where the choice came from (``streamsim tune``); readers do not act on it.
 
 The batch checks ``params`` against its registry; this module checks only the shape, so
 that every reader fails the same way on a file that is not a tuned configuration.
