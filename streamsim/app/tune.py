@@ -33,8 +33,8 @@ MAX_VALIDATION_PAIRS = 50_000
 MIN_VALIDATION_PAIRS = 100
 #: Warn when the default's score is known only to within this share of itself (too few pairs or hits).
 COARSE_RESOLUTION = 0.2
-#: Measure settings of stage 1 (directed only on ordered data), simplest first: the order
-#: breaks ties among candidates within noise of one another. A new setting is one line.
+#: Measure settings of stage 1 (directed only on ordered data), the measures simplest first:
+#: the order breaks ties among candidates within noise of one another. A new setting is one line.
 MEASURE_GRID: list[tuple[str, dict]] = [
     ("cosine", {}),
     ("shrinkage", {"h": 5}),
@@ -199,11 +199,12 @@ class Outcome:
 
 
 def complexity(candidate: Candidate) -> tuple[int, int]:
-    """Smaller is simpler: fewer knobs off their plain value, then the earlier grid setting."""
+    """Smaller is simpler: fewer knobs off their plain value, then a measure earlier in the grid.
+    Settings of one measure are equally simple (the better scoring one is taken)."""
     plain = QueryKnobs(allow_repeats=candidate.knobs.allow_repeats)
     moved = sum(getattr(candidate.knobs, k) != getattr(plain, k) for k in KNOB_GRID)
-    settings = [(name, tuple(sorted(params.items()))) for name, params in MEASURE_GRID]
-    return moved, settings.index((candidate.similarity, candidate.params))
+    measures = list(dict.fromkeys(name for name, _ in MEASURE_GRID))
+    return moved, measures.index(candidate.similarity)
 
 
 def search(

@@ -113,7 +113,7 @@ def _markdown(outcome: Outcome, config: TunedConfig, config_name: str, plot_name
             else ""
         ),
         "- Rule: the default stays unless the best candidate beats it beyond noise; otherwise the simplest "
-        "candidate (fewest query knobs moved, then the earliest measure setting of the grid) that beats the "
+        "candidate (fewest query knobs moved, then the measure earliest in the grid) that beats the "
         "default and is within noise of the best is chosen.",
         f"- Took {p['seconds']:g} s.",
         "",
