@@ -106,7 +106,8 @@ def _markdown(outcome: Outcome, config: TunedConfig, config_name: str, plot_name
         f"- {c.pairs:,} validation pairs scored by each of {len(outcome.candidates)} candidates "
         f"(top-{p['top_k']} neighbours, full ranking, the server's kernel).",
         f"- Intervals: {c.confidence:.0%}, from {boot['resamples']:,} paired bootstrap resamples of the pairs "
-        f"(seed {boot['seed']}): {boot['intervals']}."
+        f"(seed {boot['seed']}): {boot['intervals']}. Scores' intervals overlap where their paired "
+        "differences do not: candidates agree on most pairs, so the difference is known better than either score."
         + (
             f" A difference from the default must be about ±{c.resolution:.4f} to be told from noise here."
             if c.resolution
@@ -142,9 +143,9 @@ def _plot(outcome: Outcome, path: Path) -> None:
     colours = [
         "tab:green" if k == outcome.choice.chosen else "tab:grey" if k == c.reference else "tab:blue" for k in shown
     ]
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(shown) + 1.4))
+    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(10, 0.32 * len(shown) + 1.4))
     for row, k in enumerate(shown):
-        ax.errorbar(
+        left.errorbar(
             c.mean[k],
             row,
             xerr=[[c.mean[k] - c.low[k]], [c.high[k] - c.mean[k]]],
@@ -152,13 +153,21 @@ def _plot(outcome: Outcome, path: Path) -> None:
             color=colours[row],
             capsize=3,
         )
-    ax.axvline(c.mean[c.reference], color="tab:grey", linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(shown)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set(
-        xlabel=f"{outcome.metric} on {c.pairs:,} validation pairs ({c.confidence:.0%} intervals)",
-        title="Top candidates (green: chosen, grey: default)",
-    )
+        right.errorbar(
+            c.diff[k],
+            row,
+            xerr=[[c.diff[k] - c.diff_low[k]], [c.diff_high[k] - c.diff[k]]],
+            fmt="o",
+            color=colours[row],
+            capsize=3,
+        )
+    left.axvline(c.mean[c.reference], color="tab:grey", linestyle="--", linewidth=1)
+    right.axvline(0.0, color="tab:grey", linestyle="--", linewidth=1)
+    left.set_yticks(range(len(shown)), labels, fontsize=8)
+    left.invert_yaxis()
+    left.set(xlabel=f"{outcome.metric} on {c.pairs:,} validation pairs ({c.confidence:.0%} interval)")
+    right.set(xlabel=f"difference from the default, paired ({c.confidence:.0%} simultaneous)")
+    fig.suptitle("Top candidates (green: chosen, grey: default)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
