@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Validation pairs scored per candidate at most (a seeded sample beyond it).
 MAX_VALIDATION_PAIRS = 50_000
+#: Sessions held out by default: the newest 10%, or more (up to 30%) until they give this many pairs.
+SESSION_PAIRS_WANTED = 10_000
 #: Fewer pairs than this cannot tell the candidates apart: ``tune`` refuses.
 MIN_VALIDATION_PAIRS = 100
 #: Warn when the default's score is known only to within this share of itself (too few pairs or hits).
@@ -138,6 +140,16 @@ def carve_sessions(interactions: Interactions, fraction: float) -> tuple[Interac
             queries.append(Query(prefix, np.ones(len(prefix)), int(s[k]) if known[s[k]] else -1, prefix))
     matrix = interactions.matrix[:cut]
     return Interactions(interactions.users[:cut], interactions.items, matrix, train_sequences), queries
+
+
+def session_share(interactions: Interactions) -> float:
+    """The share of the newest sessions :func:`carve_sessions` holds out by default."""
+    sequences = interactions.sequences or []
+    if not sequences:
+        return 0.1
+    pairs = np.cumsum([max(len(s) - 1, 0) for s in reversed(sequences)])
+    needed = int(np.searchsorted(pairs, SESSION_PAIRS_WANTED)) + 1
+    return float(min(0.3, max(0.1, needed / len(sequences))))
 
 
 def sample(queries: list[Query], limit: int, seed: int = 0) -> list[Query]:

@@ -27,7 +27,7 @@ def register(subparsers, parent) -> None:
         "--validation",
         type=float,
         help="share held out for validation: the newest item of this share of the users (default 1: every user "
-        "with two items or more), or the newest sessions (default 0.1)",
+        "with two items or more), or the newest sessions (default 0.1, up to 0.3 until they give 10,000 pairs)",
     )
     parser.add_argument("--metric", choices=METRICS, help="what to maximise (default: hr@20 for sessions, else hr@10)")
     parser.add_argument(
@@ -59,16 +59,18 @@ def _tune(args) -> int:
     top_k = evaluate.TOP_K if args.top_k is None else args.top_k
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
-    share = args.validation if args.validation is not None else (0.1 if args.sessions else 1.0)
-    if args.sessions and not 0.0 < share < 0.5:
+    share = args.validation
+    if share is not None and args.sessions and not 0.0 < share < 0.5:
         raise UsageError(f"--validation {share:g} must be within (0, 0.5) for sessions")
-    if not 0.0 < share <= 1.0:
+    if share is not None and not 0.0 < share <= 1.0:
         raise UsageError(f"--validation {share:g} must be within (0, 1]")
     started = time.monotonic()
     interactions, sessions = load_training(args)
+    if share is None:
+        share = tune.session_share(interactions) if sessions else 1.0
     if sessions:
         train, queries = tune.carve_sessions(interactions, share)
-        split = f"newest {share:g} of the sessions, every prefix -> next item"
+        split = f"newest {share:.3g} of the sessions, every prefix -> next item"
     else:
         train, queries = tune.carve_users(interactions, share, args.seed)
         who = "every user" if share == 1.0 else f"{share:g} of the users (seed {args.seed})"

@@ -145,7 +145,7 @@ def test_tune_writes_a_winner_that_evaluate_reads(capsys, tmp_path):
     tuned = read_tuned(config)
     provenance = tuned.provenance
     assert provenance["metric"] == "hr@20" and provenance["protocol"] == "sessions"
-    assert provenance["data"].endswith(SESSIONS.name) and "when" in provenance and "newest 0.1" in provenance["split"]
+    assert provenance["data"].endswith(SESSIONS.name) and "when" in provenance and "newest 0.3 " in provenance["split"]
     assert tuned.serving.allow_repeats is True
     table = {
         line.split("|")[1].strip().replace("**", "").removesuffix(" (chosen)").removesuffix(" (default)"): line
@@ -157,7 +157,8 @@ def test_tune_writes_a_winner_that_evaluate_reads(capsys, tmp_path):
     assert any(name.startswith("directed(") for name in table) and any("decay" in name for name in table)
     # The choice is the default, or beats it beyond noise (its interval vs the default is above 0).
     choice = provenance["choice"]
-    assert choice["default"] == "cosine()" and provenance["validation_pairs"] > 1000
+    # 10% of these 3,000 sessions give 1,169 pairs: tune holds out up to 30% for more.
+    assert choice["default"] == "cosine()" and provenance["validation_pairs"] > 3000
     assert choice["chosen"] == choice["default"] or choice["vs_default"][1] > 0
     mean, low, high = choice["score"]
     assert low <= mean <= high and mean == pytest.approx(provenance["score"]["hr@20"])
