@@ -130,7 +130,7 @@ def choose(comparison: Comparison, labels: list[str], complexity: list[tuple]) -
     if chosen == best:
         why = f"{labels[best]} scored best and beats the default {labels[ref]} by {gain}"
         if len(contenders) > 1:
-            why += f"; no simpler candidate comes within noise of it ({len(contenders) - 1} more complex ones do)"
+            why += f"; the {len(contenders) - 1} other candidates within noise of it are no simpler"
     else:
         why = (
             f"{labels[chosen]} is the simplest of {len(contenders)} candidates within noise of the best, "
