@@ -203,11 +203,9 @@ class Outcome:
 
     def ranked(self) -> list[int]:
         """Candidates by score, best first (ties: the simpler first)."""
-        return sorted(range(len(self.candidates)), key=lambda k: (-self.comparison.mean[k], self.complexity[k]))
-
-    @property
-    def complexity(self) -> list[tuple]:
-        return [complexity(c) for c in self.candidates]
+        return sorted(
+            range(len(self.candidates)), key=lambda k: (-self.comparison.mean[k], complexity(self.candidates[k]))
+        )
 
 
 def complexity(candidate: Candidate) -> tuple[int, int]:
