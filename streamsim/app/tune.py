@@ -292,11 +292,11 @@ def config_of(outcome: Outcome, provenance: dict, seed: int) -> TunedConfig:
                 "best": outcome.candidates[outcome.choice.best].label,
                 "reason": outcome.choice.reason,
                 # [mean, low, high] of the metric on the validation pairs.
-                "score": list(outcome.interval(chosen)),
-                "default_score": list(outcome.interval(c.reference)),
-                "best_score": list(outcome.interval(outcome.choice.best)),
-                "vs_default": list(outcome.gain(chosen)),
-                "resolution": c.resolution,
+                "score": _rounded(outcome.interval(chosen)),
+                "default_score": _rounded(outcome.interval(c.reference)),
+                "best_score": _rounded(outcome.interval(outcome.choice.best)),
+                "vs_default": _rounded(outcome.gain(chosen)),
+                "resolution": round(c.resolution, 6),
                 "coarse": outcome.coarse,
                 "bootstrap": {
                     "resamples": len(c.resampled),
@@ -309,3 +309,7 @@ def config_of(outcome: Outcome, provenance: dict, seed: int) -> TunedConfig:
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
     )
+
+
+def _rounded(values) -> list[float]:
+    return [round(v, 6) for v in values]
