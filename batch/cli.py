@@ -94,8 +94,8 @@ def register(subparsers, parent) -> None:
     refresh.add_argument("--min-similarity", type=float, default=0.0, help="floor for a kept neighbour (default 0)")
     refresh.add_argument(
         "--similarity",
-        help="the measure: cosine (default), shrinkage, bm25, asymmetric, jaccard, rp3beta, directed"
-        " (see docs/refresh.md)",
+        help="the measure: cosine (default), shrinkage, bm25, asymmetric, jaccard, rp3beta, rp3beta_weighted,"
+        " directed (see docs/refresh.md)",
     )
     refresh.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="a measure parameter (repeatable)"

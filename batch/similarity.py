@@ -21,6 +21,9 @@ nothing but the pair itself may be refreshed incrementally (``incremental``): th
 of ``batch.incremental`` reuses s(a, c) as s(c, a), and a measure that reads a user's list
 length changes the rows of every item the user holds when one event arrives.
 
+Weighted RP3beta also divides row i by (Σ_u r_ui)^α, a statistic the stream does not keep:
+the pass sums it over its own blocks (``Measure.weight_sums``), as BM25 sums its norms.
+
 Directed co-occurrence needs the order of each user's events: it is a function of
 sequences (:func:`directed_cooccurrence`), not of a Gram. ``streamsim evaluate``/``tune``
 apply it to ordered files; a full refresh applies it to the stream's ``recent`` rows (each
@@ -51,6 +54,9 @@ class ItemStats:
     users: np.ndarray  # users with r_ui > 0
     #: Users in the pass (BM25's average list length is Σ users_i / n_users).
     n_users: int
+    #: Σ_u r_ui, which the stream does not keep: a pass sums it over its own blocks for the
+    #: measures that ask (``Measure.weight_sums``); None until then.
+    weight_sums: np.ndarray | None = None
 
 
 Weigh = Callable[[np.ndarray, np.ndarray, np.ndarray, ItemStats, Mapping[str, float]], np.ndarray]
@@ -74,6 +80,8 @@ class Measure:
     #: A function of each user's event order (:func:`directed_cooccurrence`), not of a Gram:
     #: a refresh computes it from the ``recent`` rows (``batch.engine.directed_rows``).
     sequences: bool = False
+    #: The finish reads ``ItemStats.weight_sums`` (one more read of the pass's blocks).
+    weight_sums: bool = False
 
     @property
     def params(self) -> dict[str, Param]:
@@ -105,6 +113,21 @@ def _bm25(indptr, indices, values, stats, params):
 def _rp3_entries(indptr, indices, values, stats, params):
     """Binary entries damped by the user's degree: Σ_u x_ui·x_uj = Σ_u deg_u^-α."""
     return _list_lengths(indptr) ** (-params["alpha"] / 2.0)
+
+
+def _user_sums(indptr, values) -> np.ndarray:
+    """s_u = Σ_k r_uk, repeated over the user's entries."""
+    counts = np.diff(indptr)
+    owners = np.repeat(np.arange(len(counts)), counts)
+    return np.bincount(owners, weights=values, minlength=len(counts))[owners]
+
+
+def _rp3_weighted_entries(indptr, indices, values, stats, params):
+    """x_ui = (r_ui/√s_u)^α, so Σ_u x_ui·x_uj = Σ_u r_ui^α·(r_uj/s_u)^α, the walk's middle.
+
+    Bounded by construction: r_ui <= s_u gives x_ui <= r_ui^(α/2) <= M^(α/2) <= M for
+    α <= 2 and a raw-score bound M >= 1 (the pass divides by M, as for raw scores)."""
+    return (values / np.sqrt(_user_sums(indptr, values))) ** params["alpha"]
 
 
 def _norms(stats, params):
@@ -142,6 +165,11 @@ def _jaccard(g, rows, cols, n, stats, params):
 def _rp3beta(g, rows, cols, n, stats, params):
     degree = stats.users.astype(np.float64)
     return _sums(g, rows, cols, n) / (degree[rows] ** params["alpha"] * degree[cols] ** params["beta"])
+
+
+def _rp3beta_weighted(g, rows, cols, n, stats, params):
+    walk = _sums(g, rows, cols, n) / stats.weight_sums[rows] ** params["alpha"]
+    return walk / stats.users[cols].astype(np.float64) ** params["beta"]
 
 
 def _unit_bound(params):
@@ -202,6 +230,15 @@ REGISTRY: dict[str, Measure] = {
         _user_counts,
         _rp3beta,
         entry_bound=_unit_bound,
+    ),
+    "rp3beta_weighted": Measure(
+        "rp3beta_weighted",
+        "RP3beta on r_ui: the walk item -> user -> item steps with P(i->u) = r_ui/Σ_v r_vi and "
+        "P(u->j) = r_uj/Σ_k r_uk (each to the power α), divided by pop_j^β",
+        _rp3_weighted_entries,
+        _own_norms,
+        _rp3beta_weighted,
+        weight_sums=True,
     ),
     "directed": Measure(
         "directed",
@@ -315,6 +352,11 @@ def apply(
     pass's blocks, for measures whose ``scale`` the stream's statistics do not give."""
     m = measure(name)
     params = m.resolve(given)
+    if m.weight_sums and stats.weight_sums is None:
+        if own_norm2 is None:
+            raise ValueError(f"similarity {name!r} needs the column sums of the scores")
+        # Σ_u (√r_ui)² = Σ_u r_ui: the pass's own column sums, of square roots.
+        stats = dataclasses.replace(stats, weight_sums=own_norm2(_square_roots))
     own = None
     if m.scale(stats, params) is None:
         if own_norm2 is None:
@@ -327,6 +369,10 @@ def apply(
         scales(m, params, stats, own),
         entry_scale(m, params, dimsum_params),
     )
+
+
+def _square_roots(block: dimsum.UserBlock) -> dimsum.UserBlock:
+    return dataclasses.replace(block, values=np.sqrt(block.values))
 
 
 def entry_scale(m: Measure, params, dimsum_params: dimsum.DimsumParams) -> float:
@@ -354,6 +400,8 @@ def single_node(
     """
     n_items = len(items)
     stats = stats_of(matrix)
+    if m.weight_sums:
+        stats = dataclasses.replace(stats, weight_sums=np.asarray(matrix.sum(axis=0), dtype=np.float64).ravel())
     block = dimsum.UserBlock(
         0,
         dimsum.id_hashes(users),
@@ -415,6 +463,12 @@ def oracle(m: Measure, params, matrix: sparse.csr_matrix) -> np.ndarray:
         p_ui = binary / np.maximum(degree_u, 1)[:, None]  # user -> item
         p_iu = (binary / np.maximum(users, 1)[None, :]).T  # item -> user
         walk = (p_iu ** params["alpha"]) @ (p_ui ** params["alpha"])
+        return walk / np.maximum(users, 1)[None, :] ** params["beta"]
+    if name == "rp3beta_weighted":
+        edge = r > 0  # (a step along no edge has probability 0, even to the power 0)
+        p_ui = np.where(edge, r / np.maximum(r.sum(axis=1), 1e-300)[:, None], 0.0)  # user -> item, ∝ r_ui
+        p_iu = np.where(edge, r / np.maximum(r.sum(axis=0), 1e-300)[None, :], 0.0).T  # item -> user, ∝ r_ui
+        walk = np.where(p_iu > 0, p_iu ** params["alpha"], 0.0) @ np.where(p_ui > 0, p_ui ** params["alpha"], 0.0)
         return walk / np.maximum(users, 1)[None, :] ** params["beta"]
     raise ValueError(f"no oracle for {name!r}")
 

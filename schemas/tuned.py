@@ -4,7 +4,11 @@ One JSON object::
 
     {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75},
      "serving": {"popularity_blend": 0.0, "recency_decay": 1.0, "allow_repeats": false},
-     "provenance": {"data": ..., "split": ..., "metric": ..., "score": ..., "when": ...}}
+     "provenance": {"data": ..., "split": ..., "validation_pairs": ..., "metric": ..., "score": ...,
+                    "choice": {"reason": ..., "score": [mean, low, high], "vs_default": [...], ...},
+                    "when": ...}}
+
+``provenance`` says where the choice came from (``streamsim tune``); readers do not act on it.
 
 This module is the one validator every reader (``refresh``, ``serve``, ``evaluate``) goes
 through, so they accept and refuse the same files: a bounded size (:data:`MAX_CONFIG_BYTES`,
@@ -65,6 +69,11 @@ MEASURE_PARAMS: dict[str, dict[str, Param]] = {
     "jaccard": {},
     "rp3beta": {
         "alpha": Param(1.0, 0.0, 4.0, "walk exponent α >= 0"),
+        "beta": Param(0.3, 0.0, 2.0, "popularity penalty β >= 0"),
+    },
+    "rp3beta_weighted": {
+        # α <= 2 keeps the walk's entries bounded by M when M >= 1 (batch.similarity).
+        "alpha": Param(1.0, 0.0, 2.0, "walk exponent α in [0, 2]"),
         "beta": Param(0.3, 0.0, 2.0, "popularity penalty β >= 0"),
     },
     "directed": {

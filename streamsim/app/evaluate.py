@@ -453,16 +453,24 @@ def recommend_sessions(
     return result
 
 
-def hit_metrics(recommended: np.ndarray, targets: np.ndarray, n_items: int) -> dict[str, float]:
-    """hr@10, hr@20, ndcg@10, mrr@20 and top-10 coverage; a target of -1 never hits."""
+def per_query_hits(recommended: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Each query's hr@10, hr@20, ndcg@10 and mrr@20 (their means are :func:`hit_metrics`);
+    paired comparisons resample them. A target of -1 never hits."""
     hits = (recommended == targets[:, None]) & (targets[:, None] >= 0)
     rank = np.where(hits.any(axis=1), hits.argmax(axis=1), np.iinfo(np.int64).max)
+    return {
+        "hr@10": (rank < 10).astype(np.float64),
+        "hr@20": (rank < 20).astype(np.float64),
+        "ndcg@10": np.where(rank < 10, 1.0 / np.log2(np.minimum(rank, 10) + 2.0), 0.0),
+        "mrr@20": np.where(rank < 20, 1.0 / (np.minimum(rank, 20) + 1.0), 0.0),
+    }
+
+
+def hit_metrics(recommended: np.ndarray, targets: np.ndarray, n_items: int) -> dict[str, float]:
+    """hr@10, hr@20, ndcg@10, mrr@20 and top-10 coverage; a target of -1 never hits."""
     top10 = recommended[:, :10]
     return {
-        "hr@10": float(np.mean(rank < 10)),
-        "hr@20": float(np.mean(rank < 20)),
-        "ndcg@10": float(np.mean(np.where(rank < 10, 1.0 / np.log2(np.minimum(rank, 10) + 2.0), 0.0))),
-        "mrr@20": float(np.mean(np.where(rank < 20, 1.0 / (np.minimum(rank, 20) + 1.0), 0.0))),
+        **{name: float(np.mean(values)) for name, values in per_query_hits(recommended, targets).items()},
         "coverage": float(len(np.unique(top10[top10 >= 0])) / n_items) if n_items else 0.0,
     }
 
@@ -474,9 +482,11 @@ def score_queries(
     top_k: int = TOP_K,
     allow_repeats: bool | None = None,
     on_method: Callable[[str], None] | None = None,
+    per_query: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics per method, plus ``seconds`` (similarity build + scoring). ``allow_repeats``
-    (if not None) overrides every method's knob: it is the protocol's, not the method's."""
+    (if not None) overrides every method's knob: it is the protocol's, not the method's.
+    ``per_query`` (if given) receives each method's :func:`per_query_hits`."""
     counts = np.diff(interactions.matrix.tocsc().indptr)
     popular = popularity(interactions.matrix)
     targets = np.array([q.target for q in queries], dtype=np.int64)
@@ -505,6 +515,8 @@ def score_queries(
                 indexes[keep] = SessionIndex(interactions.sequences, len(interactions.items), keep)
             recs = recommend_sessions(indexes[keep], method.sessions, similarities, queries, popular, knobs)
         results[name] = {**hit_metrics(recs, targets, len(interactions.items)), **stats}
+        if per_query is not None:
+            per_query[name] = per_query_hits(recs, targets)
         results[name]["seconds"] = round(time.perf_counter() - start, 3)
         log.info("%s: %s", name, results[name])
         if on_method is not None:

@@ -1,16 +1,19 @@
 """Choosing a similarity on the shop's own data: a validation split carved from training only,
-a small grid over the registry's measures and the query-time knobs, the winner with its provenance.
+a small grid over the registry's measures and the query-time knobs, and a choice that holds.
 
 The search runs in two stages so that it stays small: every measure setting is scored with
-plain knobs, then the best few are scored with every popularity blend and recency decay.
-The cosine and popularity baselines are always among the candidates, so the winner is
-never below either on the validation split.
+plain knobs, then the best few are scored with every combination of :data:`KNOB_GRID`.
+Every candidate is scored on the same validation pairs, so they are compared pair by pair
+(:mod:`streamsim.app.significance`): the default (cosine, plain knobs) stays unless a
+candidate beats it beyond noise, and then the simplest candidate within noise of the best
+is chosen, not whichever happened to score highest.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -19,14 +22,21 @@ from scipy import sparse
 
 from batch import similarity
 from schemas.tuned import QueryKnobs, TunedConfig
-from streamsim.app import evaluate
+from streamsim.app import evaluate, significance
 from streamsim.app.evaluate import Interactions, Method, Query
 
 log = logging.getLogger(__name__)
 
 #: Validation pairs scored per candidate at most (a seeded sample beyond it).
-MAX_VALIDATION_PAIRS = 10_000
-#: Measure settings of stage 1 (directed only on ordered data).
+MAX_VALIDATION_PAIRS = 50_000
+#: Sessions held out by default: the newest 10%, or more (up to 30%) until they give this many pairs.
+SESSION_PAIRS_WANTED = 10_000
+#: Fewer pairs than this cannot tell the candidates apart: ``tune`` refuses.
+MIN_VALIDATION_PAIRS = 100
+#: Warn when the default's score is known only to within this share of itself (too few pairs or hits).
+COARSE_RESOLUTION = 0.2
+#: Measure settings of stage 1 (directed only on ordered data), the measures simplest first:
+#: the order breaks ties among candidates within noise of one another. A new setting is one line.
 MEASURE_GRID: list[tuple[str, dict]] = [
     ("cosine", {}),
     ("shrinkage", {"h": 5}),
@@ -39,12 +49,20 @@ MEASURE_GRID: list[tuple[str, dict]] = [
     ("jaccard", {}),
     ("rp3beta", {"alpha": 1.0, "beta": 0.3}),
     ("rp3beta", {"alpha": 1.0, "beta": 0.5}),
+    ("rp3beta_weighted", {"alpha": 1.0, "beta": 0.3}),
+    ("rp3beta_weighted", {"alpha": 1.0, "beta": 0.5}),
     ("directed", {"window": 3, "reverse": 0.5, "beta": 0.3}),
     ("directed", {"window": 5, "reverse": 0.5, "beta": 0.3}),
     ("directed", {"window": 5, "reverse": 0.25, "beta": 0.5}),
 ]
-BLENDS = (0.0, 0.05, 0.2)
-DECAYS = (1.0, 0.8, 0.5)
+#: Stage 2: query-time settings crossed with each finalist, the plain value first. A new
+#: dimension is one line (and a field of :class:`schemas.tuned.QueryKnobs`).
+KNOB_GRID: dict[str, tuple[float, ...]] = {
+    "popularity_blend": (0.0, 0.05, 0.2),
+    "recency_decay": (1.0, 0.8, 0.5),
+}
+#: Knobs that weigh a history by its order: searched on sessions, or with ``--with-order``.
+ORDER_KNOBS = frozenset({"recency_decay"})
 #: Measure settings that go on to stage 2.
 FINALISTS = 3
 
@@ -124,6 +142,16 @@ def carve_sessions(interactions: Interactions, fraction: float) -> tuple[Interac
     return Interactions(interactions.users[:cut], interactions.items, matrix, train_sequences), queries
 
 
+def session_share(interactions: Interactions) -> float:
+    """The share of the newest sessions :func:`carve_sessions` holds out by default."""
+    sequences = interactions.sequences or []
+    if not sequences:
+        return 0.1
+    pairs = np.cumsum([max(len(s) - 1, 0) for s in reversed(sequences)])
+    needed = int(np.searchsorted(pairs, SESSION_PAIRS_WANTED)) + 1
+    return float(min(0.3, max(0.1, needed / len(sequences))))
+
+
 def sample(queries: list[Query], limit: int, seed: int = 0) -> list[Query]:
     if len(queries) <= limit:
         return queries
@@ -135,6 +163,60 @@ def measure_grid(ordered: bool) -> list[tuple[str, dict]]:
     return [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
 
 
+def knob_grid(ordered: bool, decay: bool) -> list[dict[str, float]]:
+    """Every combination of the searched knobs (the plain one first)."""
+    dims = {k: v for k, v in KNOB_GRID.items() if k not in ORDER_KNOBS or (ordered and decay)}
+    return [dict(zip(dims, values)) for values in itertools.product(*dims.values())]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """Every candidate scored (stage 1 in grid order, then stage 2), compared and chosen."""
+
+    candidates: list[Candidate]
+    metrics: list[dict]
+    metric: str
+    comparison: significance.Comparison
+    choice: significance.Choice
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.candidates[self.choice.chosen]
+
+    @property
+    def default(self) -> Candidate:
+        return self.candidates[self.comparison.reference]
+
+    def interval(self, k: int) -> tuple[float, float, float]:
+        c = self.comparison
+        return float(c.mean[k]), float(c.low[k]), float(c.high[k])
+
+    def gain(self, k: int) -> tuple[float, float, float]:
+        c = self.comparison
+        return float(c.diff[k]), float(c.diff_low[k]), float(c.diff_high[k])
+
+    @property
+    def coarse(self) -> bool:
+        """Too few pairs or hits: the default's own interval is wider than COARSE_RESOLUTION of its score."""
+        score, low, high = self.interval(self.comparison.reference)
+        return bool((high - low) / 2.0 >= COARSE_RESOLUTION * score)
+
+    def ranked(self) -> list[int]:
+        """Candidates by score, best first (ties: the simpler first)."""
+        return sorted(
+            range(len(self.candidates)), key=lambda k: (-self.comparison.mean[k], complexity(self.candidates[k]))
+        )
+
+
+def complexity(candidate: Candidate) -> tuple[int, int]:
+    """Smaller is simpler: fewer knobs off their plain value, then a measure earlier in the grid.
+    Settings of one measure are equally simple (the better scoring one is taken)."""
+    plain = QueryKnobs(allow_repeats=candidate.knobs.allow_repeats)
+    moved = sum(getattr(candidate.knobs, k) != getattr(plain, k) for k in KNOB_GRID)
+    measures = list(dict.fromkeys(name for name, _ in MEASURE_GRID))
+    return moved, measures.index(candidate.similarity)
+
+
 def search(
     interactions: Interactions,
     queries: list[Query],
@@ -143,9 +225,10 @@ def search(
     allow_repeats: bool,
     decay: bool = False,
     top_k: int = evaluate.TOP_K,
+    seed: int = 0,
     on_step: Callable[[str], None] | None = None,
-) -> tuple[Candidate, dict[str, dict]]:
-    """The best candidate by ``metric`` on ``queries`` and every candidate's metrics (by label).
+) -> Outcome:
+    """Every candidate's metrics on ``queries``, compared pair by pair with the default, and the choice.
 
     ``decay``: also search recency decay over the queries' order (sessions, or ``--with-order``)."""
     ordered = interactions.sequences is not None
@@ -155,51 +238,78 @@ def search(
     }
     plain = QueryKnobs(allow_repeats=allow_repeats)
     stage1 = {Candidate(name, key, plain): Method(build, plain) for (name, key), build in builders.items()}
-    popular = Candidate("cosine", (), dataclasses.replace(plain, popularity_blend=1.0))
-    stage1[popular] = Method(builders[("cosine", ())], popular.knobs)
-    results = _score(interactions, queries, stage1, top_k, on_step)
-    ranked = sorted((c for c in stage1 if c != popular), key=lambda c: _rank(results[c], metric))
+    popular = Candidate(similarity.DEFAULT, (), dataclasses.replace(plain, popularity_blend=1.0))
+    stage1[popular] = Method(builders[(similarity.DEFAULT, ())], popular.knobs)
+    results, values = _score(interactions, queries, stage1, metric, top_k, on_step)
+    ranked = sorted((c for c in stage1 if c != popular), key=lambda c: (-results[c][metric], complexity(c)))
     stage2 = {}
     for finalist in ranked[:FINALISTS]:
         build = builders[(finalist.similarity, finalist.params)]
-        for blend_weight in BLENDS:
-            for weight in DECAYS if ordered and decay else (1.0,):
-                knobs = QueryKnobs(popularity_blend=blend_weight, recency_decay=weight, allow_repeats=allow_repeats)
-                candidate = Candidate(finalist.similarity, finalist.params, knobs)
-                if candidate not in stage1:
-                    stage2[candidate] = Method(build, knobs)
-    results.update(_score(interactions, queries, stage2, top_k, on_step))
-    # Ties on the metric go to MRR@20, then to the earlier (simpler) candidate: stage 1
-    # before stage 2, grid order (min keeps the first of equals).
-    best = min(results, key=lambda c: _rank(results[c], metric))
-    return best, {c.label: m for c, m in results.items()}
+        for knobs in knob_grid(ordered, decay):
+            candidate = Candidate(finalist.similarity, finalist.params, dataclasses.replace(plain, **knobs))
+            if candidate not in stage1:
+                stage2[candidate] = Method(build, candidate.knobs)
+    more, more_values = _score(interactions, queries, stage2, metric, top_k, on_step)
+    results.update(more)
+    values.update(more_values)
+    candidates = list(results)
+    default = candidates.index(Candidate(similarity.DEFAULT, (), plain))
+    comparison = significance.compare(np.column_stack([values[c] for c in candidates]), default, seed=seed)
+    choice = significance.choose(comparison, [c.label for c in candidates], [complexity(c) for c in candidates])
+    return Outcome(candidates, [results[c] for c in candidates], metric, comparison, choice)
 
 
-def _rank(metrics: dict, metric: str) -> tuple[float, float]:
-    return (-metrics[metric], -metrics["mrr@20"])
-
-
-def _score(interactions, queries, methods: dict[Candidate, Method], top_k, on_step) -> dict[Candidate, dict]:
+def _score(interactions, queries, methods: dict[Candidate, Method], metric, top_k, on_step):
+    """Metrics per candidate, and each query's value of ``metric`` per candidate."""
     named = {c.label: m for c, m in methods.items()}
     by_label = {c.label: c for c in methods}
-    scored = evaluate.score_queries(interactions, queries, named, top_k, on_method=on_step)
-    return {by_label[label]: metrics for label, metrics in scored.items()}
+    each: dict[str, dict[str, np.ndarray]] = {}
+    scored = evaluate.score_queries(interactions, queries, named, top_k, on_method=on_step, per_query=each)
+    return (
+        {by_label[label]: metrics for label, metrics in scored.items()},
+        {by_label[label]: each[label][metric] for label in scored},
+    )
 
 
 def stage_sizes(ordered: bool, decay: bool) -> int:
     """Candidates :func:`search` scores at most (for a progress bar)."""
-    knobs = len(BLENDS) * (len(DECAYS) if ordered and decay else 1)
-    return len(measure_grid(ordered)) + 1 + FINALISTS * (knobs - 1)
+    return len(measure_grid(ordered)) + 1 + FINALISTS * (len(knob_grid(ordered, decay)) - 1)
 
 
-def config_of(best: Candidate, metrics: dict, provenance: dict) -> TunedConfig:
+def config_of(outcome: Outcome, provenance: dict, seed: int) -> TunedConfig:
+    """The chosen candidate, with the comparison that chose it in the provenance."""
+    chosen, c = outcome.choice.chosen, outcome.comparison
     return TunedConfig(
-        best.similarity,
-        dict(best.params),
-        best.knobs,
+        outcome.chosen.similarity,
+        dict(outcome.chosen.params),
+        outcome.chosen.knobs,
         {
             **provenance,
-            "score": metrics,
+            "score": outcome.metrics[chosen],
+            "choice": {
+                "chosen": outcome.chosen.label,
+                "default": outcome.default.label,
+                "best": outcome.candidates[outcome.choice.best].label,
+                "reason": outcome.choice.reason,
+                # [mean, low, high] of the metric on the validation pairs.
+                "score": _rounded(outcome.interval(chosen)),
+                "default_score": _rounded(outcome.interval(c.reference)),
+                "best_score": _rounded(outcome.interval(outcome.choice.best)),
+                "vs_default": _rounded(outcome.gain(chosen)),
+                "resolution": round(c.resolution, 6),
+                "coarse": outcome.coarse,
+                "bootstrap": {
+                    "resamples": len(c.resampled),
+                    "confidence": c.confidence,
+                    "seed": seed,
+                    "intervals": "percentile over resampled pairs (scores); simultaneous max-t over "
+                    "the candidates (differences from the default)",
+                },
+            },
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
     )
+
+
+def _rounded(values) -> list[float]:
+    return [round(v, 6) for v in values]

@@ -471,7 +471,7 @@ CASES = [
     Case("none", ("evaluate", "--train", "train.csv", "--test", "test.csv", "--top-k", "0"), 2, "--top-k"),
     Case("none", ("evaluate", "--sessions", "train.csv"), 2, "--test-pairs"),
     Case("none", ("evaluate", "--train", "train.csv", "--split-by-time", "2"), 2, "--split-by-time"),
-    Case("none", ("tune", "--train", "train.csv", "--out", "tuned.json"), 0),
+    Case("none", ("tune", "--train", "train.csv", "--out", "tuned.json"), 2, "too few to tell the candidates apart"),
     Case("none", ("tune", "--train", "nope.csv", "--out", "tuned.json"), 2, "nope.csv"),
     Case("none", ("tune", "--train", "train.csv", "--out", "adir"), 2, "is a directory"),
     Case("none", ("tune", "--sessions", "test.csv", "--out", "tuned.json"), 2, "no validation pairs"),

@@ -13,7 +13,7 @@ from schemas.tuned import QueryKnobs, TunedConfig
 from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.seeding import write_scores
 from tests.batch.test_refresh import connection_flags, mark_dirty, sparse_scores, visible
-from tests.support.similarity_oracles import directed_loop_oracle, score_matrix
+from tests.support.similarity_oracles import directed_loop_oracle, score_matrix, weighted_walk_oracle
 
 
 def refresh(capsys, *flags) -> dict:
@@ -55,6 +55,24 @@ def test_a_measure_is_computed_recorded_and_forces_a_full_pass(spark, fresh_stac
     assert again["mode"] == "full" and "full passes only" in again["reason"]
     # A flag overrides the configuration's measure (and drops its parameters).
     assert refresh(capsys, "--config", str(config), "--similarity", "jaccard", *flags)["similarity_params"] == {}
+
+
+def test_weighted_rp3beta_is_refreshed_from_bigtable_as_the_weighted_walk(spark, fresh_stack, capsys):
+    scores = sparse_scores(4, users=150, items=20)
+    write_scores(fresh_stack, scores)
+    flags = ["--threshold", "0", "--top-k", "100", *connection_flags(fresh_stack)]
+    walk = refresh(capsys, "--similarity", "rp3beta_weighted", "--param", "beta=0.6", *flags)
+    assert walk["similarity_params"] == {"alpha": 1.0, "beta": 0.6} and walk["mode"] == "full"
+    assert walk["spot_check"]["mean_relative_error"] < 1e-9
+    ids, matrix = score_matrix(scores)
+    # The pass sums Σ_u r_ui from its own blocks (the stream keeps no such statistic).
+    expected = weighted_walk_oracle(matrix.toarray(), 1.0, 0.6)
+    rows = visible(fresh_stack, walk["generation"])
+    for i, item in enumerate(ids):
+        want = {ids[j]: expected[i, j] for j in range(len(ids)) if j != i and expected[i, j] > 0}
+        got = dict(rows.get(item, []))
+        assert got.keys() == want.keys()
+        assert all(abs(got[j] - want[j]) < 1e-9 * max(1.0, want[j]) for j in want)
 
 
 def test_bad_measures_and_parameters_are_one_line_errors(capsys, tmp_path):

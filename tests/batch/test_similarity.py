@@ -9,7 +9,7 @@ from scipy import sparse
 from batch import dimsum, engine, similarity
 from batch.similarity import REGISTRY
 from batch.source import blocks_from_csr
-from tests.support.similarity_oracles import directed_loop_oracle
+from tests.support.similarity_oracles import directed_loop_oracle, weighted_walk_oracle
 
 GRAM_MEASURES = [name for name, m in REGISTRY.items() if not m.sequences]
 
@@ -56,6 +56,9 @@ def test_sampled_pass_is_close_to_the_oracle_on_average(name):
     m = REGISTRY[name]
     params = m.resolve()
     expected = similarity.oracle(m, params, matrix)
+    # Weighted RP3beta's entries (r_ui/√s_u) sit far below the raw-score bound M = 6 on this
+    # small input, so only the unscaled sampler (M = 1) samples there.
+    scale = {"entry_scale": 1.0} if name == "rp3beta_weighted" else {}
     runs = [
         similarity.single_node(
             m,
@@ -63,7 +66,7 @@ def test_sampled_pass_is_close_to_the_oracle_on_average(name):
             matrix,
             ids("u", matrix.shape[0]),
             ids("i", matrix.shape[1]),
-            dimsum.DimsumParams(threshold=0.5, seed=seed),
+            dimsum.DimsumParams(threshold=0.5, seed=seed, **scale),
         )
         for seed in range(300)
     ]
@@ -121,3 +124,25 @@ def test_directed_cooccurrence_equals_a_loop_oracle():
     expected = directed_loop_oracle(sequences, n, window, reverse, beta)
     assert np.allclose(got, expected)
     assert got.sum() > 0
+
+
+def test_weighted_rp3beta_is_the_weighted_walk_and_the_binary_walk_on_binary_scores():
+    matrix = random_matrix(7, users=40, items=12, density=0.3)
+    users, items = ids("u", matrix.shape[0]), ids("i", matrix.shape[1])
+    m = REGISTRY["rp3beta_weighted"]
+    exact = dimsum.DimsumParams(threshold=0.0)
+    for alpha, beta in ((1.0, 0.3), (0.6, 0.9)):
+        params = m.resolve({"alpha": alpha, "beta": beta})
+        got = similarity.single_node(m, params, matrix, users, items, exact)[0].toarray()
+        expected = weighted_walk_oracle(matrix.toarray(), alpha, beta)
+        off = ~np.eye(len(items), dtype=bool)
+        assert np.allclose(got[off], expected[off], rtol=1e-9, atol=1e-12)
+        # The weights matter: the binary walk ranks differently on the same scores.
+        binary = similarity.single_node(REGISTRY["rp3beta"], params, matrix, users, items, exact)[0].toarray()
+        assert not np.allclose(got[off], binary[off])
+        # With every r_ui = 1 the weighted walk is the binary one.
+        ones = matrix.copy()
+        ones.data[:] = 1.0
+        weighted_ones = similarity.single_node(m, params, ones, users, items, exact)[0].toarray()
+        binary_ones = similarity.single_node(REGISTRY["rp3beta"], params, ones, users, items, exact)[0].toarray()
+        assert np.allclose(weighted_ones[off], binary_ones[off], rtol=1e-9)
