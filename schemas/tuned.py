@@ -2,12 +2,14 @@
 
 One JSON object::
 
-    {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75},
+    {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75}, "entries": "saturate:1",
      "serving": {"popularity_blend": 0.0, "recency_decay": 1.0, "allow_repeats": false},
      "provenance": {"data": ..., "split": ..., "metric": ..., "score": ..., "when": ...}}
 
-The batch checks ``params`` against its registry; this module checks only the shape, so
-that every reader fails the same way on a file that is not a tuned configuration.
+The batch checks ``params`` against its registry; this module checks only the shape (and
+``entries``, a ``schemas.entries`` spec; absent: raw scores, what files written before the
+transform existed were tuned on), so that every reader fails the same way on a file that is
+not a tuned configuration.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+
+from schemas import entries as entry_transforms
 
 
 class TunedConfigError(ValueError):
@@ -50,12 +54,15 @@ class TunedConfig:
     params: dict
     serving: QueryKnobs = QueryKnobs()
     provenance: dict = dataclasses.field(default_factory=dict)
+    #: The entry transform's spec (``schemas.entries``).
+    entries: str = entry_transforms.DEFAULT.spec
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "similarity": self.similarity,
                 "params": self.params,
+                "entries": self.entries,
                 "serving": dataclasses.asdict(self.serving),
                 "provenance": self.provenance,
             },
@@ -87,7 +94,16 @@ class TunedConfig:
             knobs = QueryKnobs(**serving)
         except TunedConfigError as exc:
             raise TunedConfigError(f"{source}: {exc}") from None
-        return cls(data["similarity"], dict(params), knobs, provenance if isinstance(provenance, dict) else {})
+        spec = data.get("entries", entry_transforms.RAW.spec)
+        try:
+            spec = entry_transforms.parse(spec).spec if isinstance(spec, str) else None
+        except ValueError as exc:
+            raise TunedConfigError(f'{source}: "entries": {exc}') from None
+        if spec is None:
+            raise TunedConfigError(f'{source}: "entries" must be a transform like "saturate:1"')
+        return cls(
+            data["similarity"], dict(params), knobs, provenance if isinstance(provenance, dict) else {}, entries=spec
+        )
 
 
 def read_tuned(path: str | Path) -> TunedConfig:

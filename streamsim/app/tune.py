@@ -18,6 +18,7 @@ import numpy as np
 from scipy import sparse
 
 from batch import similarity
+from schemas import entries
 from schemas.tuned import QueryKnobs, TunedConfig
 from streamsim.app import evaluate
 from streamsim.app.evaluate import Interactions, Method, Query
@@ -43,6 +44,9 @@ MEASURE_GRID: list[tuple[str, dict]] = [
     ("directed", {"window": 5, "reverse": 0.5, "beta": 0.3}),
     ("directed", {"window": 5, "reverse": 0.25, "beta": 0.5}),
 ]
+#: Entry transforms (``schemas.entries``) searched beside the default, for the measures whose
+#: entries are the scores (cosine, shrinkage, asymmetric; the others bound their own).
+ENTRY_GRID = ("raw", "cap:6", "log:6")
 BLENDS = (0.0, 0.05, 0.2)
 DECAYS = (1.0, 0.8, 0.5)
 #: Measure settings that go on to stage 2.
@@ -55,18 +59,23 @@ class Candidate:
     #: (name, value) pairs, sorted: a candidate is a dict key.
     params: tuple[tuple[str, float], ...]
     knobs: QueryKnobs
+    #: The entry transform's spec.
+    entries: str = entries.DEFAULT.spec
 
     @property
     def label(self) -> str:
         if self.knobs.popularity_blend >= 1.0:
             return "popular"  # the blend at 1 ranks by popularity alone
-        params = ",".join(f"{k}={v:g}" for k, v in self.params)
+        params = ",".join([f"{k}={v:g}" for k, v in self.params] + self._entries_label())
         knobs = []
         if self.knobs.popularity_blend:
             knobs.append(f"pop {self.knobs.popularity_blend:g}")
         if self.knobs.recency_decay < 1:
             knobs.append(f"decay {self.knobs.recency_decay:g}")
         return f"{self.similarity}({params})" + (" + " + " + ".join(knobs) if knobs else "")
+
+    def _entries_label(self) -> list[str]:
+        return [] if self.entries == entries.DEFAULT.spec else [f"entries={self.entries}"]
 
 
 def _without(interactions: Interactions, removed: set[tuple[int, int]]) -> Interactions:
@@ -131,8 +140,17 @@ def sample(queries: list[Query], limit: int, seed: int = 0) -> list[Query]:
     return [queries[k] for k in chosen.tolist()]
 
 
-def measure_grid(ordered: bool) -> list[tuple[str, dict]]:
-    return [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
+def measure_grid(ordered: bool) -> list[tuple[str, dict, str]]:
+    """(measure, parameters, entry transform) settings of stage 1: the grid with the default
+    entries, then the measures whose entries are the scores with each other transform."""
+    grid = [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
+    return [(name, params, entries.DEFAULT.spec) for name, params in grid] + [
+        (name, params, spec)
+        for spec in ENTRY_GRID
+        if spec != entries.DEFAULT.spec
+        for name, params in grid
+        if similarity.REGISTRY[name].entry_bound is None and not similarity.REGISTRY[name].sequences
+    ]
 
 
 def search(
@@ -150,22 +168,22 @@ def search(
     ``decay``: also search recency decay over the queries' order (sessions, or ``--with-order``)."""
     ordered = interactions.sequences is not None
     builders = {
-        (name, tuple(sorted(params.items()))): evaluate.measure_similarities(name, params)
-        for name, params in measure_grid(ordered)
+        (name, tuple(sorted(params.items())), spec): evaluate.measure_similarities(name, params, transform=spec)
+        for name, params, spec in measure_grid(ordered)
     }
     plain = QueryKnobs(allow_repeats=allow_repeats)
-    stage1 = {Candidate(name, key, plain): Method(build, plain) for (name, key), build in builders.items()}
+    stage1 = {Candidate(name, key, plain, spec): Method(build, plain) for (name, key, spec), build in builders.items()}
     popular = Candidate("cosine", (), dataclasses.replace(plain, popularity_blend=1.0))
-    stage1[popular] = Method(builders[("cosine", ())], popular.knobs)
+    stage1[popular] = Method(builders[("cosine", (), entries.DEFAULT.spec)], popular.knobs)
     results = _score(interactions, queries, stage1, top_k, on_step)
     ranked = sorted((c for c in stage1 if c != popular), key=lambda c: _rank(results[c], metric))
     stage2 = {}
     for finalist in ranked[:FINALISTS]:
-        build = builders[(finalist.similarity, finalist.params)]
+        build = builders[(finalist.similarity, finalist.params, finalist.entries)]
         for blend_weight in BLENDS:
             for weight in DECAYS if ordered and decay else (1.0,):
                 knobs = QueryKnobs(popularity_blend=blend_weight, recency_decay=weight, allow_repeats=allow_repeats)
-                candidate = Candidate(finalist.similarity, finalist.params, knobs)
+                candidate = Candidate(finalist.similarity, finalist.params, knobs, finalist.entries)
                 if candidate not in stage1:
                     stage2[candidate] = Method(build, knobs)
     results.update(_score(interactions, queries, stage2, top_k, on_step))
@@ -202,4 +220,5 @@ def config_of(best: Candidate, metrics: dict, provenance: dict) -> TunedConfig:
             "score": metrics,
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
+        entries=best.entries,
     )

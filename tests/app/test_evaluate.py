@@ -44,10 +44,11 @@ def test_evaluate_small_fixture_by_hand():
     held_out = [("u3", "b"), ("u5", "a"), ("stranger", "a")]
     results = evaluate.evaluate(interactions, held_out, top_k=10)
     exact, popular = results["cosine"], results["popular"]
-    # Sampling with entries scaled into [0, 1] keeps every entry of this tiny set: exact.
+    # Sampling with entries bounded by the transform's ceiling keeps every entry of this tiny set: exact.
     assert results["dimsum@0.5"]["hr@10"] == exact["hr@10"]
     assert results["dimsum@0.5"]["mean_relative_error"] == pytest.approx(0.0, abs=1e-12)
-    # exact: u3 -> b at rank 0 (hit); u5 -> c's neighbours by cosine, d (0.5) before a (0.197),
+    # exact: u3 -> b at rank 0 (hit); u5 -> c's neighbours by cosine of the saturated entries
+    # r/(r+1), d (0.5) before a (0.44; 0.197 on raw scores),
     # so a at rank 1; the stranger has no history and always misses.
     assert exact["hr@10"] == pytest.approx(2 / 3)
     assert _ndcg_u5(interactions) == pytest.approx(1 / np.log2(3))
@@ -158,7 +159,8 @@ def test_evaluate_command_prints_json_and_writes_the_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
-    assert {"dimsum@0.1", "dimsum@0.5", "dimsum@0.1 unscaled", "cosine", "bm25", "rp3beta", "popular"} <= set(metrics)
+    assert {"dimsum@0.1", "dimsum@0.5", "cosine", "cosine raw", "bm25", "rp3beta", "popular"} <= set(metrics)
+    assert {"pairs_emitted", "pairs_exact", "recall_above_s", "mean_relative_error"} <= metrics["dimsum@0.1"].keys()
     assert all({"hr@10", "hr@20", "ndcg@10", "mrr@20", "coverage"} <= m.keys() for m in metrics.values())
     assert metrics["cosine"]["hr@10"] == 1.0  # 3 -> 11 via 10; 4 -> 10 via 12
     assert (out / "report.md").exists() and (out / "hr_vs_threshold.png").exists()
