@@ -95,7 +95,7 @@ def register(subparsers, parent) -> None:
     refresh.add_argument(
         "--entry-transform",
         metavar="SPEC",
-        help="what the entries are: raw, cap:C, saturate:K, log:C (default: the config's, else saturate:1; "
+        help="what the entries are: raw, cap:C, saturate:K, log:C (default: the config's, else saturate:0.1; "
         "see docs/refresh.md)",
     )
     refresh.add_argument(

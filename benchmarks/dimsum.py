@@ -71,7 +71,22 @@ def synthetic(scale: float, seed: int = 7, n_items: int = 50_000):
     users = rng.choice(n_users, size=n_events, p=activity / activity.sum())
     items = rng.choice(n_items, size=n_events, p=popularity / popularity.sum())
     weights = rng.choice([0.5, 2.0, 6.0], size=n_events, p=[0.75, 0.18, 0.07])
-    return aggregate(users.astype(str), np.char.add("p", items.astype(str)), weights)
+    user_ids, u = _named(users, "")
+    item_ids, i = _named(items, "p")
+    matrix = sparse.csr_matrix((weights, (u, i)), shape=(len(user_ids), len(item_ids)))
+    matrix.sum_duplicates()
+    return user_ids, item_ids, matrix
+
+
+def _named(codes: np.ndarray, prefix: str) -> tuple[list[str], np.ndarray]:
+    """What ``np.unique`` of the ids ``prefix + str(code)`` gives (sorted names, each code's
+    position), without building ten million strings: names only for the distinct codes."""
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    names = np.array([f"{prefix}{c}" for c in distinct.tolist()])
+    order = np.argsort(names, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return names[order].tolist(), rank[inverse]
 
 
 def aggregate(users: np.ndarray, items: np.ndarray, weights: np.ndarray):
@@ -246,7 +261,7 @@ def run(spark, name, users, item_ids, matrix, thresholds, options, partitions, s
     return results
 
 
-def emitted_pairs(users, item_ids, matrix, s, options, entry_scale=None):
+def emitted_pairs(blocks, item_ids, matrix, s, options, entry_scale=None):
     """(pairs emitted, exact pair products) of a pass at ``s``, from the sampler alone (no Gram):
     how the work grows with the users. ``entry_scale`` overrides M (the old pass: max r)."""
     params = dataclasses.replace(options.params, threshold=s, entry_scale=entry_scale)
@@ -254,22 +269,24 @@ def emitted_pairs(users, item_ids, matrix, s, options, entry_scale=None):
     p, q = dimsum.sampling_probabilities(measure.n**2, params.gamma(len(item_ids)), measure.entry_scale)
     hashes = dimsum.id_hashes(item_ids)
     emitted = exact = 0
-    for block in blocks_from_csr(users, matrix, options.buckets):
+    for block in blocks:
         sampled = dimsum.sample_block(measure.weighted(block), len(item_ids), p, q, hashes, params.seed)
         emitted, exact = emitted + sampled.pairs_emitted, exact + sampled.pairs_exact
     return emitted, exact
 
 
-def growth(scales, items, options, thresholds):
-    """Pairs emitted vs exact as the users grow (same item catalogue and events per user)."""
+def growth(scales, items, options, thresholds, loaded=None):
+    """Pairs emitted vs exact as the users grow (same item catalogue and events per user);
+    ``loaded``: {scale: data} already built."""
     rows = []
     for scale in scales:
-        users, item_ids, matrix = synthetic(scale, n_items=items)
+        users, item_ids, matrix = (loaded or {}).get(scale) or synthetic(scale, n_items=items)
         row = {"users": len(users), "r_ui": matrix.nnz, "largest_r": float(matrix.data.max())}
+        blocks = blocks_from_csr(users, matrix, options.buckets)
         for s in thresholds:
-            row[f"emitted@{s:g}"], row["exact"] = emitted_pairs(users, item_ids, matrix, s, options)
+            row[f"emitted@{s:g}"], row["exact"] = emitted_pairs(blocks, item_ids, matrix, s, options)
         old = dataclasses.replace(options, entry_transform="raw")
-        row["old_max_r_emitted@0.1"], _ = emitted_pairs(users, item_ids, matrix, 0.1, old, float(matrix.data.max()))
+        row["old_max_r_emitted@0.1"], _ = emitted_pairs(blocks, item_ids, matrix, 0.1, old, float(matrix.data.max()))
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -363,9 +380,14 @@ def main(argv=None):
         **({"entry_transform": args.entry_transform} if args.entry_transform else {}),
     )
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    results = []
+    results, loaded = [], {}
+    if args.dataset in ("synthetic", "both"):
+        data, seconds = timed(lambda: synthetic(args.scale, n_items=args.items))
+        print(f"(synthetic x{args.scale} built in {seconds:.1f} s)", flush=True)
+        loaded[args.scale] = data
     if args.growth:
-        results += growth([float(x) for x in args.growth.split(",")], args.items, options, thresholds[1:] or [0.1])
+        scales = [float(x) for x in args.growth.split(",")]
+        results += growth(scales, args.items, options, thresholds[1:] or [0.1], loaded)
         if args.dataset == "none":
             return _write(args.out, results)
     if args.dataset in ("tmall", "both") and not args.data.is_file():
@@ -387,7 +409,7 @@ def main(argv=None):
         if args.dataset in ("tmall", "both"):
             sets.append(("tmall", lambda: load_tmall(args.data)))
         if args.dataset in ("synthetic", "both"):
-            sets.append((f"synthetic x{args.scale}", lambda: synthetic(args.scale, n_items=args.items)))
+            sets.append((f"synthetic x{args.scale}", lambda: loaded[args.scale]))
         for name, load in sets:
             data, seconds = timed(load)
             print(f"({name} loaded in {seconds:.1f} s)")

@@ -2,7 +2,7 @@
 
 One JSON object::
 
-    {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75}, "entries": "saturate:1",
+    {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75}, "entries": "saturate:0.1",
      "serving": {"popularity_blend": 0.0, "recency_decay": 1.0, "allow_repeats": false},
      "provenance": {"data": ..., "split": ..., "metric": ..., "score": ..., "when": ...}}
 

@@ -242,9 +242,9 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
     assert incremental["dirty_items"] == 3
     assert 3 <= incremental["items_recomputed"] < incremental["items"] / 2
     assert incremental["marks_cleared"] == 3
-    # Only users holding a dirty item were read (prefix scans of the stream's contributions).
-    # (a second read, by index too, for clean rows recomputed in full).
-    assert set(incremental["user_selection"].split("+")) == {"index"}
+    # Only users holding a dirty item were read (prefix scans of the stream's contributions);
+    # a second read, for clean rows recomputed in full, scans if they are many.
+    assert incremental["user_selection"].split("+")[0] == "index"
     assert incremental["users"] == sum(any(i in row for i in touched) for row in new_scores.values())
     assert 0 < incremental["users"] <= incremental["users_read"] < first["users_read"]
     items = read_items(fresh_stack)

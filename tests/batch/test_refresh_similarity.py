@@ -60,6 +60,8 @@ def test_a_measure_is_computed_recorded_and_forces_a_full_pass(spark, fresh_stac
 def test_bad_measures_and_parameters_are_one_line_errors(capsys, tmp_path):
     not_json = tmp_path / "bad.json"
     not_json.write_text("{")
+    bad_entries = tmp_path / "entries.json"
+    bad_entries.write_text('{"similarity": "cosine", "entries": "log"}')
     cases = [
         (["--similarity", "pearson"], "unknown similarity 'pearson'"),
         (["--similarity", "shrinkage", "--param", "k1=1"], "no parameter 'k1'"),
@@ -69,6 +71,9 @@ def test_bad_measures_and_parameters_are_one_line_errors(capsys, tmp_path):
         (["--config", str(tmp_path / "missing.json")], "no such file"),
         (["--config", str(not_json)], "not JSON"),
         (["--entry-scale", "0"], "entry scale"),
+        (["--entry-transform", "sqrt"], "unknown entry transform 'sqrt'"),
+        (["--entry-transform", "cap:0"], "needs the cap"),
+        (["--config", str(bad_entries)], '"entries"'),
     ]
     for flags, message in cases:
         assert batch_main(["refresh", *flags, "--bigtable-host", "127.0.0.1:1"]) == 2, flags
@@ -145,7 +150,7 @@ def shop_events(seed: int, users: int = 500, items: int = 12) -> list[Event]:
     for u in range(users):
         for n in range(int(rng.integers(2, 9))):
             item = int(rng.choice(items, p=popularity / popularity.sum()))
-            kind = rng.choice(list(EventType), p=[0.7, 0.2, 0.1])
+            kind = list(EventType)[int(rng.choice(3, p=[0.7, 0.2, 0.1]))]
             events.append(Event(f"u{u}-e{n}", f"u{u}", f"i{item}", kind, 1_700_000_000_000 + n))
     return events
 
@@ -177,3 +182,20 @@ def test_evaluate_dimsum_rows_equal_a_default_refresh_of_the_same_events(spark, 
         assert all(abs(have[j] - want[j]) < 1e-9 for j in want), item
         compared += len(want)
     assert compared > 50
+
+    # Another transform: the stream folds no norms for it, so the pass sums its own (a full
+    # pass, every time), and still equals evaluate's exact rows for those entries.
+    flags = ["--entry-transform", "cap:2", "--threshold", "0", "--top-k", "100", *connection_flags(fresh_stack)]
+    capped = refresh(capsys, *flags)
+    assert capped["entry_transform"] == "cap:2" and capped["entry_scale_value"] == 2.0
+    assert capped["mode"] == "full" and capped["spot_check"]["mean_relative_error"] < 1e-9
+    rows, _ = evaluate.measure_similarities("cosine", transform="cap:2")(interactions, 100)
+    got = visible(fresh_stack, capped["generation"])
+    for i, item in enumerate(interactions.items):
+        lo, hi = rows.indptr[i], rows.indptr[i + 1]
+        want = dict(zip([interactions.items[j] for j in rows.indices[lo:hi].tolist()], rows.data[lo:hi].tolist()))
+        have = dict(got.get(item, []))
+        assert have.keys() == want.keys() and all(abs(have[j] - want[j]) < 1e-9 for j in want), item
+    mark_dirty(fresh_stack, [interactions.items[0]])
+    again = refresh(capsys, *flags)
+    assert again["mode"] == "full" and "folds no norms" in again["reason"]
