@@ -243,10 +243,11 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
     assert 3 <= incremental["items_recomputed"] < incremental["items"] / 2
     assert incremental["marks_cleared"] == 3
     # Only users holding a dirty item were read (prefix scans of the stream's contributions);
-    # a second read, for clean rows recomputed in full, scans if they are many.
+    # a second read, for clean rows recomputed in full, scans if they are many (near-binary
+    # entries tie at the K-th neighbour more often than raw scores, and such rows are recomputed).
     assert incremental["user_selection"].split("+")[0] == "index"
     assert incremental["users"] == sum(any(i in row for i in touched) for row in new_scores.values())
-    assert 0 < incremental["users"] <= incremental["users_read"] < first["users_read"]
+    assert 0 < incremental["users"] <= incremental["users_read"]
     items = read_items(fresh_stack)
     assert [i for i, m in zip(items.ids, items.dirty_micros.tolist()) if m] == ["sku-050"]
 
@@ -280,7 +281,10 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
 def test_incremental_pass_reads_only_users_holding_dirty_items(spark, fresh_stack):
     scores = sparse_scores(7, users=300, items=40)
     write_scores(fresh_stack, scores)
-    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
+    # Raw scores (the stream folds their norms too): their cosines rarely tie at the K-th
+    # neighbour, so every clean row merges and the pass reads once. (Near-binary entries tie
+    # more, and rows with ties there are recomputed, in a second read: correct, but another read.)
+    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2, entry_transform="raw")
     first = run_pass(spark, fresh_stack, options)
     assert first["users_read"] == len(scores) and first["user_selection"] == "scan"
 
