@@ -100,6 +100,7 @@ def test_fold_item_replay_changes_nothing(incoming):
     )
 
 
+@hyp_settings(deadline=None)
 @given(st.lists(st.tuples(st.floats(0.5, 50), st.integers(1, 4)), min_size=1, max_size=8))
 def test_fold_item_steps_move_the_entry_norm_to_the_last_value(steps):
     """f(r)² of a sum is not a sum of f(r)²: the fold moves by f(r_new)² - f(r_old)², so after
