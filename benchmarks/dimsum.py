@@ -261,6 +261,61 @@ def run(spark, name, users, item_ids, matrix, thresholds, options, partitions, s
     return results
 
 
+def local_pass(blocks, measure, item_hash, params):
+    """The pass's numeric core on one node, without Spark (``--local``): each bucket's block
+    sampled and its Gram added in bucket order, finished, cut to top K, as the Spark stages do."""
+    n = len(item_hash)
+    p, q = dimsum.sampling_probabilities(measure.n**2, params.gamma(n), measure.entry_scale)
+    total, emitted, exact = None, 0, 0
+    for block in blocks:  # (in bucket order: the sum is the Spark pass's, bit for bit)
+        sampled = dimsum.sample_block(measure.weighted(block), n, p, q, item_hash, params.seed)
+        gram = dimsum.block_gram(sampled.matrix)
+        total = gram if total is None else total + gram
+        emitted, exact = emitted + sampled.pairs_emitted, exact + sampled.pairs_exact
+    rows = dimsum.top_k_rows(measure.finish(total, np.arange(n)), np.arange(n), params.top_k, params.min_similarity)
+    top = {i: row for i, row in enumerate(rows) if len(row[0])}
+    return engine.GramResult(np.arange(n), top, (), emitted, exact, sum(b.users for b in blocks))
+
+
+def run_local(name, users, item_ids, matrix, thresholds, options, scoring=None):
+    """Ours at each s vs ours exact, on one node (no Spark, no MLlib): where the machine cannot
+    give a Spark job of this size its share of the cores."""
+    k = options.params.top_k
+    measure = pass_measure(options, matrix)
+    item_hash = dimsum.id_hashes(item_ids)
+    blocks, prep = timed(lambda: blocks_from_csr(users, matrix, options.buckets))
+    print(f"\n== {name} (one node): {len(users):,} users, {len(item_ids):,} items; blocks in {prep:.1f} s", flush=True)
+    exact, exact_seconds = timed(
+        lambda: local_pass(blocks, measure, item_hash, dataclasses.replace(options.params, threshold=0.0))
+    )
+    results = []
+    for s in thresholds:
+        params = dataclasses.replace(options.params, threshold=s)
+        mine, seconds = (
+            (exact, exact_seconds) if s == 0 else timed(lambda: local_pass(blocks, measure, item_hash, params))
+        )
+        row = {
+            "dataset": name,
+            "engine": "one node",
+            "entries": measure.transform.spec,
+            "M": measure.entry_scale,
+            "s": s,
+            "ours_s": round(seconds, 2),
+            "exact_s": round(exact_seconds, 2),
+            "ours_over_exact_time": round(seconds / exact_seconds, 3),
+            "pairs_emitted": mine.pairs_emitted,
+            "pairs_exact": mine.pairs_exact,
+            "exact_over_emitted": round(mine.pairs_exact / max(mine.pairs_emitted, 1), 2),
+            "load_average": os.getloadavg()[0],
+        }
+        row.update({f"ours_{key}": v for key, v in quality(mine.top, exact.top, s, k).items()})
+        if scoring is not None:
+            row["ours_hr@10"] = hit_rate(mine.top, scoring)
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    return results
+
+
 def emitted_pairs(blocks, item_ids, matrix, s, options, entry_scale=None):
     """(pairs emitted, exact pair products) of a pass at ``s``, from the sampler alone (no Gram):
     how the work grows with the users. ``entry_scale`` overrides M (the old pass: max r)."""
@@ -363,6 +418,7 @@ def main(argv=None):
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--buckets", type=int, default=64)
     parser.add_argument("--skip-mllib-exact", action="store_true", help="MLlib at s=0 is the slowest run")
+    parser.add_argument("--local", action="store_true", help="ours vs exact on one node, without Spark or MLlib")
     parser.add_argument("--out", help="append result rows as JSON lines here")
     parser.add_argument(
         "--bigtable",
@@ -390,6 +446,10 @@ def main(argv=None):
         results += growth(scales, args.items, options, thresholds[1:] or [0.1], loaded)
         if args.dataset == "none":
             return _write(args.out, results)
+    if args.local:
+        for name, data in loaded.items():
+            results += run_local(f"synthetic x{name}", *data, thresholds, options)
+        return _write(args.out, results)
     if args.dataset in ("tmall", "both") and not args.data.is_file():
         sys.exit(f"benchmarks.dimsum: Tmall data not found at {args.data}; pass --data PATH (or --dataset synthetic)")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
