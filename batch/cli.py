@@ -102,9 +102,16 @@ def register(subparsers, parent) -> None:
     )
     refresh.add_argument("--config", help="a tuned configuration (streamsim tune): its measure and parameters")
     refresh.add_argument(
+        "--entry-transform",
+        metavar="SPEC",
+        help="what the entries are: raw, cap:C, saturate:K, log:C (default: the config's, else saturate:0.1; "
+        "see docs/refresh.md)",
+    )
+    refresh.add_argument(
         "--entry-scale",
         type=float,
-        help="M: the sampler treats entries as r/M in [0, 1] (default: the largest r_ui a full pass reads)",
+        help="M for experiments: the sampler treats entries as x/M (default: the entry transform's ceiling, "
+        "which bounds every entry)",
     )
     refresh.add_argument(
         "--buckets",
@@ -211,7 +218,7 @@ def _options(args):
         allow_empty=args.allow_empty,
         similarity=name,
         similarity_params=tuple(given.items()),
-        entry_scale_from_data=args.entry_scale is None,
+        entry_transform=_transform(args),
     )
 
 
@@ -230,6 +237,18 @@ def _measure(args) -> tuple[str, dict]:
         name = args.similarity
     given.update(similarity.parse_params(args.param))
     return name, similarity.measure(name).resolve(given)
+
+
+def _transform(args) -> str:
+    """The entry transform: ``--entry-transform``, else ``--config``'s, else the default."""
+    from schemas import entries
+    from schemas.tuned import read_tuned
+
+    if args.entry_transform:
+        return entries.parse(args.entry_transform).spec
+    if args.config:
+        return read_tuned(args.config).entries
+    return entries.DEFAULT.spec
 
 
 def _is_local(master: str) -> bool:
@@ -435,6 +454,7 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
     ]
     if args.entry_scale is not None:
         forwarded += ["--entry-scale", str(args.entry_scale)]
+    forwarded += ["--entry-transform", _transform(args)]
     name, given = _measure(args)
     forwarded += ["--similarity", name] + [f"--param={k}={v!r}" for k, v in given.items()]
     if args.partitions:

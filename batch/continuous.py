@@ -91,7 +91,10 @@ class WarmState:
         changed = source.read_some_items(settings, marks)
         self.items_read = len(changed)
         old = self.items
-        stats = {item: (n2, users, 0) for item, n2, users in zip(old.ids, old.norm2.tolist(), old.users.tolist())}
+        stats = {
+            item: (n2, users, 0, e2)
+            for item, n2, users, e2 in zip(old.ids, old.norm2.tolist(), old.users.tolist(), old.entry_norm2.tolist())
+        }
         stats.update(changed)
         ids = sorted(stats)
         table = [stats[i] for i in ids]
@@ -102,6 +105,7 @@ class WarmState:
             norm2=np.array([t[0] for t in table], dtype=np.float64),
             users=np.array([t[1] for t in table], dtype=np.int64),
             dirty_micros=np.array([t[2] for t in table], dtype=np.int64),
+            entry_norm2=np.array([t[3] for t in table], dtype=np.float64),
         )
         return self.items
 

@@ -27,8 +27,6 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import sparse
 
-from schemas import Weights
-
 #: Largest number of buckets: the salt is 4 hex digits (16 bits) of the row key.
 MAX_BUCKETS = 1 << 16
 
@@ -43,9 +41,10 @@ class DimsumParams:
     #: Neighbours must score strictly above this floor to be kept.
     min_similarity: float = 0.0
     #: M: sampling treats entries as x/M, in [0, 1] as Zadeh-Carlsson's bound assumes (the
-    #: estimate is unbiased whatever M; a larger M keeps more entries). Shop weights put r_ui
-    #: well above 1, hence the largest default event weight; 1 is the textbook sampler.
-    entry_scale: float = max(dataclasses.astuple(Weights()))
+    #: estimate is unbiased whatever M; a larger M keeps more entries). None: the ceiling of
+    #: the pass's entry transform (``schemas.entries``), which bounds every entry by
+    #: construction; a number overrides it, for experiments only (entries above it void the bound).
+    entry_scale: float | None = None
 
     def __post_init__(self):
         # (bool is an int subclass: True is not a threshold or a count.)
@@ -65,7 +64,7 @@ class DimsumParams:
                 f"min-similarity {self.min_similarity!r} must be within [0, 1): similarities are cosines of "
                 "non-negative scores, and a neighbour must score above it"
             )
-        if not (_is_number(self.entry_scale) and self.entry_scale > 0):
+        if self.entry_scale is not None and not (_is_number(self.entry_scale) and self.entry_scale > 0):
             raise ValueError(f"entry scale {self.entry_scale!r} must be a positive number")
 
     def gamma(self, n_items: int) -> float:
@@ -89,6 +88,7 @@ def sampling_probabilities(norm2: np.ndarray, gamma: float, entry_scale: float =
 
     With entries scaled to x/M (M = ``entry_scale``) the column norms are ‖c_i‖/M, so
     p_i = min(1, M·sg/‖c_i‖); q_i = M·min(sg, ‖c_i‖/M) keeps the kept values r_ui/q_i.
+    M = ∞ (raw scores, which no ceiling bounds) keeps every entry: the exact pass.
     """
     norms = np.sqrt(np.asarray(norm2, dtype=np.float64))
     # An item with no users has no entries; 1 keeps the divisions finite.

@@ -119,11 +119,14 @@ def similarity_rows(
     lists are wanted as candidates for the other rows) and ``bar`` (per item: the score a
     candidate must reach, +inf for the rows being recomputed).
 
-    ``similarity`` (:func:`applied`) turns the sums into another measure than cosine.
+    ``similarity`` (:func:`applied`) gives the entries (transform, measure weights), their
+    scales and M, and turns the sums into the measure; without it, the cosine of raw scores.
     """
     n = len(norm2)
     if similarity is None:
-        p, q = sampling_probabilities(norm2, params.gamma(n), params.entry_scale)
+        # Raw scores: no ceiling bounds them, so M is only what the parameters say (∞: exact).
+        scale = math.inf if params.entry_scale is None else params.entry_scale
+        p, q = sampling_probabilities(norm2, params.gamma(n), scale)
     else:
         p, q = sampling_probabilities(similarity.n**2, params.gamma(n), similarity.entry_scale)
     n_rows = n if rows is None else len(rows)
@@ -225,11 +228,13 @@ def directed_rows(
     return GramResult(np.arange(n_items), top, empty, counters[0].value, counters[0].value, counters[1].value)
 
 
-def applied(sc, blocks, name: str, given, stats, params: DimsumParams) -> Applied:
-    """:func:`batch.similarity.apply` with the pass's blocks for measures that sum their own entries."""
+def applied(sc, blocks, name: str, given, stats, params: DimsumParams, transform=None) -> Applied:
+    """:func:`batch.similarity.apply` with the pass's blocks, for what sums its own entries
+    (BM25's scale, the norms of an entry transform the stream does not fold)."""
     from batch import similarity
+    from schemas import entries
 
-    n = len(stats.norm2)
+    n = len(stats.users)
 
     def own_norm2(weigh):
         def column_sums(block):
@@ -237,7 +242,7 @@ def applied(sc, blocks, name: str, given, stats, params: DimsumParams) -> Applie
 
         return blocks.map(column_sums).fold(np.zeros(n), lambda a, b: a + b)
 
-    return similarity.apply(name, given, stats, params, own_norm2)
+    return similarity.apply(name, given, stats, params, own_norm2, transform or entries.DEFAULT)
 
 
 def exact_cosines_of_pairs(

@@ -39,7 +39,7 @@ from batch import engine, incremental, planner, source
 from batch import similarity as measures
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
 from batch.generations import UNWRITTEN_STATES, Generations
-from schemas import layout
+from schemas import entries, layout
 from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,10 @@ class PassOptions:
     #: The measure (``batch.similarity.REGISTRY``) and its parameters, as (name, value) pairs.
     similarity: str = measures.DEFAULT
     similarity_params: tuple[tuple[str, float], ...] = ()
-    #: Sampling scales entries by the largest r_ui a full pass reads (Zadeh-Carlsson's bound
-    #: needs entries in [0, 1]); incremental passes keep their base's, so their keep decisions
-    #: match it. False: ``params.entry_scale`` as given.
-    entry_scale_from_data: bool = True
+    #: f, what the entries are (``schemas.entries``); its ceiling is M unless
+    #: ``params.entry_scale`` overrides it. The stream folds the norms of ``entries.FOLDED``
+    #: (and of raw scores); another transform's norms are summed by full passes.
+    entry_transform: str = entries.DEFAULT.spec
 
     def __post_init__(self):
         check_buckets(self.buckets)
@@ -85,6 +85,18 @@ class PassOptions:
             raise ValueError("partitions must be at least 1")
         resolved = measures.measure(self.similarity).resolve(dict(self.similarity_params))
         object.__setattr__(self, "similarity_params", tuple(sorted(resolved.items())))
+        # (Measures that bound their own entries take raw scores: that is what is recorded.)
+        effective = measures.effective_transform(measures.measure(self.similarity), self.entry_transform)
+        object.__setattr__(self, "entry_transform", effective.spec)
+
+    @property
+    def transform(self) -> entries.EntryTransform:
+        return entries.parse(self.entry_transform)
+
+    def entry_scale(self) -> float:
+        """M of the pass: a property of the measure and the transform, never of the data."""
+        m = measures.measure(self.similarity)
+        return measures.entry_scale(m, dict(self.similarity_params), self.params, self.transform)
 
     def identity(self) -> dict:
         """What must match between a base generation and an incremental pass."""
@@ -95,7 +107,8 @@ class PassOptions:
             "top_k": p.top_k,
             "min_similarity": p.min_similarity,
             "buckets": self.buckets,
-            "entry_scale": "max r" if self.entry_scale_from_data else p.entry_scale,
+            "entry_scale": p.entry_scale,
+            "entry_transform": self.entry_transform,
             "similarity": self.similarity,
             "similarity_params": dict(self.similarity_params),
         }
@@ -200,8 +213,6 @@ class _Plan:
     ranges: list[tuple[int, int]]
     #: The estimates the mode was chosen by (``batch.planner.Choice.record``); None if not estimated.
     cost_model: dict | None = None
-    #: M of an incremental pass with ``entry_scale_from_data`` (its base's); None: from the read.
-    entry_scale: float | None = None
 
     @property
     def start_micros(self) -> int:
@@ -228,14 +239,9 @@ def _plan(ctx: _Context) -> _Plan:
         with ctx.phases("read_items"):
             items = ctx.warm.read_items(ctx.settings) if ctx.warm is not None else source.read_items(ctx.settings)
         dirty = (items.dirty_micros > 0) & (items.dirty_micros < layout.generation_cell_micros(generation))
-        scale = None
-        params = options.params
-        if mode != "full" and options.entry_scale_from_data:
-            scale = float(base_stats["entry_scale_value"])
-            params = dataclasses.replace(params, entry_scale=scale)
         affected, cost_model = None, None
         if mode == "incremental":
-            affected = _affected(items, params, base_stats, dirty)
+            affected = _affected(items, options, base_stats, dirty)
             choice = planner.choose(
                 items.users,
                 affected,
@@ -246,14 +252,11 @@ def _plan(ctx: _Context) -> _Plan:
             )
             mode, reason, cost_model = choice.mode, choice.reason, choice.record()
             if mode == "full":
-                # A full pass takes M from what it reads, as any full pass does.
-                affected, scale = None, None
+                affected = None
         log.info("pass %d: %s (%s), %d items", generation, mode, reason, len(items))
         partitions = options.partitions or 2 * ctx.sc.defaultParallelism
         ranges = source.bucket_ranges(ctx.settings, options.buckets, partitions)
-    return _Plan(
-        generation, items, base, mode, reason, dirty, affected, ranges, cost_model=cost_model, entry_scale=scale
-    )
+    return _Plan(generation, items, base, mode, reason, dirty, affected, ranges, cost_model=cost_model)
 
 
 def _last_full_stats(known: dict[int, dict]) -> dict | None:
@@ -284,6 +287,8 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
         return "full", "--full", None
     if not measures.measure(options.similarity).incremental:
         return "full", f"similarity {options.similarity!r} is computed by full passes only", None
+    if options.transform not in (entries.RAW, entries.FOLDED):
+        return "full", f"the stream folds no norms for entries {options.entry_transform!r}: full passes sum them", None
     if base is None:
         return "full", "no generation yet", None
     stats = known.get(base)
@@ -291,8 +296,6 @@ def _choose_mode(known: dict[int, dict], options: PassOptions, base: int | None)
         return "full", f"no complete statistics for generation {base}", None
     if any(stats.get(k) != v for k, v in options.identity().items()):
         return "full", "parameters differ from the current generation", None
-    if options.entry_scale_from_data and "entry_scale_value" not in stats:
-        return "full", "the current generation records no entry scale", None
     if any(g > base for g in _with_cells(known)):
         # Rows carried over would resolve to the newer (rolled back or unfinished) cells.
         return "full", "a generation newer than the pointer exists (rollback or failed pass)", None
@@ -304,12 +307,14 @@ def _with_cells(known: dict[int, dict]) -> list[int]:
     return [g for g, stats in known.items() if stats.get("state") not in UNWRITTEN_STATES]
 
 
-def _affected(items: source.ItemTable, params: DimsumParams, base_stats: dict, dirty: np.ndarray) -> np.ndarray:
+def _affected(items: source.ItemTable, options: PassOptions, base_stats: dict, dirty: np.ndarray) -> np.ndarray:
     affected = dirty.copy()
+    params = options.params
     gamma_new, gamma_old = params.gamma(len(items)), params.gamma(int(base_stats["items"]))
     if gamma_new != gamma_old:
-        # q_i = min(sg, ‖c_i‖) is unchanged only where both sg exceed the norm.
-        affected |= np.sqrt(items.norm2) > math.sqrt(min(gamma_new, gamma_old)) * params.entry_scale
+        # q_i = M·min(sg, ‖c_i‖/M) is unchanged only where both sg exceed the scaled norm.
+        norms = np.sqrt(items.entry_norms(options.transform))
+        affected |= norms > math.sqrt(min(gamma_new, gamma_old)) * options.entry_scale()
     return affected
 
 
@@ -401,8 +406,8 @@ class _Computed:
     deeper_only: dict = dataclasses.field(default_factory=dict)
     #: Previous-generation rows looked up (incremental only).
     old_rows_read: int = 0
-    #: M, the entry scale the sampler used.
-    entry_scale: float = 1.0
+    #: The measure as applied (entries, scales, M); None for sequence measures.
+    measure: measures.Applied | None = None
 
     def neighbour_count(self, k: int) -> int:
         """Neighbour entries over every row to write, at most ``k`` a row (without building the rows)."""
@@ -434,39 +439,28 @@ class _Computed:
             yield ids[position], [(ids[c], v) for c, v in pairs[:k]]
 
 
-def _pass_params(ctx: _Context, plan: _Plan, blocks) -> DimsumParams:
-    """The DIMSUM parameters with the entry scale M resolved (``entry_scale_from_data``)."""
-    params = ctx.options.params
-    if not ctx.options.entry_scale_from_data:
-        return params
-    scale = plan.entry_scale
-    if scale is None:
-        scale = float(blocks.map(lambda b: float(b.values.max()) if len(b.values) else 0.0).fold(0.0, max))
-    return dataclasses.replace(params, entry_scale=scale if scale > 0 else 1.0)
-
-
 def _compute(ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int) -> _Computed:
-    items, params = plan.items, _pass_params(ctx, plan, blocks)
+    items, params, options = plan.items, ctx.options.params, ctx.options
     item_hash = id_hashes(items.ids)
-    measure = None
-    if measures.measure(ctx.options.similarity).sequences:
+    if measures.measure(options.similarity).sequences:
         return _compute_from_sequences(ctx, plan, reads, users, params)
-    if plan.affected is None:
-        with ctx.phases("dimsum"):
-            stats = measures.ItemStats(items.norm2, items.users, users)
-            given = dict(ctx.options.similarity_params)
-            measure = engine.applied(ctx.sc, blocks, ctx.options.similarity, given, stats, params)
+    with ctx.phases("dimsum"):
+        # Norms of the pass's entries from the stream (None: a full pass sums its own).
+        stats = measures.ItemStats(items.entry_norms(options.transform), items.users, users)
+        given = dict(options.similarity_params)
+        measure = engine.applied(ctx.sc, blocks, options.similarity, given, stats, params, options.transform)
+        if plan.affected is None:
             result = engine.similarity_rows(
-                ctx.sc, blocks, items.norm2, item_hash, _deep(ctx, params), similarity=measure
+                ctx.sc, blocks, measure.stats.norm2, item_hash, _deep(ctx, params), similarity=measure
             )
-        computed = _Computed(result, np.arange(len(items)), users, users)
-    else:
-        computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash, params)
-    computed.entry_scale = params.entry_scale
+            computed = _Computed(result, np.arange(len(items)), users, users)
+    if plan.affected is not None:
+        computed = _compute_incremental(ctx, plan, reads, blocks, users, item_hash, params, measure)
+    computed.measure = measure
     with ctx.phases("spot_check"):
         # On the rows computed from ``blocks`` (whose users are exactly those rows' users).
         computed.spot_check = engine.spot_check(
-            blocks, items.norm2, computed.result, params, ctx.options.spot_check_pairs, similarity=measure
+            blocks, measure.stats.norm2, computed.result, params, options.spot_check_pairs, similarity=measure
         )
     return computed
 
@@ -484,7 +478,7 @@ def _compute_from_sequences(ctx: _Context, plan: _Plan, reads: _UserReads, users
     with ctx.phases("directed"):
         given = dict(ctx.options.similarity_params)
         result = engine.directed_rows(ctx.sc, reads.sequences(), len(plan.items), params, given)
-    computed = _Computed(result, np.arange(len(plan.items)), users, users, entry_scale=params.entry_scale)
+    computed = _Computed(result, np.arange(len(plan.items)), users, users)
     # Nothing is sampled: there is no estimate to check.
     computed.spot_check = {
         "pairs": 0,
@@ -497,7 +491,14 @@ def _compute_from_sequences(ctx: _Context, plan: _Plan, reads: _UserReads, users
 
 
 def _compute_incremental(
-    ctx: _Context, plan: _Plan, reads: _UserReads, blocks, users: int, item_hash: np.ndarray, params: DimsumParams
+    ctx: _Context,
+    plan: _Plan,
+    reads: _UserReads,
+    blocks,
+    users: int,
+    item_hash: np.ndarray,
+    params: DimsumParams,
+    measure: measures.Applied,
 ) -> _Computed:
     """Recompute A, merge the clean rows that can change, recompute the few that must be."""
     items, affected, deep = plan.items, plan.affected, _deep(ctx, params)
@@ -513,12 +514,13 @@ def _compute_incremental(
         result = engine.similarity_rows(
             ctx.sc,
             blocks,
-            items.norm2,
+            measure.stats.norm2,
             item_hash,
             deep,
             rows=recomputed,
             source_rows=affected,
             bar=incremental.candidate_bars(old, affected, params.top_k),
+            similarity=measure,
         )
         deeper_only = {} if ctx.warm is not None else None
         merges, again = incremental.merge_rows(
@@ -528,7 +530,9 @@ def _compute_incremental(
         if len(again):
             again_blocks = reads.blocks(_select_users(ctx, items, again))
             users_read += int(again_blocks.map(lambda b: b.users).sum())
-            extra_top = engine.similarity_rows(ctx.sc, again_blocks, items.norm2, item_hash, deep, rows=again).top
+            extra_top = engine.similarity_rows(
+                ctx.sc, again_blocks, measure.stats.norm2, item_hash, deep, rows=again, similarity=measure
+            ).top
             recomputed = np.union1d(recomputed, again)
         result.clean_rows_recomputed = len(again)
         log.info(
@@ -719,5 +723,10 @@ def _statistics(
         "rows_merged": len(computed.merges),
         "rows_written": written,
         "spot_check": computed.spot_check,
-        "entry_scale_value": computed.entry_scale,
+        # M (null: raw scores, which no ceiling bounds, so nothing was sampled).
+        "entry_scale_value": _finite(computed.measure.entry_scale if computed.measure else math.inf),
     }
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isinf(value) else value

@@ -1,11 +1,17 @@
 """The similarity registry: what a DIMSUM pass turns its co-occurrence sums into.
 
-Every measure comes out of the same sampled pass (``batch.dimsum``). A measure says
+Every measure comes out of the same sampled pass (``batch.dimsum``), whose error bound needs
+every entry within [0, M]. A measure says
 
-- ``weigh``: how a user's scores r_ui become the entries x_ui whose column Gram the pass
-  samples (raw, binary, BM25-saturated, degree-damped). It sees one user's whole row (the
+- ``weigh``: how a user's scores become the entries x_ui whose column Gram the pass samples.
+  None: x = f(r_ui), the pass's entry transform (``schemas.entries``: raw, capped, saturated,
+  log), bounded by its ceiling; otherwise binary, BM25-saturated or degree-damped r_ui, bounded
+  by the measure's own ``entry_bound`` (those measures take the raw scores: the transform is
+  theirs already). It sees one user's whole row (the
   pass reads rows whole, so the user's list length and Σr are at hand) and the stream's
   per-item statistics; nothing else.
+- ``entry_bound``: the largest x_ui whatever the scores (None: x = f(r), bounded by f's
+  ceiling). It is the sampler's M, so every entry is <= M by construction.
 - ``scale``: the column scale n_i the sampler divides by. Where the stream's statistics
   give ‖x_i‖ exactly (norm² for raw scores, the user count for binary entries) it is that;
   any n_i > 0 keeps the estimate unbiased (p_i / q_i = 1 / n_i whatever n_i), only the
@@ -41,6 +47,7 @@ import numpy as np
 from scipy import sparse
 
 from batch import dimsum
+from schemas import entries
 from schemas.tuned import MEASURE_PARAMS, Param, resolve_params
 
 DEFAULT = "cosine"
@@ -50,7 +57,9 @@ DEFAULT = "cosine"
 class ItemStats:
     """What the stream keeps per item (``items`` n:), plus the pass's user count."""
 
-    norm2: np.ndarray  # Σ_u r_ui²
+    #: Σ_u f(r_ui)² for the pass's entry transform f (the stream folds it for raw scores and
+    #: for ``entries.FOLDED``; None: the pass sums its own entries, :func:`apply`).
+    norm2: np.ndarray | None
     users: np.ndarray  # users with r_ui > 0
     #: Users in the pass (BM25's average list length is Σ users_i / n_users).
     n_users: int
@@ -74,14 +83,17 @@ class Measure:
     #: (g, row items, column items, n, stats, params) -> scores (None: the score is g).
     finish: Finish | None
     incremental: bool = False
-    #: Largest entry x_ui whatever the scores (None: entries are the raw r_ui, bounded by the
-    #: pass's ``entry_scale``). The sampler divides entries by it (``dimsum.sampling_probabilities``).
+    #: Largest entry x_ui whatever the scores (None: entries are f(r_ui), bounded by the
+    #: transform's ceiling). The sampler divides entries by it (``dimsum.sampling_probabilities``).
     entry_bound: Callable[[Mapping[str, float]], float] | None = None
     #: A function of each user's event order (:func:`directed_cooccurrence`), not of a Gram:
     #: a refresh computes it from the ``recent`` rows (``batch.engine.directed_rows``).
     sequences: bool = False
     #: The finish reads ``ItemStats.weight_sums`` (one more read of the pass's blocks).
     weight_sums: bool = False
+    #: (the transform's ceiling C, params) -> the largest entry x_ui when every f(r_ui) <= C
+    #: (the entries are the transformed scores themselves unless ``weigh`` says otherwise).
+    ceiling_bound: Callable[[float, Mapping[str, float]], float] = lambda ceiling, params: ceiling
 
     @property
     def params(self) -> dict[str, Param]:
@@ -123,10 +135,11 @@ def _user_sums(indptr, values) -> np.ndarray:
 
 
 def _rp3_weighted_entries(indptr, indices, values, stats, params):
-    """x_ui = (r_ui/√s_u)^α, so Σ_u x_ui·x_uj = Σ_u r_ui^α·(r_uj/s_u)^α, the walk's middle.
+    """x_ui = (r_ui/√s_u)^α, so Σ_u x_ui·x_uj = Σ_u r_ui^α·(r_uj/s_u)^α, the walk's middle
+    (r: the transformed scores; the walk's probabilities do not change with their scale).
 
-    Bounded by construction: r_ui <= s_u gives x_ui <= r_ui^(α/2) <= M^(α/2) <= M for
-    α <= 2 and a raw-score bound M >= 1 (the pass divides by M, as for raw scores)."""
+    Bounded by construction: r_ui <= s_u gives x_ui <= r_ui^(α/2) <= C^(α/2) for entries
+    bounded by the transform's ceiling C: M = C^(α/2) (``Measure.ceiling_bound``)."""
     return (values / np.sqrt(_user_sums(indptr, values))) ** params["alpha"]
 
 
@@ -239,6 +252,7 @@ REGISTRY: dict[str, Measure] = {
         _own_norms,
         _rp3beta_weighted,
         weight_sums=True,
+        ceiling_bound=lambda ceiling, params: ceiling ** (params["alpha"] / 2.0),
     ),
     "directed": Measure(
         "directed",
@@ -307,9 +321,8 @@ def finish_pairs(m: Measure, params, g: np.ndarray, left: np.ndarray, right: np.
 
 @dataclasses.dataclass(frozen=True)
 class Applied:
-    """A measure with its parameters and the pass's statistics: what Spark tasks need.
-
-    Holds the measure by name (tasks resolve it from :data:`REGISTRY`), so it pickles.
+    """A measure with its parameters, entry transform and the pass's statistics: what Spark
+    tasks need. Holds the measure by name (tasks resolve it from :data:`REGISTRY`), so it pickles.
     """
 
     name: str
@@ -317,7 +330,9 @@ class Applied:
     stats: ItemStats
     #: n_i, the column scale the sampler divides by (:func:`scales`).
     n: np.ndarray
+    #: M: every entry x_ui is <= M (:func:`entry_scale`).
     entry_scale: float
+    transform: entries.EntryTransform = entries.DEFAULT
 
     @property
     def measure(self) -> Measure:
@@ -328,7 +343,7 @@ class Applied:
         return dict(self.params)
 
     def weighted(self, block: dimsum.UserBlock) -> dimsum.UserBlock:
-        return weighted_block(self.measure, self.kwargs, block, self.stats)
+        return weighted_block(self.measure, self.kwargs, transformed(self.transform, block), self.stats)
 
     def finish(self, g: sparse.csr_matrix, row_items: np.ndarray) -> sparse.csr_matrix:
         return finish_rows(self.measure, self.kwargs, g, row_items, self.n, self.stats)
@@ -347,27 +362,35 @@ def apply(
     stats: ItemStats,
     dimsum_params: dimsum.DimsumParams,
     own_norm2: Callable[[Callable[[dimsum.UserBlock], dimsum.UserBlock]], np.ndarray] | None = None,
+    transform: entries.EntryTransform | str = entries.DEFAULT,
 ) -> Applied:
-    """Resolve a measure for a pass. ``own_norm2(weigh_block)`` sums x² per item over the
-    pass's blocks, for measures whose ``scale`` the stream's statistics do not give."""
+    """Resolve a measure for a pass. ``own_norm2(entries_of_block)`` sums x² per item over the
+    pass's blocks, for what the stream's statistics do not give: the norms of a transform the
+    stream does not fold (``stats.norm2`` None), a measure's own column scale (BM25)."""
     m = measure(name)
     params = m.resolve(given)
-    if m.weight_sums and stats.weight_sums is None:
+    f = effective_transform(m, transform)
+
+    def summed(entries_of):
         if own_norm2 is None:
-            raise ValueError(f"similarity {name!r} needs the column sums of the scores")
-        # Σ_u (√r_ui)² = Σ_u r_ui: the pass's own column sums, of square roots.
-        stats = dataclasses.replace(stats, weight_sums=own_norm2(_square_roots))
+            raise ValueError(f"similarity {name!r} with entries {f.spec!r} needs the column sums of its entries")
+        return own_norm2(entries_of)
+
+    if stats.norm2 is None:
+        stats = dataclasses.replace(stats, norm2=summed(lambda block: transformed(f, block)))
+    if m.weight_sums and stats.weight_sums is None:
+        # Σ_u (√f_ui)² = Σ_u f_ui: the pass's own column sums, of square roots.
+        stats = dataclasses.replace(stats, weight_sums=summed(lambda block: _square_roots(transformed(f, block))))
     own = None
     if m.scale(stats, params) is None:
-        if own_norm2 is None:
-            raise ValueError(f"similarity {name!r} needs the column sums of its entries")
-        own = own_norm2(lambda block: weighted_block(m, params, block, stats))
+        own = summed(lambda block: weighted_block(m, params, transformed(f, block), stats))
     return Applied(
         name,
         tuple(sorted(params.items())),
         stats,
         scales(m, params, stats, own),
-        entry_scale(m, params, dimsum_params),
+        entry_scale(m, params, dimsum_params, f),
+        f,
     )
 
 
@@ -375,12 +398,31 @@ def _square_roots(block: dimsum.UserBlock) -> dimsum.UserBlock:
     return dataclasses.replace(block, values=np.sqrt(block.values))
 
 
-def entry_scale(m: Measure, params, dimsum_params: dimsum.DimsumParams) -> float:
-    return dimsum_params.entry_scale if m.entry_bound is None else m.entry_bound(params)
+def entry_scale(m: Measure, params, dimsum_params: dimsum.DimsumParams, transform: entries.EntryTransform) -> float:
+    """M: the measure's own bound on its entries, else the transform's ceiling (never a value
+    read). ``--entry-scale`` overrides the ceiling for experiments."""
+    if m.entry_bound is not None:
+        return m.entry_bound(params)
+    if dimsum_params.entry_scale is not None:
+        return dimsum_params.entry_scale
+    return m.ceiling_bound(transform.ceiling, params)
+
+
+def effective_transform(m: Measure, transform: entries.EntryTransform | str) -> entries.EntryTransform:
+    """The transform a measure's entries go through: ``transform`` for measures whose entries
+    are the scores, raw for those that bound their own (binary, BM25: ``entry_bound``)."""
+    return entries.parse(transform) if m.entry_bound is None else entries.RAW
+
+
+def transformed(transform: entries.EntryTransform, block: dimsum.UserBlock) -> dimsum.UserBlock:
+    """The block with f(r_ui) in place of r_ui."""
+    if transform.kind == "raw":
+        return block
+    return dataclasses.replace(block, values=transform.apply(block.values))
 
 
 def weighted_block(m: Measure, params, block: dimsum.UserBlock, stats: ItemStats) -> dimsum.UserBlock:
-    """The block with its entries x_ui in place of r_ui."""
+    """The block with its entries x_ui in place of f(r_ui)."""
     if m.weigh is None:
         return block
     return dataclasses.replace(block, values=weigh(m, params, block.indptr, block.indices, block.values, stats))
@@ -393,15 +435,14 @@ def single_node(
     users: Sequence[str],
     items: Sequence[str],
     dimsum_params: dimsum.DimsumParams,
+    transform: entries.EntryTransform | str = entries.DEFAULT,
 ) -> tuple[sparse.csr_matrix, dict]:
-    """The measure over a users x items matrix with the pass's own steps, on one node.
+    """The measure over a users x items matrix of raw r_ui with the pass's own steps, on one node.
 
     Returns every row's scores (not cut to top-K) and the pass's sampling counts.
     """
     n_items = len(items)
-    stats = stats_of(matrix)
-    if m.weight_sums:
-        stats = dataclasses.replace(stats, weight_sums=np.asarray(matrix.sum(axis=0), dtype=np.float64).ravel())
+    f = effective_transform(m, transform)
     block = dimsum.UserBlock(
         0,
         dimsum.id_hashes(users),
@@ -409,10 +450,14 @@ def single_node(
         matrix.indices.astype(np.int32),
         matrix.data.astype(np.float64),
     )
+    block = transformed(f, block)
+    stats = stats_of(block.matrix(n_items))
+    if m.weight_sums:
+        stats = dataclasses.replace(stats, weight_sums=np.asarray(block.matrix(n_items).sum(axis=0)).ravel())
     block = weighted_block(m, params, block, stats)
     own = column_norm2(block.matrix(n_items), n_items) if m.scale(stats, params) is None else None
     n = scales(m, params, stats, own)
-    p, q = dimsum.sampling_probabilities(n * n, dimsum_params.gamma(n_items), entry_scale(m, params, dimsum_params))
+    p, q = dimsum.sampling_probabilities(n * n, dimsum_params.gamma(n_items), entry_scale(m, params, dimsum_params, f))
     sampled = dimsum.sample_block(block, n_items, p, q, dimsum.id_hashes(items), dimsum_params.seed)
     gram = dimsum.block_gram(sampled.matrix)
     scores = finish_rows(m, params, gram, np.arange(n_items), n, stats)
@@ -420,7 +465,8 @@ def single_node(
 
 
 def stats_of(matrix: sparse.csr_matrix) -> ItemStats:
-    """The stream's item statistics of a users x items matrix (what the fold would have folded)."""
+    """The stream's item statistics of a users x items matrix of entries (what the fold would
+    have folded for them)."""
     csc = matrix.tocsc()
     return ItemStats(
         norm2=np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel(),

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 
 from batch.dimsum import MAX_BUCKETS, UserBlock, bucket_of_key, id_hashes
-from schemas import layout
+from schemas import entries, layout
 from schemas.rows import decode_item, decode_recent
 from streamsim.runtime.bigtable import delete_cells, entry, filters, open_tables
 from streamsim.runtime.settings import Settings
@@ -34,6 +34,17 @@ class ItemTable:
     users: np.ndarray  # users with r_ui > 0, int64
     #: Cell time (µs) of each item's dirty mark, 0 if unmarked.
     dirty_micros: np.ndarray
+    #: Σ_u f(r_ui)² for ``entries.FOLDED`` (``n:enorm2``).
+    entry_norm2: np.ndarray
+
+    def entry_norms(self, transform: entries.EntryTransform) -> np.ndarray | None:
+        """Σ_u f(r_ui)² per item as the stream folds it: for raw scores and for
+        ``entries.FOLDED``; None for any other transform (a pass must sum its own entries)."""
+        if transform == entries.RAW:
+            return self.norm2
+        if transform == entries.FOLDED:
+            return self.entry_norm2
+        return None
 
     def index(self) -> dict[str, int]:
         return {item: i for i, item in enumerate(self.ids)}
@@ -53,13 +64,14 @@ def read_items(settings: Settings) -> ItemTable:
         if layout.NORM2 not in row.get(layout.ITEM_STATS, {}):
             continue
         item = decode_item(row)
-        found.append((layout.id_from_row_key(key), item.norm2, item.users, item.dirty_micros))
+        found.append((layout.id_from_row_key(key), item.norm2, item.users, item.dirty_micros, item.entry_norm2))
     found.sort()
     return ItemTable(
         ids=[f[0] for f in found],
         norm2=np.array([f[1] for f in found], dtype=np.float64),
         users=np.array([f[2] for f in found], dtype=np.int64),
         dirty_micros=np.array([f[3] for f in found], dtype=np.int64),
+        entry_norm2=np.array([f[4] for f in found], dtype=np.float64),
     )
 
 
@@ -79,14 +91,14 @@ def read_marks(settings: Settings) -> dict[str, int]:
     }
 
 
-def read_some_items(settings: Settings, item_ids: Iterable[str]) -> dict[str, tuple[float, int, int]]:
-    """Item -> (norm², users, dirty mark µs) of ``item_ids`` that have a norm, read by key."""
+def read_some_items(settings: Settings, item_ids: Iterable[str]) -> dict[str, tuple[float, int, int, float]]:
+    """Item -> (norm², users, dirty mark µs, entry norm²) of ``item_ids`` that have a norm, read by key."""
     found = {}
     keys = [layout.item_row_key(item) for item in item_ids]
     for key, row in open_tables(settings).items.read_rows(keys, row_filter=_ITEMS_FILTER):
         if layout.NORM2 in row.get(layout.ITEM_STATS, {}):
             item = decode_item(row)
-            found[layout.id_from_row_key(key)] = (item.norm2, item.users, item.dirty_micros)
+            found[layout.id_from_row_key(key)] = (item.norm2, item.users, item.dirty_micros, item.entry_norm2)
     return found
 
 

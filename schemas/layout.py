@@ -14,6 +14,8 @@ carry a configurable prefix, ``streamsim-`` by default::
                      most MAX_FOLDED_PER_PAIR, aged out after DEDUP_WINDOW
     items          row = item_row_key(item): small, one per item
       n:norm2        sum_u r_ui^2, double (the stream owns it; DIMSUM reads it)
+      n:enorm2       sum_u f(r_ui)^2 for the entry transform entries.FOLDED, double
+                     (folded with norm2, in the same conditional write)
       n:users        users with r_ui > 0, int64
       n:events       events folded, int64
       n:version      the row's version, int64 (conditional writes, as above)
@@ -165,6 +167,7 @@ COUNT = b"n"
 VERSION = b"v"
 #: ``items`` n: qualifiers.
 NORM2 = b"norm2"
+ENTRY_NORM2 = b"enorm2"
 EVENTS = b"events"
 USERS = b"users"
 ITEM_VERSION = b"version"

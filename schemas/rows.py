@@ -51,6 +51,8 @@ class ItemRow:
     users: int = 0
     events: int = 0
     version: int = 0
+    #: Σ_u f(r_ui)² for ``entries.FOLDED`` (``n:enorm2``).
+    entry_norm2: float = 0.0
     #: Cell time (µs) of the dirty mark, 0 if unmarked.
     dirty_micros: int = 0
     #: Item folds in flight: token -> the (user, r_ui, events) they committed to write.
@@ -94,6 +96,7 @@ def decode_item(row: Row) -> ItemRow:
         users=_number(stats, layout.USERS, codecs.decode_int64, 0),
         events=_number(stats, layout.EVENTS, codecs.decode_int64, 0),
         version=_number(stats, layout.ITEM_VERSION, codecs.decode_int64, 0),
+        entry_norm2=_number(stats, layout.ENTRY_NORM2, codecs.decode_double, 0.0),
         dirty_micros=mark.timestamp_micros if mark is not None else 0,
         intents={q.decode("utf-8"): codecs.decode_intent(c.value) for q, c in row.get(layout.INTENTS, {}).items()},
     )

@@ -2,7 +2,7 @@
 
 One JSON object::
 
-    {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75},
+    {"similarity": "bm25", "params": {"k1": 1.2, "b": 0.75}, "entries": "saturate:0.1",
      "serving": {"popularity_blend": 0.0, "recency_decay": 1.0, "allow_repeats": false},
      "provenance": {"data": ..., "split": ..., "validation_pairs": ..., "metric": ..., "score": ...,
                     "choice": {"reason": ..., "score": [mean, low, high], "vs_default": [...], ...},
@@ -14,7 +14,9 @@ This module is the one validator every reader (``refresh``, ``serve``, ``evaluat
 through, so they accept and refuse the same files: a bounded size (:data:`MAX_CONFIG_BYTES`,
 read no further), no key it does not know (a misspelt ``parms`` would otherwise fall back to
 defaults unnoticed), a known measure (:data:`MEASURE_PARAMS`, which the batch's registry
-takes its parameters from) with parameters inside their ranges, and query knobs in range.
+takes its parameters from) with parameters inside their ranges, an ``entries`` transform
+(a ``schemas.entries`` spec; absent: raw scores, what files written before the transform existed
+were tuned on), and query knobs in range.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from schemas import entries as entry_transforms
+
 
 class TunedConfigError(ValueError):
     """The file is missing, unreadable or not a tuned configuration (one line: the reason)."""
@@ -33,7 +37,7 @@ class TunedConfigError(ValueError):
 #: A configuration ``tune`` writes is under 1 KB; a larger file is refused unread.
 MAX_CONFIG_BYTES = 64 * 1024
 #: The top-level keys of a configuration.
-KEYS = ("similarity", "params", "serving", "provenance")
+KEYS = ("similarity", "params", "entries", "serving", "provenance")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +76,7 @@ MEASURE_PARAMS: dict[str, dict[str, Param]] = {
         "beta": Param(0.3, 0.0, 2.0, "popularity penalty β >= 0"),
     },
     "rp3beta_weighted": {
-        # α <= 2 keeps the walk's entries bounded by M when M >= 1 (batch.similarity).
+        # The walk as measured (any α >= 0 keeps its entries within M = C^(α/2): batch.similarity).
         "alpha": Param(1.0, 0.0, 2.0, "walk exponent α in [0, 2]"),
         "beta": Param(0.3, 0.0, 2.0, "popularity penalty β >= 0"),
     },
@@ -130,6 +134,8 @@ class TunedConfig:
     params: dict
     serving: QueryKnobs = QueryKnobs()
     provenance: dict = dataclasses.field(default_factory=dict)
+    #: The entry transform's spec (``schemas.entries``).
+    entries: str = entry_transforms.DEFAULT.spec
 
     def __post_init__(self):
         if not isinstance(self.params, dict) or not all(
@@ -143,6 +149,7 @@ class TunedConfig:
             {
                 "similarity": self.similarity,
                 "params": self.params,
+                "entries": self.entries,
                 "serving": dataclasses.asdict(self.serving),
                 "provenance": self.provenance,
             },
@@ -170,10 +177,18 @@ class TunedConfig:
         unknown = sorted(set(serving) - known)
         if unknown:
             raise TunedConfigError(f"{source}: unknown serving setting {_short(unknown[0])}")
+        spec = data.get("entries", entry_transforms.RAW.spec)
+        try:
+            spec = entry_transforms.parse(spec).spec if isinstance(spec, str) else None
+        except ValueError as exc:
+            raise TunedConfigError(f'{source}: "entries": {exc}') from None
+        if spec is None:
+            raise TunedConfigError(f'{source}: "entries" must be a transform like "saturate:1"')
         try:
             knobs = QueryKnobs(**serving)
             params = data.get("params", {})
-            return cls(data["similarity"], dict(params) if isinstance(params, dict) else params, knobs, provenance)
+            params = dict(params) if isinstance(params, dict) else params
+            return cls(data["similarity"], params, knobs, provenance, entries=spec)
         except TunedConfigError as exc:
             raise TunedConfigError(f"{source}: {exc}") from None
 

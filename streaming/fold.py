@@ -12,7 +12,11 @@ per item a stats row (norm², user and event counts) plus a ``contributions`` ro
 2. :func:`fold_item`: absolute per-user contributions ``(r_ui, events)`` against the
    stored contributions of those users and the item's stats. A contribution whose
    event count is not above the stored one is a duplicate or stale redelivery and
-   changes nothing; the others move norm² and the counts by ``new - old``.
+   changes nothing; the others move norm² and the counts by ``new - old``, and the
+   norm² of the transformed entries (``schemas.entries.FOLDED``) by f(r_new)² - f(r_old)².
+   Neither norm is additive in events (r² and f(r)² of a sum are not sums), but both
+   deltas are functions of the two absolute values alone, which is all the store's
+   exactly-once argument needs: each committed (r_old -> r_new) step is applied once.
 
 Why that is exactly-once with any number of writers is :mod:`streaming.store`'s job:
 it applies these results with conditional row mutations.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
-from schemas import Event, Weights
+from schemas import Event, Weights, entries
 from schemas.layout import MAX_FOLDED_PER_PAIR
 from schemas.rows import ItemRow, PairRow
 
@@ -85,6 +89,8 @@ class ItemFold:
     norm2: float
     users: int
     events: int
+    #: Σ_u f(r_ui)² for ``entries.FOLDED``.
+    entry_norm2: float
     #: The contributions rows to (re)write: the users whose event count grew.
     writes: dict[str, Contribution]
 
@@ -103,15 +109,16 @@ def fold_item(
     incoming count not above the stored one is a stale redelivery and is ignored
     rather than allowed to roll the item back.
     """
-    norm2, users, events = stats.norm2, stats.users, stats.events
+    norm2, users, events, entry_norm2 = stats.norm2, stats.users, stats.events, stats.entry_norm2
     writes: dict[str, Contribution] = {}
     for user, (r_new, n_new) in incoming.items():
         r_old, n_old = stored.get(user, (0.0, 0))
         if n_new <= n_old:
             continue
         norm2 += r_new * r_new - r_old * r_old
+        entry_norm2 += entries.FOLDED.square(r_new) - entries.FOLDED.square(r_old)
         events += n_new - n_old
         if n_old == 0:
             users += 1
         writes[user] = (r_new, n_new)
-    return ItemFold(item, max(norm2, 0.0), users, events, writes)
+    return ItemFold(item, max(norm2, 0.0), users, events, max(entry_norm2, 0.0), writes)

@@ -36,13 +36,14 @@ def read_user(settings: Settings, user: str, *, limit: int = INSPECT_LIMIT) -> d
 
 
 def read_item(settings: Settings, item: str, *, with_users: bool = False, limit: int = INSPECT_LIMIT) -> dict:
-    """``{"item", "norm2", "dirty", "dirty_since_ms", "users", "events"}``, plus
+    """``{"item", "norm2", "entry_norm2", "dirty", "dirty_since_ms", "users", "events"}``, plus
     ``"contributions": {user: r_ui}`` (at most ``limit``) if ``with_users``."""
     tables = open_tables(settings)
     row = decode_item(tables.items.read_row(layout.item_row_key(item), _ITEM))
     result = {
         "item": item,
         "norm2": row.norm2,
+        "entry_norm2": row.entry_norm2,
         "dirty": bool(row.dirty_micros),
         "dirty_since_ms": row.dirty_micros // 1000 if row.dirty_micros else None,
         "users": row.users,
@@ -64,12 +65,13 @@ def scan_users(settings: Settings) -> dict[str, dict[str, float]]:
 
 
 def scan_items(settings: Settings) -> dict[str, dict]:
-    """Every item's ``{"norm2", "users", "events", "dirty"}`` (for tests and small tables)."""
+    """Every item's ``{"norm2", "entry_norm2", "users", "events", "dirty"}`` (for tests and small tables)."""
     result = {}
     for key, cells in open_tables(settings).items.read_rows(row_filter=_ITEM):
         row = decode_item(cells)
         result[layout.id_from_row_key(key)] = {
             "norm2": row.norm2,
+            "entry_norm2": row.entry_norm2,
             "users": row.users,
             "events": row.events,
             "dirty": bool(row.dirty_micros),

@@ -17,7 +17,7 @@ its successor) and wherever a writer crashes:
    all; a writer that lost the race re-reads and folds again, and then finds the
    other writer's events marked. So each event id is added to r_ui once per pair
    (within the dedup bound, ``schemas.layout.MAX_FOLDED_PER_PAIR``).
-2. **Items.** The stats row (norm², counts, version) moves by deltas, so it must see
+2. **Items.** The stats row (norm², the transformed entries' norm², counts, version) moves by deltas, so it must see
    each pair's change once. :meth:`FoldStore.fold_items` first completes every intent
    left in the stats row (below), then reads the incoming users' contributions rows,
    computes the deltas (:func:`streaming.fold.fold_item`) and commits the new stats
@@ -314,6 +314,7 @@ class FoldStore:
         intent = encode_intent((user, r, n) for user, (r, n) in sorted(fold.writes.items()))
         mutations = [
             set_cell(layout.ITEM_STATS, layout.NORM2, encode_double(fold.norm2)),
+            set_cell(layout.ITEM_STATS, layout.ENTRY_NORM2, encode_double(fold.entry_norm2)),
             set_cell(layout.ITEM_STATS, layout.USERS, encode_int64(fold.users)),
             set_cell(layout.ITEM_STATS, layout.EVENTS, encode_int64(fold.events)),
             set_cell(layout.ITEM_STATS, layout.ITEM_VERSION, encode_int64(row.version + 1)),
@@ -337,9 +338,9 @@ class FoldStore:
     def _complete_intents(self, rows: dict[str, ItemRow]) -> int:
         """Write what committed folds of other writers left in ``rows``' intents; how many."""
         left = [
-            (ItemFold(item, row.norm2, row.users, row.events, {u: (r, n) for u, r, n in writes}), token)
+            (ItemFold(item, row.norm2, row.users, row.events, row.entry_norm2, {u: (r, n) for u, r, n in ws}), token)
             for item, row in rows.items()
-            for token, writes in row.intents.items()
+            for token, ws in row.intents.items()
         ]
         if left:
             log.info("completing %d item folds left by other writers", len(left))

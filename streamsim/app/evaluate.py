@@ -37,7 +37,7 @@ import numpy as np
 from scipy import sparse
 
 from batch import dimsum, similarity
-from schemas import Event, Weights, layout
+from schemas import Event, Weights, entries, layout
 from schemas.tuned import QueryKnobs
 from serving import session_knn
 from serving.blend import blend
@@ -208,12 +208,19 @@ def _top(scores: sparse.csr_matrix, top_k: int) -> sparse.csr_matrix:
 
 
 def measure_similarities(
-    name: str, params: dict | None = None, threshold: float = 0.0, entry_scale: float | None = None, seed: int = 0
+    name: str,
+    params: dict | None = None,
+    threshold: float = 0.0,
+    entry_scale: float | None = None,
+    seed: int = 0,
+    transform: entries.EntryTransform | str = entries.DEFAULT,
 ):
-    """A registry measure through the refresh pass's own steps, on one node (``entry_scale``
-    None: the largest r_ui, as a refresh takes it)."""
+    """A registry measure through the refresh pass's own steps, on one node: the entries
+    ``transform`` gives, M its ceiling (``entry_scale`` overrides it, as ``--entry-scale`` does).
+    With a threshold, the stats also hold the error of the pairs above it (cosine)."""
     m = similarity.measure(name)
     resolved = m.resolve(params)
+    transform = entries.parse(transform)
 
     def method(interactions: Interactions, top_k: int = TOP_K) -> tuple[sparse.csr_matrix, dict]:
         if m.sequences:
@@ -224,34 +231,46 @@ def measure_similarities(
             scores = similarity.directed_cooccurrence(recent, len(interactions.items), **resolved)
             return _top(scores, top_k), {}
         matrix = interactions.matrix
-        scale = entry_scale if entry_scale is not None else float(matrix.data.max(initial=0.0)) or 1.0
-        params_ = dimsum.DimsumParams(threshold=threshold, seed=seed, top_k=top_k, entry_scale=scale)
-        scores, stats = similarity.single_node(m, resolved, matrix, interactions.users, interactions.items, params_)
+        params_ = dimsum.DimsumParams(threshold=threshold, seed=seed, top_k=top_k, entry_scale=entry_scale)
+
+        def run(p):
+            return similarity.single_node(m, resolved, matrix, interactions.users, interactions.items, p, transform)
+
+        scores, stats = run(params_)
         if threshold > 0 and name == similarity.DEFAULT:
-            exact, _ = similarity.single_node(
-                m, resolved, matrix, interactions.users, interactions.items, dataclasses.replace(params_, threshold=0.0)
-            )
+            exact, _ = run(dataclasses.replace(params_, threshold=0.0))
             stats.update(_error_above(scores, exact, threshold))
         return _top(scores, top_k), stats
 
     return method
 
 
-def dimsum_similarities(threshold: float, seed: int = 0, entry_scale: float | None = None):
-    """DIMSUM cosine at ``threshold`` with the refresh pass's own numeric core, on one node."""
-    return measure_similarities(similarity.DEFAULT, None, threshold, entry_scale, seed)
+def dimsum_similarities(
+    threshold: float,
+    seed: int = 0,
+    entry_scale: float | None = None,
+    transform: entries.EntryTransform | str = entries.DEFAULT,
+):
+    """What ``streamsim refresh --threshold s`` computes by default (the default measure and
+    entry transform, M its ceiling, seed 0), with the pass's own numeric core, on one node."""
+    return measure_similarities(similarity.DEFAULT, None, threshold, entry_scale, seed, transform)
 
 
 def _error_above(estimate: sparse.csr_matrix, exact: sparse.csr_matrix, threshold: float) -> dict:
-    """Mean relative error of the estimate on off-diagonal pairs whose cosine is above s."""
+    """Off-diagonal pairs whose exact cosine is >= s: the share the estimate finds (non-zero)
+    and the mean relative error on them (a pair not found counts as an error of 1)."""
     exact = sparse.triu(exact, k=1).tocsr()
     rows, cols = exact.nonzero()
     truth = np.asarray(exact[rows, cols]).ravel()
-    above = truth > threshold
+    above = truth >= max(threshold, 1e-12)
     if not above.any():
-        return {"mean_relative_error": 0.0}
+        return {"pairs_above_s": 0, "recall_above_s": 1.0, "mean_relative_error": 0.0}
     guess = np.asarray(estimate.tocsr()[rows[above], cols[above]]).ravel()
-    return {"mean_relative_error": float(np.mean(np.abs(guess - truth[above]) / truth[above]))}
+    return {
+        "pairs_above_s": int(above.sum()),
+        "recall_above_s": float(np.mean(guess > 0)),
+        "mean_relative_error": float(np.mean(np.abs(guess - truth[above]) / truth[above])),
+    }
 
 
 def popularity(matrix: sparse.csr_matrix) -> np.ndarray:
@@ -279,21 +298,21 @@ BLEND_WEIGHT = 0.1
 
 
 def default_methods(ordered: bool = False) -> dict[str, Method]:
-    """Popularity, every registry measure with its defaults, a popularity blend, and cosine
-    sampled by DIMSUM at a few thresholds (entries scaled into [0, 1] by the largest r_ui as a
-    refresh does, and, for the error bound, unscaled at 0.1). ``ordered``: the data has event
-    order (directed co-occurrence and a recency-decay row)."""
+    """Popularity, every registry measure with its defaults, cosine of the raw scores, a
+    popularity blend, and ``dimsum@s``: what ``refresh --threshold s`` computes by default
+    (cosine of the default entries, sampled with M their ceiling). ``ordered``: the data has
+    event order (directed co-occurrence and a recency-decay row)."""
     methods = {"popular": Method(None)}
     for name, m in similarity.REGISTRY.items():
         if m.sequences and not ordered:
             continue
         methods[name] = Method(measure_similarities(name))
+    methods["cosine raw"] = Method(measure_similarities(similarity.DEFAULT, transform=entries.RAW))
     methods["cosine+popular"] = Method(methods["cosine"].build, QueryKnobs(popularity_blend=BLEND_WEIGHT))
     if ordered:
         methods["cosine+recency"] = Method(methods["cosine"].build, QueryKnobs(recency_decay=0.8))
     for s in (0.1, 0.5):
         methods[f"dimsum@{s:g}"] = Method(dimsum_similarities(s))
-    methods["dimsum@0.1 unscaled"] = Method(dimsum_similarities(0.1, entry_scale=1.0))
     if ordered:
         methods.update({name: Method(None, sessions=knn) for name, knn in SESSION_METHODS.items()})
     return methods
@@ -537,8 +556,19 @@ def evaluate(
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    columns = ["hr@10", "hr@20", "ndcg@10", "mrr@20", "coverage", "pairs_emitted", "mean_relative_error", "seconds"]
-    shown = {"pairs_emitted": "{:,}", "seconds": "{:.1f}"}
+    columns = [
+        "hr@10",
+        "hr@20",
+        "ndcg@10",
+        "mrr@20",
+        "coverage",
+        "pairs_emitted",
+        "pairs_exact",
+        "recall_above_s",
+        "mean_relative_error",
+        "seconds",
+    ]
+    shown = {"pairs_emitted": "{:,}", "pairs_exact": "{:,}", "seconds": "{:.1f}"}
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, metrics in results.items():
         cells = [shown.get(c, "{:.4f}").format(metrics[c]) if c in metrics else "" for c in columns]

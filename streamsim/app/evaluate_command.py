@@ -147,7 +147,8 @@ def methods_for(args, data: Data) -> dict:
     methods = evaluate.default_methods(ordered=data.interactions.sequences is not None)
     if args.config:
         tuned = read_tuned(args.config)
-        methods["tuned"] = evaluate.Method(evaluate.measure_similarities(tuned.similarity, tuned.params), tuned.serving)
+        build = evaluate.measure_similarities(tuned.similarity, tuned.params, transform=tuned.entries)
+        methods["tuned"] = evaluate.Method(build, tuned.serving)
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = [m for m in wanted if m not in methods]

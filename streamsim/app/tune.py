@@ -21,6 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from batch import similarity
+from schemas import entries
 from schemas.tuned import QueryKnobs, TunedConfig
 from streamsim.app import evaluate, significance
 from streamsim.app.evaluate import Interactions, Method, Query
@@ -63,6 +64,9 @@ KNOB_GRID: dict[str, tuple[float, ...]] = {
 }
 #: Knobs that weigh a history by its order: searched on sessions, or with ``--with-order``.
 ORDER_KNOBS = frozenset({"recency_decay"})
+#: Entry transforms (``schemas.entries``) searched beside the default, for the measures whose
+#: entries are the scores (cosine, shrinkage, asymmetric; the others bound their own).
+ENTRY_GRID = ("raw", "cap:6", "log:6")
 #: Measure settings that go on to stage 2.
 FINALISTS = 3
 
@@ -73,18 +77,23 @@ class Candidate:
     #: (name, value) pairs, sorted: a candidate is a dict key.
     params: tuple[tuple[str, float], ...]
     knobs: QueryKnobs
+    #: The entry transform's spec.
+    entries: str = entries.DEFAULT.spec
 
     @property
     def label(self) -> str:
         if self.knobs.popularity_blend >= 1.0:
             return "popular"  # the blend at 1 ranks by popularity alone
-        params = ",".join(f"{k}={v:g}" for k, v in self.params)
+        params = ",".join([f"{k}={v:g}" for k, v in self.params] + self._entries_label())
         knobs = []
         if self.knobs.popularity_blend:
             knobs.append(f"pop {self.knobs.popularity_blend:g}")
         if self.knobs.recency_decay < 1:
             knobs.append(f"decay {self.knobs.recency_decay:g}")
         return f"{self.similarity}({params})" + (" + " + " + ".join(knobs) if knobs else "")
+
+    def _entries_label(self) -> list[str]:
+        return [] if self.entries == entries.DEFAULT.spec else [f"entries={self.entries}"]
 
 
 def _without(interactions: Interactions, removed: set[tuple[int, int]]) -> Interactions:
@@ -159,8 +168,17 @@ def sample(queries: list[Query], limit: int, seed: int = 0) -> list[Query]:
     return [queries[k] for k in chosen.tolist()]
 
 
-def measure_grid(ordered: bool) -> list[tuple[str, dict]]:
-    return [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
+def measure_grid(ordered: bool) -> list[tuple[str, dict, str]]:
+    """(measure, parameters, entry transform) settings of stage 1: the grid with the default
+    entries, then the measures whose entries are the scores with each other transform."""
+    grid = [(name, params) for name, params in MEASURE_GRID if ordered or not similarity.REGISTRY[name].sequences]
+    return [(name, params, entries.DEFAULT.spec) for name, params in grid] + [
+        (name, params, spec)
+        for spec in ENTRY_GRID
+        if spec != entries.DEFAULT.spec
+        for name, params in grid
+        if similarity.REGISTRY[name].entry_bound is None and not similarity.REGISTRY[name].sequences
+    ]
 
 
 def knob_grid(ordered: bool, decay: bool) -> list[dict[str, float]]:
@@ -209,10 +227,12 @@ class Outcome:
 
 
 def complexity(candidate: Candidate) -> tuple[int, int]:
-    """Smaller is simpler: fewer knobs off their plain value, then a measure earlier in the grid.
-    Settings of one measure are equally simple (the better scoring one is taken)."""
+    """Smaller is simpler: fewer settings off their plain value (the query knobs, the entry
+    transform), then a measure earlier in the grid. Settings of one measure are equally simple
+    (the better scoring one is taken)."""
     plain = QueryKnobs(allow_repeats=candidate.knobs.allow_repeats)
     moved = sum(getattr(candidate.knobs, k) != getattr(plain, k) for k in KNOB_GRID)
+    moved += candidate.entries != entries.DEFAULT.spec
     measures = list(dict.fromkeys(name for name, _ in MEASURE_GRID))
     return moved, measures.index(candidate.similarity)
 
@@ -233,20 +253,21 @@ def search(
     ``decay``: also search recency decay over the queries' order (sessions, or ``--with-order``)."""
     ordered = interactions.sequences is not None
     builders = {
-        (name, tuple(sorted(params.items()))): evaluate.measure_similarities(name, params)
-        for name, params in measure_grid(ordered)
+        (name, tuple(sorted(params.items())), spec): evaluate.measure_similarities(name, params, transform=spec)
+        for name, params, spec in measure_grid(ordered)
     }
     plain = QueryKnobs(allow_repeats=allow_repeats)
-    stage1 = {Candidate(name, key, plain): Method(build, plain) for (name, key), build in builders.items()}
+    stage1 = {Candidate(name, key, plain, spec): Method(build, plain) for (name, key, spec), build in builders.items()}
     popular = Candidate(similarity.DEFAULT, (), dataclasses.replace(plain, popularity_blend=1.0))
-    stage1[popular] = Method(builders[(similarity.DEFAULT, ())], popular.knobs)
+    stage1[popular] = Method(builders[(similarity.DEFAULT, (), entries.DEFAULT.spec)], popular.knobs)
     results, values = _score(interactions, queries, stage1, metric, top_k, on_step)
     ranked = sorted((c for c in stage1 if c != popular), key=lambda c: (-results[c][metric], complexity(c)))
     stage2 = {}
     for finalist in ranked[:FINALISTS]:
-        build = builders[(finalist.similarity, finalist.params)]
+        build = builders[(finalist.similarity, finalist.params, finalist.entries)]
         for knobs in knob_grid(ordered, decay):
-            candidate = Candidate(finalist.similarity, finalist.params, dataclasses.replace(plain, **knobs))
+            knobs = dataclasses.replace(plain, **knobs)
+            candidate = Candidate(finalist.similarity, finalist.params, knobs, finalist.entries)
             if candidate not in stage1:
                 stage2[candidate] = Method(build, candidate.knobs)
     more, more_values = _score(interactions, queries, stage2, metric, top_k, on_step)
@@ -308,6 +329,7 @@ def config_of(outcome: Outcome, provenance: dict, seed: int) -> TunedConfig:
             },
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
+        entries=outcome.chosen.entries,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from schemas import codecs, layout
+from schemas import codecs, entries, layout
 from streamsim.runtime.bigtable import entry, open_tables, set_cell
 from streamsim.runtime.settings import Settings
 
@@ -22,7 +22,7 @@ def write_scores(settings: Settings, scores: Mapping[str, Mapping[str, float]], 
     """
     tables = open_tables(settings)
     one = codecs.encode_int64(1)
-    pairs, contributions, norms, counts = [], [], {}, {}
+    pairs, contributions, norms, entry_norms, counts = [], [], {}, {}, {}
     for user, row in scores.items():
         for item, r in row.items():
             pairs.append(
@@ -42,6 +42,7 @@ def write_scores(settings: Settings, scores: Mapping[str, Mapping[str, float]], 
                 )
             )
             norms[item] = norms.get(item, 0.0) + r * r
+            entry_norms[item] = entry_norms.get(item, 0.0) + entries.FOLDED.square(r)
             counts[item] = counts.get(item, 0) + 1
     tables.users.mutate(pairs)
     tables.contributions.mutate(contributions)
@@ -49,6 +50,7 @@ def write_scores(settings: Settings, scores: Mapping[str, Mapping[str, float]], 
     for item, norm2 in norms.items():
         cells = [
             set_cell(layout.ITEM_STATS, layout.NORM2, codecs.encode_double(norm2)),
+            set_cell(layout.ITEM_STATS, layout.ENTRY_NORM2, codecs.encode_double(entry_norms[item])),
             set_cell(layout.ITEM_STATS, layout.USERS, codecs.encode_int64(counts[item])),
             set_cell(layout.ITEM_STATS, layout.EVENTS, codecs.encode_int64(counts[item])),
             set_cell(layout.ITEM_STATS, layout.ITEM_VERSION, one),

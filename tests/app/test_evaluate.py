@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from schemas import Event, EventType, Weights
+from schemas import Event, EventType, Weights, entries
 from streamsim.app import evaluate
 
 
@@ -43,23 +43,28 @@ def test_evaluate_small_fixture_by_hand():
     # u3 has a and c: b (co-occurs with a twice) must come first; u5 has c only.
     held_out = [("u3", "b"), ("u5", "a"), ("stranger", "a")]
     results = evaluate.evaluate(interactions, held_out, top_k=10)
-    exact, popular = results["cosine"], results["popular"]
-    # Sampling with entries scaled into [0, 1] keeps every entry of this tiny set: exact.
+    exact, raw, popular = results["cosine"], results["cosine raw"], results["popular"]
+    # Sampling with entries bounded by the transform's ceiling keeps every entry of this tiny set: exact.
     assert results["dimsum@0.5"]["hr@10"] == exact["hr@10"]
     assert results["dimsum@0.5"]["mean_relative_error"] == pytest.approx(0.0, abs=1e-12)
-    # exact: u3 -> b at rank 0 (hit); u5 -> c's neighbours by cosine, d (0.5) before a (0.197),
-    # so a at rank 1; the stranger has no history and always misses.
+    # raw scores: u3 -> b at rank 0 (hit); u5 -> c's neighbours by cosine, d (0.5) before a
+    # (0.197), so a at rank 1; the stranger has no history and always misses.
+    assert raw["hr@10"] == pytest.approx(2 / 3)
+    assert _ndcg_u5(interactions, entries.RAW) == pytest.approx(1 / np.log2(3))
+    assert raw["ndcg@10"] == pytest.approx((1.0 + 1 / np.log2(3)) / 3)
+    # default entries r/(r + 0.1): a's browse, basket and purchase weigh almost alike, so
+    # cos(c, a) = 0.556 passes cos(c, d) = 0.5 and a comes first.
     assert exact["hr@10"] == pytest.approx(2 / 3)
-    assert _ndcg_u5(interactions) == pytest.approx(1 / np.log2(3))
-    assert exact["ndcg@10"] == pytest.approx((1.0 + 1 / np.log2(3)) / 3)
+    assert _ndcg_u5(interactions, entries.DEFAULT) == pytest.approx(1.0)
+    assert exact["ndcg@10"] == pytest.approx(2 / 3)
     # popularity: c (4 users), a (3), b (2), d (1); u3 owns a, c -> b first: hit; u5 owns c -> a first: hit.
     assert popular["hr@10"] == pytest.approx(2 / 3)
     assert popular["ndcg@10"] == pytest.approx(2 / 3)
 
 
-def _ndcg_u5(interactions):
+def _ndcg_u5(interactions, transform):
     # u5 (history c) ranks c's neighbours by cosine; compute a's rank from the definition.
-    m = interactions.matrix.toarray()
+    m = transform.apply(interactions.matrix.toarray())
     idx = interactions.item_index
     c = m[:, idx["c"]]
     cos = {i: m[:, j] @ c / np.linalg.norm(m[:, j]) / np.linalg.norm(c) for i, j in idx.items() if i != "c"}
@@ -158,7 +163,8 @@ def test_evaluate_command_prints_json_and_writes_the_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
-    assert {"dimsum@0.1", "dimsum@0.5", "dimsum@0.1 unscaled", "cosine", "bm25", "rp3beta", "popular"} <= set(metrics)
+    assert {"dimsum@0.1", "dimsum@0.5", "cosine", "cosine raw", "bm25", "rp3beta", "popular"} <= set(metrics)
+    assert {"pairs_emitted", "pairs_exact", "recall_above_s", "mean_relative_error"} <= metrics["dimsum@0.1"].keys()
     assert all({"hr@10", "hr@20", "ndcg@10", "mrr@20", "coverage"} <= m.keys() for m in metrics.values())
     assert metrics["cosine"]["hr@10"] == 1.0  # 3 -> 11 via 10; 4 -> 10 via 12
     assert (out / "report.md").exists() and (out / "hr_vs_threshold.png").exists()

@@ -112,10 +112,12 @@ def test_tune_keeps_the_default_on_data_without_structure(plain_knobs):
     assert TunedConfig.from_json(config.to_json()).provenance["choice"]["vs_default"] == [0.0, 0.0, 0.0]
 
 
-def decoyed(groups: int = 40, decoys: int = 12) -> tuple[Interactions, list[Query]]:
-    """Item A_k goes with B_k for 20 shoppers (one basket each); each of A_k's ``decoys`` D_kj goes
-    with it for 2 shoppers who bought both 50 times. Cosine on r_ui ranks every decoy above B_k;
-    the set overlap (Jaccard) ranks B_k first. Validation: [A_k] -> B_k."""
+def decoyed(groups: int = 40, decoys: int = 12, alone: int = 500) -> tuple[Interactions, list[Query]]:
+    """Item A_k goes with B_k for 20 shoppers; each of A_k's ``decoys`` D_kj goes with it for 2
+    shoppers, and B_k is also bought alone by ``alone`` others. Cosine (on any entries: they
+    are near binary here) ranks every decoy above the popular B_k (2/√(44·2) > 20/√(44·520));
+    shrinkage's h discounts the pairs few shoppers support and ranks B_k first. Validation:
+    [A_k] -> B_k."""
     items = []
     rows, cols, vals = [], [], []
     user = 0
@@ -131,8 +133,13 @@ def decoyed(groups: int = 40, decoys: int = 12) -> tuple[Interactions, list[Quer
             for _ in range(2):
                 rows += [user, user]
                 cols += [a, b + 1 + j]
-                vals += [50.0, 50.0]
+                vals += [1.0, 1.0]
                 user += 1
+        for _ in range(alone):
+            rows.append(user)
+            cols.append(b)
+            vals.append(1.0)
+            user += 1
     matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(user, len(items)))
     data = Interactions([f"u{u}" for u in range(user)], items, matrix)
     queries = [
@@ -142,12 +149,13 @@ def decoyed(groups: int = 40, decoys: int = 12) -> tuple[Interactions, list[Quer
 
 
 def test_tune_chooses_a_clearly_better_candidate(plain_knobs, monkeypatch):
-    monkeypatch.setattr(tune, "MEASURE_GRID", [("cosine", {}), ("shrinkage", {"h": 5}), ("jaccard", {})])
+    monkeypatch.setattr(tune, "MEASURE_GRID", [("cosine", {}), ("shrinkage", {"h": 100}), ("jaccard", {})])
+    monkeypatch.setattr(tune, "ENTRY_GRID", ())  # the default entries only
     data, queries = decoyed()
     outcome = tune.search(data, queries, metric="hr@10", allow_repeats=False, seed=0)
-    assert [c.label for c in outcome.candidates] == ["cosine()", "shrinkage(h=5)", "jaccard()", "popular"]
-    assert outcome.chosen.label == "jaccard()"
+    assert [c.label for c in outcome.candidates] == ["cosine()", "shrinkage(h=100)", "jaccard()", "popular"]
+    assert outcome.chosen.label == "shrinkage(h=100)"
     gain, low, _ = outcome.gain(outcome.choice.chosen)
     assert low > 0 and gain > 0.5
     config = tune.config_of(outcome, {}, seed=0)
-    assert config.similarity == "jaccard" and config.provenance["choice"]["vs_default"][1] > 0
+    assert config.similarity == "shrinkage" and config.provenance["choice"]["vs_default"][1] > 0

@@ -47,6 +47,8 @@ def test_dataproc_dry_run_prints_a_submit_line_with_the_packaged_project(tmp_pat
     assert forwarded[0] == "refresh" and "--full" in forwarded
     assert forwarded[forwarded.index("--threshold") + 1] == "0.2"
     assert forwarded[forwarded.index("--prefix") + 1] == "prod-"
+    # The job samples the same entries as a local refresh would.
+    assert forwarded[forwarded.index("--entry-transform") + 1] == "saturate:0.1"
     names = zipfile.ZipFile(tmp_path / "streamsim-job.zip").namelist()
     assert {"batch/refresh.py", "schemas/layout.py", "streamsim/runtime/settings.py"} <= set(names)
 

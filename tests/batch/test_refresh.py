@@ -14,7 +14,7 @@ from batch.cli import main as batch_main
 from batch.generations import GenerationError, Generations, SimilarityReader
 from batch.refresh import PassOptions, run_pass
 from batch.source import blocks_from_scores, read_items
-from schemas import codecs, layout
+from schemas import codecs, entries, layout
 from schemas.rows import neighbours_cell
 from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.bigtable import entry, filters, open_tables, set_cell
@@ -55,7 +55,9 @@ def sparse_scores(seed: int, users: int = 250, items: int = 30, density: float =
 
 
 def oracle(scores: dict) -> tuple[list[str], np.ndarray]:
+    """Exact cosines of the entries a default pass computes from: f(r_ui), f the default transform."""
     ids, x = score_matrix(scores)
+    x.data = entries.DEFAULT.apply(x.data)
     return ids, dimsum.exact_cosines(x).toarray()
 
 
@@ -106,8 +108,8 @@ def test_exact_pass_equals_scipy_cosine_oracle(spark, fresh_stack):
 
 @pytest.mark.slow
 def test_sampling_is_accurate_and_independent_of_partitioning(spark, fresh_stack):
-    # DIMSUM's guarantee assumes entries in [0, 1]: unit scores, and enough users per item
-    # that column norms exceed sqrt(gamma), so entries really are sampled.
+    # DIMSUM's guarantee assumes entries in [0, 1]: unit scores taken raw (M = 1), and enough
+    # users per item that column norms exceed sqrt(gamma), so entries really are sampled.
     scores = clustered_scores(2, users=2000, weights=(1.0,))
     write_scores(fresh_stack, scores)
     params = dimsum.DimsumParams(threshold=0.2, seed=11, top_k=50, entry_scale=1.0)
@@ -116,8 +118,8 @@ def test_sampling_is_accurate_and_independent_of_partitioning(spark, fresh_stack
     p, _ = dimsum.sampling_probabilities(items.norm2, params.gamma(len(items)), params.entry_scale)
     assert (p < 0.9).all()
 
-    two = run_pass(spark, fresh_stack, PassOptions(params=params, partitions=2, full=True))
-    eight = run_pass(spark, fresh_stack, PassOptions(params=params, partitions=8, full=True))
+    two = run_pass(spark, fresh_stack, PassOptions(params=params, partitions=2, full=True, entry_transform="raw"))
+    eight = run_pass(spark, fresh_stack, PassOptions(params=params, partitions=8, full=True, entry_transform="raw"))
     assert (two["read_partitions"], eight["read_partitions"]) == (2, 8)
     rows2, rows8 = visible(fresh_stack, two["generation"]), visible(fresh_stack, eight["generation"])
     assert rows2 == rows8
@@ -136,7 +138,11 @@ def test_sampling_is_accurate_and_independent_of_partitioning(spark, fresh_stack
     assert within / total >= 0.9
     assert two["spot_check"]["within_20pct"] >= 0.9
 
-    other_seed = run_pass(spark, fresh_stack, PassOptions(params=dataclasses.replace(params, seed=12), partitions=2))
+    other_seed = run_pass(
+        spark,
+        fresh_stack,
+        PassOptions(params=dataclasses.replace(params, seed=12), partitions=2, entry_transform="raw"),
+    )
     assert visible(fresh_stack, other_seed["generation"]) != rows2
 
 
@@ -151,7 +157,7 @@ def test_spark_engine_equals_the_numpy_core_bit_for_bit(spark):
     blocks = blocks_from_scores(scores, index, 16)
     hashes = dimsum.id_hashes(ids)
     for seed in (0, 1):
-        params = dimsum.DimsumParams(threshold=0.2, seed=seed, top_k=len(ids))
+        params = dimsum.DimsumParams(threshold=0.2, seed=seed, top_k=len(ids), entry_scale=6.0)
         result = engine.similarity_rows(
             spark.sparkContext, spark.sparkContext.parallelize(blocks, 3), norm2, hashes, params
         )
@@ -236,11 +242,12 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
     assert incremental["dirty_items"] == 3
     assert 3 <= incremental["items_recomputed"] < incremental["items"] / 2
     assert incremental["marks_cleared"] == 3
-    # Only users holding a dirty item were read (prefix scans of the stream's contributions).
-    # (a second read, by index too, for clean rows recomputed in full).
-    assert set(incremental["user_selection"].split("+")) == {"index"}
+    # Only users holding a dirty item were read (prefix scans of the stream's contributions);
+    # a second read, for clean rows recomputed in full, scans if they are many (near-binary
+    # entries tie at the K-th neighbour more often than raw scores, and such rows are recomputed).
+    assert incremental["user_selection"].split("+")[0] == "index"
     assert incremental["users"] == sum(any(i in row for i in touched) for row in new_scores.values())
-    assert 0 < incremental["users"] <= incremental["users_read"] < first["users_read"]
+    assert 0 < incremental["users"] <= incremental["users_read"]
     items = read_items(fresh_stack)
     assert [i for i, m in zip(items.ids, items.dirty_micros.tolist()) if m] == ["sku-050"]
 
@@ -274,7 +281,10 @@ def test_incremental_pass_equals_a_full_pass(spark, fresh_stack, capsys):
 def test_incremental_pass_reads_only_users_holding_dirty_items(spark, fresh_stack):
     scores = sparse_scores(7, users=300, items=40)
     write_scores(fresh_stack, scores)
-    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2)
+    # Raw scores (the stream folds their norms too): their cosines rarely tie at the K-th
+    # neighbour, so every clean row merges and the pass reads once. (Near-binary entries tie
+    # more, and rows with ties there are recomputed, in a second read: correct, but another read.)
+    options = PassOptions(params=dimsum.DimsumParams(threshold=0.0, top_k=5), partitions=2, entry_transform="raw")
     first = run_pass(spark, fresh_stack, options)
     assert first["users_read"] == len(scores) and first["user_selection"] == "scan"
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from batch import similarity
 from batch.cli import main as batch_main
-from schemas import Event, EventType, Weights, layout
+from schemas import Event, EventType, Weights, entries, layout
 from schemas.tuned import QueryKnobs, TunedConfig
 from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.seeding import write_scores
@@ -78,6 +78,8 @@ def test_weighted_rp3beta_is_refreshed_from_bigtable_as_the_weighted_walk(spark,
 def test_bad_measures_and_parameters_are_one_line_errors(capsys, tmp_path):
     not_json = tmp_path / "bad.json"
     not_json.write_text("{")
+    bad_entries = tmp_path / "entries.json"
+    bad_entries.write_text('{"similarity": "cosine", "entries": "log"}')
     cases = [
         (["--similarity", "pearson"], "unknown similarity 'pearson'"),
         (["--similarity", "shrinkage", "--param", "k1=1"], "no parameter 'k1'"),
@@ -87,6 +89,9 @@ def test_bad_measures_and_parameters_are_one_line_errors(capsys, tmp_path):
         (["--config", str(tmp_path / "missing.json")], "no such file"),
         (["--config", str(not_json)], "not JSON"),
         (["--entry-scale", "0"], "entry scale"),
+        (["--entry-transform", "sqrt"], "unknown entry transform 'sqrt'"),
+        (["--entry-transform", "cap:0"], "needs the cap"),
+        (["--config", str(bad_entries)], '"entries"'),
     ]
     for flags, message in cases:
         assert batch_main(["refresh", *flags, "--bigtable-host", "127.0.0.1:1"]) == 2, flags
@@ -153,3 +158,62 @@ def test_directed_is_computed_from_the_streams_recent_sequences(spark, fresh_sta
     # Full passes only: the next pass is full again, and says why.
     again = refresh(capsys, "--similarity", "directed", "--param", "window=3", "--param", "reverse=0.4", *flags)
     assert again["mode"] == "full" and "full passes only" in again["reason"]
+
+
+def shop_events(seed: int, users: int = 500, items: int = 12) -> list[Event]:
+    """Users with a few events each on popular items, mixed types: r_ui from 0.5 to tens."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, items + 1)
+    events = []
+    for u in range(users):
+        for n in range(int(rng.integers(2, 9))):
+            item = int(rng.choice(items, p=popularity / popularity.sum()))
+            kind = list(EventType)[int(rng.choice(3, p=[0.7, 0.2, 0.1]))]
+            events.append(Event(f"u{u}-e{n}", f"u{u}", f"i{item}", kind, 1_700_000_000_000 + n))
+    return events
+
+
+def test_evaluate_dimsum_rows_equal_a_default_refresh_of_the_same_events(spark, fresh_stack, capsys):
+    """``evaluate``'s dimsum@s and ``refresh --threshold s`` (defaults otherwise) on the same
+    events: the same measure, entries and M, the same keep decisions, the same rows."""
+    from streaming.store import FoldStore, fold_batch
+    from streamsim.app import evaluate
+
+    events = shop_events(8)
+    store = FoldStore(fresh_stack)
+    for offset in range(0, len(events), 400):  # the stream folds the norms of the entries
+        fold_batch(store, events[offset : offset + 400], Weights())
+    s = 0.5
+    stats = refresh(capsys, "--threshold", str(s), "--top-k", "100", *connection_flags(fresh_stack))
+    assert stats["entry_transform"] == entries.DEFAULT.spec and stats["entry_scale_value"] == entries.DEFAULT.ceiling
+
+    interactions = evaluate.build_interactions(events, Weights())
+    rows, counts = evaluate.dimsum_similarities(s)(interactions, 100)
+    assert counts["pairs_emitted"] == stats["pairs_emitted"] < counts["pairs_exact"] == stats["pairs_exact"]
+    got = visible(fresh_stack, stats["generation"])
+    compared = 0
+    for i, item in enumerate(interactions.items):
+        lo, hi = rows.indptr[i], rows.indptr[i + 1]
+        want = {interactions.items[j]: v for j, v in zip(rows.indices[lo:hi].tolist(), rows.data[lo:hi].tolist())}
+        have = dict(got.get(item, []))
+        assert have.keys() == want.keys(), item
+        assert all(abs(have[j] - want[j]) < 1e-9 for j in want), item
+        compared += len(want)
+    assert compared > 50
+
+    # Another transform: the stream folds no norms for it, so the pass sums its own (a full
+    # pass, every time), and still equals evaluate's exact rows for those entries.
+    flags = ["--entry-transform", "cap:2", "--threshold", "0", "--top-k", "100", *connection_flags(fresh_stack)]
+    capped = refresh(capsys, *flags)
+    assert capped["entry_transform"] == "cap:2" and capped["entry_scale_value"] == 2.0
+    assert capped["mode"] == "full" and capped["spot_check"]["mean_relative_error"] < 1e-9
+    rows, _ = evaluate.measure_similarities("cosine", transform="cap:2")(interactions, 100)
+    got = visible(fresh_stack, capped["generation"])
+    for i, item in enumerate(interactions.items):
+        lo, hi = rows.indptr[i], rows.indptr[i + 1]
+        want = dict(zip([interactions.items[j] for j in rows.indices[lo:hi].tolist()], rows.data[lo:hi].tolist()))
+        have = dict(got.get(item, []))
+        assert have.keys() == want.keys() and all(abs(have[j] - want[j]) < 1e-9 for j in want), item
+    mark_dirty(fresh_stack, [interactions.items[0]])
+    again = refresh(capsys, *flags)
+    assert again["mode"] == "full" and "folds no norms" in again["reason"]

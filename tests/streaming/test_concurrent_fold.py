@@ -12,7 +12,7 @@ import pytest
 from schemas import Event, EventType, layout
 from streaming import state
 from streaming.store import FoldStats
-from tests.support.fold_oracle import fold_oracle
+from tests.support.fold_oracle import entry_norms, fold_oracle
 from tests.support.fold_workers import Batch, run_writer
 
 pytestmark = pytest.mark.slow
@@ -69,6 +69,8 @@ def _assert_equals_oracle(settings, events) -> None:
     assert not wrong, f"{len(wrong)} users differ, e.g. {next(iter(wrong.items()))}"
     items = state.scan_items(settings)
     assert {i: v["norm2"] for i, v in items.items()} == pytest.approx(norms, rel=1e-9)
+    # The transformed entries' norms: f(r_new)² - f(r_old)² per step, each step applied once.
+    assert {i: v["entry_norm2"] for i, v in items.items()} == pytest.approx(entry_norms(scores), rel=1e-9)
     holders = {}
     for row in scores.values():
         for item in row:

@@ -12,13 +12,13 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from schemas import Event, EventType, Weights
+from schemas import Event, EventType, Weights, entries
 from schemas.rows import ItemRow, PairRow
 from streaming import state
 from streaming.fold import fold_item, fold_pair
 from streaming.pipeline import ParseEvents
 from streaming.store import FoldStats, FoldStore, fold_batch
-from tests.support.fold_oracle import fold_oracle
+from tests.support.fold_oracle import entry_norms, fold_oracle
 
 W = Weights()
 
@@ -87,11 +87,32 @@ def test_fold_pair_keeps_a_bounded_number_of_ids(monkeypatch):
 def test_fold_item_replay_changes_nothing(incoming):
     first = fold_item("i", incoming, {}, ItemRow())
     assert first.norm2 == pytest.approx(sum(r * r for r, _ in incoming.values()))
+    assert first.entry_norm2 == pytest.approx(sum(entries.FOLDED.square(r) for r, _ in incoming.values()))
     assert first.users == len(incoming)
-    stored = ItemRow(norm2=first.norm2, users=first.users, events=first.events)
+    stored = ItemRow(norm2=first.norm2, users=first.users, events=first.events, entry_norm2=first.entry_norm2)
     replay = fold_item("i", incoming, incoming, stored)
     assert not replay.changed
-    assert (replay.norm2, replay.users, replay.events) == (first.norm2, first.users, first.events)
+    assert (replay.norm2, replay.entry_norm2, replay.users, replay.events) == (
+        first.norm2,
+        first.entry_norm2,
+        first.users,
+        first.events,
+    )
+
+
+@hyp_settings(deadline=None)
+@given(st.lists(st.tuples(st.floats(0.5, 50), st.integers(1, 4)), min_size=1, max_size=8))
+def test_fold_item_steps_move_the_entry_norm_to_the_last_value(steps):
+    """f(r)² of a sum is not a sum of f(r)²: the fold moves by f(r_new)² - f(r_old)², so after
+    any sequence of growing absolute values the norm is f(r_last)², whatever the steps."""
+    r, n, row, stored = 0.0, 0, ItemRow(), {}
+    for grow, events in steps:
+        r, n = r + grow, n + events
+        fold = fold_item("i", {"u": (r, n)}, stored, row)
+        row = ItemRow(norm2=fold.norm2, users=fold.users, events=fold.events, entry_norm2=fold.entry_norm2)
+        stored = {"u": (r, n)}
+    assert row.entry_norm2 == pytest.approx(entries.FOLDED.square(r), rel=1e-9, abs=1e-12)
+    assert row.norm2 == pytest.approx(r * r, rel=1e-9)
 
 
 def test_fold_item_ignores_stale_contribution():
@@ -152,6 +173,7 @@ def _assert_state(settings, events):
         assert got_users[user] == pytest.approx(row), user
     got_items = state.scan_items(settings)
     assert {i: v["norm2"] for i, v in got_items.items()} == pytest.approx(norms)
+    assert {i: v["entry_norm2"] for i, v in got_items.items()} == pytest.approx(entry_norms(scores))
     for item, info in got_items.items():
         assert info["users"] == sum(1 for row in scores.values() if item in row)
         assert info["dirty"]

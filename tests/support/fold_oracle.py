@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas import Event, Weights
+from schemas import Event, Weights, entries
 
 
 def fold_oracle(events: Iterable[Event], weights: Weights = Weights()):
@@ -21,3 +21,12 @@ def fold_oracle(events: Iterable[Event], weights: Weights = Weights()):
         for item, r in row.items():
             norms[item] = norms.get(item, 0.0) + r * r
     return scores, norms
+
+
+def entry_norms(scores: dict[str, dict[str, float]], transform: entries.EntryTransform = entries.FOLDED):
+    """``{item: Σ_u f(r_ui)²}`` from the final scores: what the stream's ``n:enorm2`` must hold."""
+    norms: dict[str, float] = {}
+    for row in scores.values():
+        for item, r in row.items():
+            norms[item] = norms.get(item, 0.0) + transform.square(r)
+    return norms
