@@ -35,6 +35,14 @@ newest wins whatever order they arrive in), and at least one of ``category``
 (an id) and ``available`` (a JSON boolean) is given; an absent one is left as
 it is.
 
+A user's erasure request (GDPR art. 17) is a message with ``"kind": "forget"``::
+
+    {"kind": "forget", "user": "u42", "ts": "2026-11-22T10:00:00Z"}
+
+``user`` is an id and ``ts`` the time of the request, as for events: the stream removes
+everything it holds of the user, and drops the user's events dated at or before ``ts``
+whenever they arrive (``streaming.forget``). A re-sent request (same ``ts``) changes nothing.
+
 Every way to break the contract raises :class:`EventError` with a stable
 ``code`` (see :data:`ERROR_CODES`), which the pipeline copies into the
 dead-letter message's attributes.
@@ -73,6 +81,8 @@ ERROR_CODES = {
 
 #: The ``kind`` of a catalogue update message.
 CATALOG_KIND = "catalog"
+#: The ``kind`` of a user's erasure request.
+FORGET_KIND = "forget"
 
 # Control characters, and lone surrogates (JSON can spell "\ud800"), which
 # cannot be encoded as UTF-8 for Bigtable keys and qualifiers.
@@ -180,6 +190,18 @@ class CatalogUpdate:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+@dataclasses.dataclass(frozen=True)
+class ForgetRequest:
+    """Erase everything of ``user`` held up to ``ts_ms``."""
+
+    user: str
+    ts_ms: int
+
+    def to_json(self) -> bytes:
+        body = {"kind": FORGET_KIND, "user": self.user, "ts": self.ts_ms}
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def _body(data: bytes) -> dict:
     if len(data) > MAX_EVENT_BYTES:
         raise EventError("too_large", f"{len(data)} bytes, the limit is {MAX_EVENT_BYTES}")
@@ -192,14 +214,17 @@ def _body(data: bytes) -> dict:
     return body
 
 
-def parse_message(data: bytes, attributes: Mapping[str, str] | None = None) -> Event | CatalogUpdate:
-    """One message of the stream: a catalogue update if its ``kind`` says so, else an event.
+def parse_message(data: bytes, attributes: Mapping[str, str] | None = None) -> Event | CatalogUpdate | ForgetRequest:
+    """One message of the stream: a catalogue update or an erasure request if its ``kind``
+    says so, else an event.
 
     Raises :class:`EventError` as :func:`parse_event` does; pure, like it.
     """
     body = _body(data)
     if body.get("kind") == CATALOG_KIND:
         return _catalog_update(body, attributes or {})
+    if body.get("kind") == FORGET_KIND:
+        return _forget_request(body, attributes or {})
     return _event(body, attributes or {})
 
 
@@ -226,6 +251,16 @@ def _catalog_update(body: dict, attributes: Mapping[str, str]) -> CatalogUpdate:
     if available is not None and not isinstance(available, bool):
         raise EventError("bad_catalog", f"available {_show(available)} is not true or false")
     return CatalogUpdate(item, category, available, _parse_ts(body.get("ts", attributes.get("ts"))))
+
+
+def _forget_request(body: dict, attributes: Mapping[str, str]) -> ForgetRequest:
+    for name in ("user", "ts"):
+        if name not in body and name not in attributes:
+            raise EventError("missing_field", f"'{name}' is required")
+    user = body.get("user", attributes.get("user"))
+    if not is_valid_id(user):
+        raise EventError("bad_field", f"user {_show(user)}")
+    return ForgetRequest(user, _parse_ts(body.get("ts", attributes.get("ts"))))
 
 
 def _event(body: dict, attributes: Mapping[str, str]) -> Event:
