@@ -14,6 +14,9 @@ type       ``browse`` | ``basket`` | ``purchase``, or the seed's codes
            1 | 2 | 3 (as numbers or strings)
 ts         RFC 3339 string with a time zone, or epoch milliseconds (a
            number, or a string of digits)
+attribution optional: the ``attribution`` token of the answer that showed
+           the item (``schemas.attribution``); the stream counts the event
+           for that answer's arm and route
 ========== ==============================================================
 
 An *id* is a string of 1-128 characters without control characters or lone
@@ -59,6 +62,8 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
+from schemas import attribution
+
 #: Larger messages are rejected unread: a real event is ~150 bytes, so 8 KiB
 #: leaves room for extra context while bounding parse cost per message.
 MAX_EVENT_BYTES = 8192
@@ -77,6 +82,7 @@ ERROR_CODES = {
     "bad_type": "type is not browse, basket, purchase or the codes 1, 2, 3",
     "bad_timestamp": "ts is neither an RFC 3339 string with a time zone nor epoch milliseconds",
     "bad_catalog": "a catalogue update needs category (an id) and/or available (true or false)",
+    "bad_attribution": "attribution is not a token this deployment's serving issued",
 }
 
 #: The ``kind`` of a catalogue update message.
@@ -156,20 +162,16 @@ class Event:
     item: str
     type: EventType
     ts_ms: int
+    #: The attribution token the event came back with (validated), if any.
+    attribution: str | None = None
 
     def to_json(self) -> bytes:
         """The canonical wire form (``parse_event(e.to_json()) == e``)."""
-        return json.dumps(
-            {
-                "event_id": self.event_id,
-                "user": self.user,
-                "item": self.item,
-                "type": self.type.value,
-                "ts": self.ts_ms,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode("utf-8")
+        body = {"event_id": self.event_id, "user": self.user, "item": self.item, "type": self.type.value}
+        body["ts"] = self.ts_ms
+        if self.attribution is not None:
+            body["attribution"] = self.attribution
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,7 +282,13 @@ def _event(body: dict, attributes: Mapping[str, str]) -> Event:
             raise EventError("bad_field", f"{name} {_show(value)}")
     event_type = _parse_type(field("type"))
     ts_ms = _parse_ts(field("ts"))
-    return Event(event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms)
+    token = body.get("attribution", attributes.get("attribution"))
+    if token is not None:
+        try:
+            attribution.decode(token)
+        except attribution.AttributionError as exc:
+            raise EventError("bad_attribution", f"attribution {_show(token)}: {exc}") from None
+    return Event(event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms, attribution=token)
 
 
 def _show(value) -> str:

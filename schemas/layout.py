@@ -14,6 +14,9 @@ carry a configurable prefix, ``streamsim-`` by default::
                      across an erasure
       e:<event_id>   empty; the pair's folded event ids (de-duplication), at
                      most MAX_FOLDED_PER_PAIR, aged out after DEDUP_WINDOW
+      a:<arm|route|type>  int64: the pair's folded events that came back with an
+                     attribution token of that arm and route (schemas.attribution),
+                     written with the pair (same conditional write: exactly once)
     items          row = item_row_key(item): small, one per item
       n:norm2        sum_u r_ui^2, double (the stream owns it; DIMSUM reads it)
       n:enorm2       sum_u f(r_ui)^2 for the entry transform entries.FOLDED, double
@@ -142,6 +145,7 @@ CATALOG_LOG = "l"
 ORDER = "o"
 ERASED = "x"
 FORGET = "f"
+ATTRIBUTED = "a"
 
 #: ``users`` s: qualifiers.
 SCORE = b"r"
@@ -173,6 +177,7 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
     "users": {
         SCORES: GcRule(max_versions=1),
         FOLDED: GcRule(max_versions=1, max_age=DEDUP_WINDOW),
+        ATTRIBUTED: GcRule(max_versions=1),
     },
     "items": {
         ITEM_STATS: GcRule(max_versions=1),

@@ -41,6 +41,8 @@ class PairRow:
     version: int = 0
     #: Folded event id -> cell time (µs), newest last after :func:`decode_pair`.
     folded: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Attributed events folded: ``attribution.counter_key(arm, route, type)`` -> count.
+    attributed: Mapping[bytes, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,7 @@ def decode_pair(row: Row) -> PairRow:
         events=_number(scores, layout.COUNT, codecs.decode_int64, 0),
         version=_number(scores, layout.VERSION, codecs.decode_int64, 0),
         folded={cell.qualifier.decode("utf-8"): cell.timestamp_micros for cell in folded},
+        attributed={q: codecs.decode_int64(c.value) for q, c in row.get(layout.ATTRIBUTED, {}).items()},
     )
 
 

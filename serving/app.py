@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
+from schemas import attribution
 from serving import errors, openapi, params
 from serving.catalog import Catalogue, CatalogueFollower
 from serving.config import ServingConfig
@@ -107,8 +109,16 @@ async def errors_and_metrics(request: web.Request, handler) -> web.StreamRespons
     return response
 
 
-def _answer_json(answer: Answer, **extra) -> web.Response:
-    body = {"generation": answer.generation, **extra, "items": answer.items}
+def _answer_json(app: web.Application, route: str, answer: Answer, **extra) -> web.Response:
+    """The answer with its ``arm`` and ``attribution`` token (``schemas.attribution``), counted."""
+    config = app[CONFIG]
+    token = attribution.encode(
+        attribution.Attribution(
+            route, answer.generation or 0, config.config_id, config.arm, secrets.token_hex(8), int(time.time() * 1000)
+        )
+    )
+    app[METRICS].answered(config.arm, route)
+    body = {"generation": answer.generation, **extra, "arm": config.arm, "attribution": token, "items": answer.items}
     return json_response(body)
 
 
@@ -117,7 +127,7 @@ async def get_recommendations(request: web.Request) -> web.Response:
     query = params.recommendation_query(
         params.query_pairs(request.rel_url.raw_query_string), config.weights, config.default_n
     )
-    return await _recommend(request.app[RECOMMENDER], query)
+    return await _recommend(request.app, query)
 
 
 async def post_recommendations(request: web.Request) -> web.Response:
@@ -134,7 +144,7 @@ async def post_recommendations(request: web.Request) -> web.Response:
         body = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise params.BadRequest("the body is not valid UTF-8 JSON") from None
-    return await _recommend(request.app[RECOMMENDER], params.session_body(body, config.weights, config.default_n))
+    return await _recommend(request.app, params.session_body(body, config.weights, config.default_n))
 
 
 def _refuse_a_large_body(request: web.Request) -> None:
@@ -159,13 +169,13 @@ async def expect_continue(request: web.Request) -> None:
         request.writer.output_size = 0  # as aiohttp's: the answer's own bytes start after this
 
 
-async def _recommend(recommender: Recommender, query: params.RecommendationQuery) -> web.Response:
-    options = query.options
+async def _recommend(app: web.Application, query: params.RecommendationQuery) -> web.Response:
+    recommender, options = app[RECOMMENDER], query.options
     if query.user is not None:
         answer = await recommender.for_user(
             query.user, options.n, exclude=options.exclude, explain=options.explain, categories=options.categories
         )
-        return _answer_json(answer, user=query.user)
+        return _answer_json(app, "user", answer, user=query.user)
     answer = await recommender.for_session(
         query.session,
         options.n,
@@ -174,7 +184,7 @@ async def _recommend(recommender: Recommender, query: params.RecommendationQuery
         categories=options.categories,
         allow_repeats=options.allow_repeats,
     )
-    return _answer_json(answer)
+    return _answer_json(app, "session", answer)
 
 
 async def get_similar(request: web.Request) -> web.Response:
@@ -184,7 +194,7 @@ async def get_similar(request: web.Request) -> web.Response:
     answer = await request.app[RECOMMENDER].similar(
         item, options.n, exclude=options.exclude, same_category=options.same_category
     )
-    return _answer_json(answer, item=item)
+    return _answer_json(request.app, "similar", answer, item=item)
 
 
 def _raw_item(request: web.Request) -> str:

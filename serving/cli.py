@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-rows", type=int, help="similarity rows kept in memory, per worker (default 200000)")
     group.add_argument("--rpc-deadline-seconds", type=float, help="deadline of one Bigtable read (default 0.4)")
     group.add_argument("--app-profile-id", help="Bigtable app profile for reads")
+    group.add_argument("--arm", help="the arm named in every answer's attribution token (default: default)")
     group.add_argument("--weights", help='event weights, e.g. "browse=0.5,basket=2,purchase=6" (STREAMSIM_WEIGHTS)')
     group.add_argument(
         "--config",
@@ -50,6 +51,7 @@ def config_from_args(args: argparse.Namespace):
         rpc_deadline_seconds=args.rpc_deadline_seconds,
         app_profile_id=args.app_profile_id,
         tuned_config=args.tuned_config,
+        arm=args.arm,
     )
     if args.weights:
         config = dataclasses.replace(config, weights=Weights.parse(args.weights))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
+from schemas import attribution
 from schemas.events import Weights
 from schemas.tuned import QueryKnobs, read_tuned
 from streamsim.runtime.settings import Settings
@@ -55,6 +57,8 @@ class ServingConfig:
     tuned_config: str = ""
     #: Popularity blend, recency decay over a session, repeats: from ``tuned_config`` if set.
     knobs: QueryKnobs = QueryKnobs()
+    #: The arm this server's answers belong to, named in their attribution tokens.
+    arm: str = "default"
 
     def __post_init__(self):
         positive = (
@@ -81,6 +85,13 @@ class ServingConfig:
             raise ValueError(f"port {self.port} is not a TCP port")
         if self.tuned_config:
             object.__setattr__(self, "knobs", read_tuned(self.tuned_config).serving)
+        if not attribution.is_label(self.arm):
+            raise ValueError(f"arm {self.arm!r} must be 1-{attribution.MAX_LABEL_CHARS} of A-Z a-z 0-9 _ . -")
+
+    @property
+    def config_id(self) -> str:
+        """The configuration named in attribution tokens: the tuned file's name, or ``default``."""
+        return attribution.label_of(Path(self.tuned_config).stem) if self.tuned_config else "default"
 
     @classmethod
     def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> ServingConfig:

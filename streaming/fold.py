@@ -8,7 +8,9 @@ per item a stats row (norm², user and event counts) plus a ``contributions`` ro
 1. :func:`fold_pair`: the batch's events of one (user, item) pair against the stored
    pair row. Event ids already folded are dropped; the result is the new absolute
    r_ui and event count, the ids to mark and the oldest ids to forget (the dedup
-   state is bounded per pair). Deterministic, so a retried write writes the same bytes.
+   state is bounded per pair), and the pair's counts of attributed events per arm, route
+   and type (``schemas.attribution``): they are written with the pair, so they count each
+   event once exactly as r_ui does. Deterministic, so a retried write writes the same bytes.
 2. :func:`fold_item`: absolute per-user contributions ``(r_ui, events)`` against the
    stored contributions of those users and the item's stats. A contribution whose
    event count is not above the stored one is a duplicate or stale redelivery and
@@ -28,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
-from schemas import Event, Weights, entries, layout
+from schemas import Event, Weights, attribution, entries, layout
 from schemas.layout import MAX_FOLDED_PER_PAIR
 from schemas.rows import ItemRow, PairRow
 
@@ -48,6 +50,8 @@ class PairFold:
     #: The oldest stored ids to forget, so that at most MAX_FOLDED_PER_PAIR stay.
     forget_ids: list[str]
     duplicates: int
+    #: Attributed-event counts that grew: counter key -> absolute count.
+    attributed: dict[bytes, int] = dataclasses.field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -62,6 +66,7 @@ def fold_pair(user: str, item: str, events: Iterable[Event], row: PairRow, weigh
     """Fold one pair's events (any order, repeats allowed) into its stored row."""
     seen = set(row.folded)
     new_ids: list[str] = []
+    attributed: dict[bytes, int] = {}
     r, n, duplicates = row.r, row.events, 0
     for event in events:
         if event.user != user or event.item != item:
@@ -75,12 +80,16 @@ def fold_pair(user: str, item: str, events: Iterable[Event], row: PairRow, weigh
         new_ids.append(event.event_id)
         r += weights.of(event.type)
         n += 1
+        if event.attribution is not None:
+            token = attribution.decode(event.attribution)
+            key = attribution.counter_key(token.arm, token.route, event.type.value)
+            attributed[key] = attributed.get(key, row.attributed.get(key, 0)) + 1
     # Keep the newest ids: the stored ones are oldest first, this batch's are newer.
     excess = len(row.folded) + len(new_ids) - MAX_FOLDED_PER_PAIR
     stored = list(row.folded)
     forget = stored[: max(0, min(excess, len(stored)))]
     marked = new_ids[max(0, excess - len(stored)) :]
-    return PairFold(user, item, r, n, marked, forget, duplicates)
+    return PairFold(user, item, r, n, marked, forget, duplicates, attributed)
 
 
 @dataclasses.dataclass(frozen=True)

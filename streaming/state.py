@@ -8,7 +8,7 @@ empty scores and zero counts, not an error. A user's items are a prefix scan of
 
 from __future__ import annotations
 
-from schemas import layout
+from schemas import attribution, layout
 from schemas.rows import decode_contribution, decode_item, decode_pair, decode_recent
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.settings import Settings
@@ -85,3 +85,15 @@ def scan_recent(settings: Settings) -> dict[str, list[str]]:
         layout.id_from_row_key(key): decode_recent(cells)
         for key, cells in open_tables(settings).recent.read_cells(row_filter=filters.recent_events())
     }
+
+
+def scan_attributed(settings: Settings) -> dict[tuple[str, str, str], int]:
+    """Attributed events folded, ``{(arm, route, event type): count}``: the ``a:`` cells of every
+    pair row (a scan of the rows that have any; ``streamsim report``)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    rows = open_tables(settings).users.read_rows(row_filter=filters.newest_in(layout.ATTRIBUTED))
+    for _, row in rows:
+        for key, n in decode_pair(row).attributed.items():
+            label = attribution.parse_counter_key(key)
+            counts[label] = counts.get(label, 0) + n
+    return counts

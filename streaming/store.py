@@ -77,6 +77,8 @@ _NEWEST = filters.newest()
 _VERSION = filters.column(layout.SCORES, layout.VERSION)
 _ITEM_VERSION = filters.column(layout.ITEM_STATS, layout.ITEM_VERSION)
 _ERASURE_MARKS = filters.chain(filters.family(layout.ERASED), filters.newest())
+#: The families of a pair row that hold sets (ids, counts) rather than one value.
+_PAIR_SETS = (layout.FOLDED, layout.ATTRIBUTED)
 
 
 @dataclasses.dataclass
@@ -265,8 +267,8 @@ class FoldStore:
     def _pair_write(row: PairRow, fold: PairFold, epoch: int) -> Conditional:
         same_epoch = layout.version_epoch(row.version) == epoch
         version = row.version + 1 if same_epoch else layout.pair_version(epoch, 1)
-        # A row from before an erasure is replaced whole: its folded ids go with it.
-        mutations = [] if same_epoch or not row.version else [delete_family(layout.FOLDED)]
+        # A row from before an erasure is replaced whole: its folded ids and counts go with it.
+        mutations = [] if same_epoch or not row.version else [delete_family(f) for f in _PAIR_SETS]
         mutations += [
             set_cell(layout.SCORES, layout.SCORE, encode_double(fold.r)),
             set_cell(layout.SCORES, layout.COUNT, encode_int64(fold.events)),
@@ -274,6 +276,7 @@ class FoldStore:
         ]
         mutations += [set_cell(layout.FOLDED, layout.folded_qualifier(e), b"") for e in fold.new_ids]
         mutations += [delete_cells(layout.FOLDED, layout.folded_qualifier(e)) for e in fold.forget_ids]
+        mutations += [set_cell(layout.ATTRIBUTED, key, encode_int64(n)) for key, n in fold.attributed.items()]
         return _versioned(layout.user_item_key(fold.user, fold.item), _VERSION, row.version, mutations)
 
     # --- step 2: items ---------------------------------------------------------
