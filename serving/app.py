@@ -22,7 +22,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from schemas import attribution
-from serving import errors, openapi, params
+from serving import arms, errors, openapi, params
 from serving.catalog import Catalogue, CatalogueFollower
 from serving.config import ServingConfig
 from serving.generation import GenerationWatcher
@@ -40,6 +40,8 @@ METRICS = web.AppKey("metrics", ServingMetrics)
 STORE = web.AppKey("store", BigtableStore)
 WATCHER = web.AppKey("watcher", GenerationWatcher)
 RECOMMENDER = web.AppKey("recommender", Recommender)
+#: Arm name -> its recommender (``serving.arms``); RECOMMENDER is the first arm's.
+ARMS = web.AppKey("arms", dict)
 CATALOGUE = web.AppKey("catalogue", Catalogue)
 FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
@@ -109,16 +111,23 @@ async def errors_and_metrics(request: web.Request, handler) -> web.StreamRespons
     return response
 
 
-def _answer_json(app: web.Application, route: str, answer: Answer, **extra) -> web.Response:
+def _arm(request: web.Request, user: str | None) -> tuple[str, Recommender]:
+    """The visitor's arm (``serving.arms``) and its recommender."""
+    arm = arms.assign(request.app[CONFIG].arms, user or request.headers.get(arms.VISITOR_HEADER))
+    return arm.name, request.app[ARMS][arm.name]
+
+
+def _answer_json(app: web.Application, route: str, arm: str, answer: Answer, **extra) -> web.Response:
     """The answer with its ``arm`` and ``attribution`` token (``schemas.attribution``), counted."""
     config = app[CONFIG]
+    config_id = config.config_id if len(config.arms) == 1 else arm
     token = attribution.encode(
         attribution.Attribution(
-            route, answer.generation or 0, config.config_id, config.arm, secrets.token_hex(8), int(time.time() * 1000)
+            route, answer.generation or 0, config_id, arm, secrets.token_hex(8), int(time.time() * 1000)
         )
     )
-    app[METRICS].answered(config.arm, route)
-    body = {"generation": answer.generation, **extra, "arm": config.arm, "attribution": token, "items": answer.items}
+    app[METRICS].answered(arm, route)
+    body = {"generation": answer.generation, **extra, "arm": arm, "attribution": token, "items": answer.items}
     return json_response(body)
 
 
@@ -127,7 +136,7 @@ async def get_recommendations(request: web.Request) -> web.Response:
     query = params.recommendation_query(
         params.query_pairs(request.rel_url.raw_query_string), config.weights, config.default_n
     )
-    return await _recommend(request.app, query)
+    return await _recommend(request, query)
 
 
 async def post_recommendations(request: web.Request) -> web.Response:
@@ -144,7 +153,7 @@ async def post_recommendations(request: web.Request) -> web.Response:
         body = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise params.BadRequest("the body is not valid UTF-8 JSON") from None
-    return await _recommend(request.app, params.session_body(body, config.weights, config.default_n))
+    return await _recommend(request, params.session_body(body, config.weights, config.default_n))
 
 
 def _refuse_a_large_body(request: web.Request) -> None:
@@ -169,13 +178,14 @@ async def expect_continue(request: web.Request) -> None:
         request.writer.output_size = 0  # as aiohttp's: the answer's own bytes start after this
 
 
-async def _recommend(app: web.Application, query: params.RecommendationQuery) -> web.Response:
-    recommender, options = app[RECOMMENDER], query.options
+async def _recommend(request: web.Request, query: params.RecommendationQuery) -> web.Response:
+    app, options = request.app, query.options
+    arm, recommender = _arm(request, query.user)
     if query.user is not None:
         answer = await recommender.for_user(
             query.user, options.n, exclude=options.exclude, explain=options.explain, categories=options.categories
         )
-        return _answer_json(app, "user", answer, user=query.user)
+        return _answer_json(app, "user", arm, answer, user=query.user)
     answer = await recommender.for_session(
         query.session,
         options.n,
@@ -184,17 +194,16 @@ async def _recommend(app: web.Application, query: params.RecommendationQuery) ->
         categories=options.categories,
         allow_repeats=options.allow_repeats,
     )
-    return _answer_json(app, "session", answer)
+    return _answer_json(app, "session", arm, answer)
 
 
 async def get_similar(request: web.Request) -> web.Response:
     item, options = params.similar_query(
         _raw_item(request), params.query_pairs(request.rel_url.raw_query_string), request.app[CONFIG].default_n
     )
-    answer = await request.app[RECOMMENDER].similar(
-        item, options.n, exclude=options.exclude, same_category=options.same_category
-    )
-    return _answer_json(request.app, "similar", answer, item=item)
+    arm, recommender = _arm(request, None)
+    answer = await recommender.similar(item, options.n, exclude=options.exclude, same_category=options.same_category)
+    return _answer_json(request.app, "similar", arm, answer, item=item)
 
 
 def _raw_item(request: web.Request) -> str:
@@ -256,16 +265,23 @@ async def bigtable_context(app: web.Application):
         store, window_seconds=config.history_window_ms / 1000, max_batch=config.history_batch_reads
     )
     app[STORE], app[WATCHER], app[FOLLOWER], app[HISTORIES] = store, watcher, follower, histories
-    app[RECOMMENDER] = Recommender(
-        store,
-        watcher,
-        app[CACHE],
-        app[CATALOGUE],
-        histories,
-        max_history=config.max_history,
-        vocabulary_limit=config.vocabulary_limit,
-        knobs=config.knobs,
-    )
+    recommenders = {
+        arm.name: Recommender(
+            store,
+            watcher,
+            app[CACHE],
+            app[CATALOGUE],
+            histories,
+            max_history=config.max_history,
+            vocabulary_limit=config.vocabulary_limit,
+            knobs=arm.knobs,
+        )
+        for arm in config.arms
+    }
+    app[RECOMMENDER] = recommenders[config.arms[0].name]
+    for recommender in recommenders.values():
+        recommender.filtered = app[RECOMMENDER].filtered  # /metrics counts every arm's filters
+    app[ARMS] = recommenders
     try:
         await watcher.refresh()
         await follower.load()

@@ -23,9 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--config",
         dest="tuned_config",
+        action="append",
         help="a tuned configuration (streamsim tune): popularity blend, recency decay, repeats "
-        "(STREAMSIM_SERVE_TUNED_CONFIG)",
+        "(STREAMSIM_SERVE_TUNED_CONFIG); repeat it for A/B arms named after the files (docs/serving.md)",
     )
+    group.add_argument("--split", type=float, help="A/B: the first of two arms' share of visitors, in percent")
 
 
 def register(subparsers, parent) -> None:
@@ -50,8 +52,10 @@ def config_from_args(args: argparse.Namespace):
         cache_rows=args.cache_rows,
         rpc_deadline_seconds=args.rpc_deadline_seconds,
         app_profile_id=args.app_profile_id,
-        tuned_config=args.tuned_config,
+        tuned_config=args.tuned_config[0] if args.tuned_config and len(args.tuned_config) == 1 else None,
         arm=args.arm,
+        arm_configs=tuple(args.tuned_config) if args.tuned_config and len(args.tuned_config) > 1 else None,
+        split=args.split,
     )
     if args.weights:
         config = dataclasses.replace(config, weights=Weights.parse(args.weights))

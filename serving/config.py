@@ -14,6 +14,8 @@ from pathlib import Path
 from schemas import attribution
 from schemas.events import Weights
 from schemas.tuned import QueryKnobs, read_tuned
+from serving.arms import Arm
+from serving.arms import from_configs as arms_from_configs
 from streamsim.runtime.settings import Settings
 
 
@@ -59,6 +61,12 @@ class ServingConfig:
     knobs: QueryKnobs = QueryKnobs()
     #: The arm this server's answers belong to, named in their attribution tokens.
     arm: str = "default"
+    #: A/B arms (``serving.arms``): two or more tuned configurations, in place of ``tuned_config``...
+    arm_configs: tuple = ()
+    #: ...and the first arm's share in percent (None: equal shares).
+    split: float | None = None
+    #: The arms served: from ``arm_configs``, else one named ``arm`` with ``knobs``.
+    arms: tuple = dataclasses.field(default=(), init=False)
 
     def __post_init__(self):
         positive = (
@@ -87,6 +95,12 @@ class ServingConfig:
             object.__setattr__(self, "knobs", read_tuned(self.tuned_config).serving)
         if not attribution.is_label(self.arm):
             raise ValueError(f"arm {self.arm!r} must be 1-{attribution.MAX_LABEL_CHARS} of A-Z a-z 0-9 _ . -")
+        if self.arm_configs and self.tuned_config:
+            raise ValueError("give one tuned configuration, or two or more arms, not both")
+        if self.split is not None and not self.arm_configs:
+            raise ValueError("--split needs two --config files (the arms)")
+        arms = arms_from_configs(tuple(self.arm_configs), self.split) if self.arm_configs else ()
+        object.__setattr__(self, "arms", arms or (Arm(self.arm, self.knobs, 1.0),))
 
     @property
     def config_id(self) -> str:
@@ -98,9 +112,13 @@ class ServingConfig:
         """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name in ("settings", "weights", "knobs"):
+            if field.name in ("settings", "weights", "knobs", "arms"):
                 continue
             explicit = overrides.get(field.name)
+            if field.name in ("arm_configs", "split"):  # flags only
+                if explicit is not None:
+                    values[field.name] = explicit
+                continue
             text = environ.get(f"STREAMSIM_SERVE_{field.name.upper()}")
             if explicit is not None:
                 values[field.name] = explicit
