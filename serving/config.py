@@ -91,14 +91,14 @@ class ServingConfig:
             raise ValueError(f"history_window_ms must be 0 or more, got {self.history_window_ms!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
+        if self.split is not None and not self.arm_configs:
+            raise ValueError("--split needs two --config files (the arms)")
         if self.tuned_config:
             object.__setattr__(self, "knobs", read_tuned(self.tuned_config).serving)
         if not attribution.is_label(self.arm):
             raise ValueError(f"arm {self.arm!r} must be 1-{attribution.MAX_LABEL_CHARS} of A-Z a-z 0-9 _ . -")
         if self.arm_configs and self.tuned_config:
             raise ValueError("give one tuned configuration, or two or more arms, not both")
-        if self.split is not None and not self.arm_configs:
-            raise ValueError("--split needs two --config files (the arms)")
         arms = arms_from_configs(tuple(self.arm_configs), self.split) if self.arm_configs else ()
         object.__setattr__(self, "arms", arms or (Arm(self.arm, self.knobs, 1.0),))
 

@@ -41,6 +41,11 @@ its successor) and wherever a writer crashes:
    only those the pair step accepts: a batch redelivered after a crash finds its events
    marked as duplicates, and still (re)writes their identical cells.
 
+5. **Erasures** (``streaming.forget``). Pair versions and contribution stamps carry the
+   user's erasure epoch; a batch reads its users' tombstones before folding (events at or
+   before an erasure are dropped) and again after writing, and item folds honour the
+   items' erasure marks. ``streaming.forget`` argues why no erased state comes back.
+
 Retried bundles write the same absolute values again, and a conditional write whose
 answer was lost reads as a conflict, which re-reads: both are safe by the above.
 """
