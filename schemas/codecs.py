@@ -74,7 +74,7 @@ def decode_text(data: bytes) -> str:
 
 
 def encode_contribution(r_ui: float, events: int) -> bytes:
-    """An items ``c:<user>`` cell: r_ui (float64) then the events behind it (int64)."""
+    """A ``contributions`` cell: r_ui (float64) then the stamp of the events behind it (int64)."""
     return _CONTRIBUTION.pack(r_ui, events)
 
 
@@ -129,7 +129,9 @@ def decode_neighbours(data: bytes) -> list[tuple[str, float]]:
 
 
 def encode_intent(contributions: Iterable[tuple[str, float, int]]) -> bytes:
-    """An ``items q:<token>`` cell: the (user, r_ui, events) an item fold committed to write.
+    """An ``items q:<token>`` cell: the (user, r_ui, stamp) an item fold committed to write.
+
+    A negative stamp -e is an erasure: delete the user's contribution cells older than epoch e.
 
     JSON: Python writes floats with the shortest repr that reads back exactly.
     """

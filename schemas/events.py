@@ -16,6 +16,9 @@ ts         RFC 3339 string with a time zone, or epoch milliseconds (a
            number, or a string of digits)
 session    optional: an id shared by the events of one visit (else the
            stream groups a user's events by time, ``layout.session_key``)
+attribution optional: the ``attribution`` token of the answer that showed
+           the item (``schemas.attribution``); the stream counts the event
+           for that answer's arm and route
 ========== ==============================================================
 
 An *id* is a string of 1-128 characters without control characters or lone
@@ -46,6 +49,14 @@ a ``ts`` more than :data:`MAX_CLOCK_SKEW_MS` after it is refused
 that. The bound only moves forward with the clock, so a message accepted once is
 accepted again when redelivered.
 
+A user's erasure request (GDPR art. 17) is a message with ``"kind": "forget"``::
+
+    {"kind": "forget", "user": "u42", "ts": "2026-11-22T10:00:00Z"}
+
+``user`` is an id and ``ts`` the time of the request, as for events: the stream removes
+everything it holds of the user, and drops the user's events dated at or before ``ts``
+whenever they arrive (``streaming.forget``). A re-sent request (same ``ts``) changes nothing.
+
 Every way to break the contract raises :class:`EventError` with a stable
 ``code`` (see :data:`ERROR_CODES`), which the pipeline copies into the
 dead-letter message's attributes.
@@ -61,6 +72,8 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime
+
+from schemas import attribution
 
 #: Larger messages are rejected unread: a real event is ~150 bytes, so 8 KiB
 #: leaves room for extra context while bounding parse cost per message.
@@ -84,10 +97,13 @@ ERROR_CODES = {
     "bad_timestamp": "ts is neither an RFC 3339 string with a time zone nor epoch milliseconds",
     "bad_catalog": "a catalogue update needs category (an id) and/or available (true or false)",
     "future_timestamp": "ts is more than MAX_CLOCK_SKEW_MS ahead of the reader's clock",
+    "bad_attribution": "attribution is not a token this deployment's serving issued",
 }
 
 #: The ``kind`` of a catalogue update message.
 CATALOG_KIND = "catalog"
+#: The ``kind`` of a user's erasure request.
+FORGET_KIND = "forget"
 
 # Control characters, and lone surrogates (JSON can spell "\ud800"), which
 # cannot be encoded as UTF-8 for Bigtable keys and qualifiers.
@@ -162,6 +178,8 @@ class Event:
     type: EventType
     ts_ms: int
     session: str | None = None
+    #: The attribution token the event came back with (validated), if any.
+    attribution: str | None = None
 
     def to_json(self) -> bytes:
         """The canonical wire form (``parse_event(e.to_json()) == e``)."""
@@ -169,6 +187,8 @@ class Event:
         body["ts"] = self.ts_ms
         if self.session is not None:
             body["session"] = self.session
+        if self.attribution is not None:
+            body["attribution"] = self.attribution
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -190,6 +210,18 @@ class CatalogUpdate:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+@dataclasses.dataclass(frozen=True)
+class ForgetRequest:
+    """Erase everything of ``user`` held up to ``ts_ms``."""
+
+    user: str
+    ts_ms: int
+
+    def to_json(self) -> bytes:
+        body = {"kind": FORGET_KIND, "user": self.user, "ts": self.ts_ms}
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def _body(data: bytes) -> dict:
     if len(data) > MAX_EVENT_BYTES:
         raise EventError("too_large", f"{len(data)} bytes, the limit is {MAX_EVENT_BYTES}")
@@ -204,14 +236,18 @@ def _body(data: bytes) -> dict:
 
 def parse_message(
     data: bytes, attributes: Mapping[str, str] | None = None, *, now_ms: int | None = None
-) -> Event | CatalogUpdate:
-    """One message of the stream: a catalogue update if its ``kind`` says so, else an event.
+) -> Event | CatalogUpdate | ForgetRequest:
+    """One message of the stream: a catalogue update or an erasure request if its ``kind``
+    says so, else an event. ``now_ms`` bounds every kind's ``ts`` (an erasure dated ahead
+    would drop the user's events until then).
 
     Raises :class:`EventError` as :func:`parse_event` does; pure, like it.
     """
     body = _body(data)
     if body.get("kind") == CATALOG_KIND:
         return _not_ahead(_catalog_update(body, attributes or {}), now_ms)
+    if body.get("kind") == FORGET_KIND:
+        return _not_ahead(_forget_request(body, attributes or {}), now_ms)
     return _not_ahead(_event(body, attributes or {}), now_ms)
 
 
@@ -252,6 +288,16 @@ def _catalog_update(body: dict, attributes: Mapping[str, str]) -> CatalogUpdate:
     return CatalogUpdate(item, category, available, _parse_ts(body.get("ts", attributes.get("ts"))))
 
 
+def _forget_request(body: dict, attributes: Mapping[str, str]) -> ForgetRequest:
+    for name in ("user", "ts"):
+        if name not in body and name not in attributes:
+            raise EventError("missing_field", f"'{name}' is required")
+    user = body.get("user", attributes.get("user"))
+    if not is_valid_id(user):
+        raise EventError("bad_field", f"user {_show(user)}")
+    return ForgetRequest(user, _parse_ts(body.get("ts", attributes.get("ts"))))
+
+
 def _event(body: dict, attributes: Mapping[str, str]) -> Event:
     def field(name: str):
         if name in body:
@@ -272,7 +318,15 @@ def _event(body: dict, attributes: Mapping[str, str]) -> Event:
     session = body.get("session", attributes.get("session"))
     if session is not None and not is_valid_id(session):
         raise EventError("bad_field", f"session {_show(session)}")
-    return Event(event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms, session=session)
+    token = body.get("attribution", attributes.get("attribution"))
+    if token is not None:
+        try:
+            attribution.decode(token)
+        except attribution.AttributionError as exc:
+            raise EventError("bad_attribution", f"attribution {_show(token)}: {exc}") from None
+    return Event(
+        event_id=event_id, user=user, item=item, type=event_type, ts_ms=ts_ms, session=session, attribution=token
+    )
 
 
 def _show(value) -> str:

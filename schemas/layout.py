@@ -9,9 +9,14 @@ carry a configurable prefix, ``streamsim-`` by default::
       s:r            r_ui, double: sum of the weights of the user's events on item
       s:n            events folded on the pair, int64
       s:v            the row's version, int64: every fold writes it with a
-                     CheckAndMutateRow whose predicate is the version it read
+                     CheckAndMutateRow whose predicate is the version it read;
+                     pair_version(erasure epoch, writes), so no version repeats
+                     across an erasure
       e:<event_id>   empty; the pair's folded event ids (de-duplication), at
                      most MAX_FOLDED_PER_PAIR, aged out after DEDUP_WINDOW
+      a:<arm|route|type>  int64: the pair's folded events that came back with an
+                     attribution token of that arm and route (schemas.attribution),
+                     written with the pair (same conditional write: exactly once)
     items          row = item_row_key(item): small, one per item
       n:norm2        sum_u r_ui^2, double (the stream owns it; DIMSUM reads it)
       n:enorm2       sum_u f(r_ui)^2 for the entry transform entries.FOLDED, double
@@ -29,10 +34,13 @@ carry a configurable prefix, ``streamsim-`` by default::
                      update never hides a newer one
       m:available    codecs.encode_available: 1 shown, 0 hidden (out of stock,
                      deleted); no cell: available
+      x:<user token> int64: the user's erasure epoch whose older contributions this
+                     item's stats no longer hold (``streaming.forget``); kept DEDUP_WINDOW
     contributions  row = item_user_key(item, user): one per (item, user) pair
-      c:c            codecs.encode_contribution(r_ui, events); the cell timestamp
-                     is the pair's event count (ms), so the newest cell is the
-                     highest count whatever order writers land in
+      c:c            codecs.encode_contribution(r_ui, stamp); the cell timestamp
+                     is the stamp (ms): contribution_stamp(erasure epoch, event
+                     count), so the newest cell is the highest count of the
+                     newest epoch whatever order writers land in
     similarities   row = item_row_key(item)
       k:top          packed top-K neighbours (codecs.encode_neighbours); the
                      cell timestamp is the generation that wrote it
@@ -41,6 +49,8 @@ carry a configurable prefix, ``streamsim-`` by default::
       pass#<gen>  p:stats     JSON statistics of one refresh pass (FRESHNESS_KEYS
                               among them: what serving reports as freshness)
       popular     k:top       packed popularity list; cell timestamp = generation
+      forget#<user token> f:at, f:epoch, f:receipt: the user's tombstone (the last
+                  erasure's time in ms, and how many erasures) and its receipt (JSON)
       catalog#<written ms>#<batch>  l:changes: the catalogue change log, one row
                   per written batch of at most CATALOG_LOG_BATCH changes
                   (codecs.encode_catalog_changes: the same values and update times
@@ -160,6 +170,9 @@ CATALOG = "m"
 CATALOG_LOG = "l"
 ORDER = "o"
 HOLDERS = "h"
+ERASED = "x"
+FORGET = "f"
+ATTRIBUTED = "a"
 
 #: ``users`` s: qualifiers.
 SCORE = b"r"
@@ -186,17 +199,23 @@ CATEGORY = b"category"
 AVAILABLE = b"available"
 #: ``meta`` catalog log l: qualifier.
 CATALOG_CHANGES = b"changes"
+#: ``meta`` forget# f: qualifiers.
+FORGOTTEN_AT = b"at"
+FORGOTTEN_EPOCH = b"epoch"
+RECEIPT = b"receipt"
 
 FAMILIES: dict[str, dict[str, GcRule]] = {
     "users": {
         SCORES: GcRule(max_versions=1),
         FOLDED: GcRule(max_versions=1, max_age=DEDUP_WINDOW),
+        ATTRIBUTED: GcRule(max_versions=1),
     },
     "items": {
         ITEM_STATS: GcRule(max_versions=1),
         DIRTY: GcRule(max_versions=1),
         INTENTS: GcRule(max_versions=1),
         CATALOG: GcRule(max_versions=1),
+        ERASED: GcRule(max_versions=1, max_age=DEDUP_WINDOW),
     },
     "contributions": {
         # Versions by event count (the cell timestamp), not by time: no max_age.
@@ -211,6 +230,7 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         PASS_STATS: GcRule(max_versions=1),
         NEIGHBOURS: GcRule(max_versions=KEEP_GENERATIONS),
         CATALOG_LOG: GcRule(max_versions=1, max_age=CATALOG_LOG_WINDOW),
+        FORGET: GcRule(max_versions=1),
     },
     "recent": {
         # Versions by event time (the cell timestamp), not by write time: no max_age.
@@ -226,6 +246,7 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
 GENERATION_ROW = b"generation"
 POPULAR_ROW = b"popular"
 CATALOG_LOG_PREFIX = b"catalog#"
+FORGET_PREFIX = b"forget#"
 
 _TABLE_ID = re.compile(r"^[_a-zA-Z0-9][-_.a-zA-Z0-9]{0,49}$")
 _PUBSUB_ID = re.compile(r"^[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
@@ -466,6 +487,55 @@ def id_from_sessions_key(key: bytes) -> str:
     return _entity(key[1:]).decode("utf-8")
 
 
+def recent_micros_after(ts_ms: int) -> int:
+    """The lowest ``recent`` cell timestamp of an event after ``ts_ms``: cells below it are
+    the events at or before ``ts_ms``."""
+    return (min(max(ts_ms + 1, 0), _RECENT_MAX_MS) << RECENT_TIE_BITS) * 1000
+
+
 def recent_event_ms(micros: int) -> int:
     """The event time (ms) of a ``recent`` cell timestamp."""
     return (micros // 1000) >> RECENT_TIE_BITS
+
+
+# --- erasure epochs (streaming.forget) ----------------------------------------
+# A user's epoch is how many times the user was forgotten. State written for a user
+# carries the epoch its writer saw, so that an erasure removes exactly the older state
+# and a stale writer can never pass for a new one.
+
+#: Bits of a pair row's version below its epoch (s:v = epoch << bits | writes).
+PAIR_VERSION_BITS = 40
+#: Bits of a contribution stamp below its epoch (stamp = epoch << bits | events).
+STAMP_EVENT_BITS = 32
+
+
+def user_token(user: str) -> bytes:
+    """A fixed-length pseudonym of a user (hex): what tombstones and erasure marks are keyed by,
+    so that no row or qualifier holds a forgotten user's id."""
+    return hashlib.blake2b(user.encode("utf-8"), digest_size=16, person=b"streamsim-forget").hexdigest().encode()
+
+
+def forget_row_key(user: str) -> bytes:
+    """The ``meta`` row of a user's tombstone and receipt."""
+    return FORGET_PREFIX + user_token(user)
+
+
+def pair_version(epoch: int, writes: int) -> int:
+    return (epoch << PAIR_VERSION_BITS) | writes
+
+
+def version_epoch(version: int) -> int:
+    """The epoch a ``users`` row was written in (0: never forgotten, or no row)."""
+    return version >> PAIR_VERSION_BITS
+
+
+def contribution_stamp(epoch: int, events: int) -> int:
+    return (epoch << STAMP_EVENT_BITS) | events
+
+
+def stamp_epoch(stamp: int) -> int:
+    return stamp >> STAMP_EVENT_BITS
+
+
+def stamp_events(stamp: int) -> int:
+    return stamp & ((1 << STAMP_EVENT_BITS) - 1)

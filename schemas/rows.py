@@ -41,6 +41,8 @@ class PairRow:
     version: int = 0
     #: Folded event id -> cell time (µs), newest last after :func:`decode_pair`.
     folded: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Attributed events folded: ``attribution.counter_key(arm, route, type)`` -> count.
+    attributed: Mapping[bytes, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +57,10 @@ class ItemRow:
     entry_norm2: float = 0.0
     #: Cell time (µs) of the dirty mark, 0 if unmarked.
     dirty_micros: int = 0
-    #: Item folds in flight: token -> the (user, r_ui, events) they committed to write.
+    #: Item folds in flight: token -> the (user, r_ui, stamp) they committed to write.
     intents: Mapping[str, list[tuple[str, float, int]]] = dataclasses.field(default_factory=dict)
+    #: Erasure marks: user token -> the epoch below which the stats hold none of the user.
+    erased: Mapping[bytes, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,7 @@ def decode_pair(row: Row) -> PairRow:
         events=_number(scores, layout.COUNT, codecs.decode_int64, 0),
         version=_number(scores, layout.VERSION, codecs.decode_int64, 0),
         folded={cell.qualifier.decode("utf-8"): cell.timestamp_micros for cell in folded},
+        attributed={q: codecs.decode_int64(c.value) for q, c in row.get(layout.ATTRIBUTED, {}).items()},
     )
 
 
@@ -99,6 +104,7 @@ def decode_item(row: Row) -> ItemRow:
         entry_norm2=_number(stats, layout.ENTRY_NORM2, codecs.decode_double, 0.0),
         dirty_micros=mark.timestamp_micros if mark is not None else 0,
         intents={q.decode("utf-8"): codecs.decode_intent(c.value) for q, c in row.get(layout.INTENTS, {}).items()},
+        erased={q: codecs.decode_int64(c.value) for q, c in row.get(layout.ERASED, {}).items()},
     )
 
 
@@ -126,7 +132,7 @@ def decode_catalog_log(row: Row) -> list[tuple[str, CatalogCells]]:
 
 
 def decode_contribution(row: Row) -> tuple[float, int]:
-    """A ``contributions`` row's (r_ui, events); (0.0, 0) if absent."""
+    """A ``contributions`` row's (r_ui, stamp) (``layout.contribution_stamp``); (0.0, 0) if absent."""
     cell = row.get(layout.CONTRIBUTIONS, {}).get(layout.CONTRIBUTION)
     return codecs.decode_contribution(cell.value) if cell is not None else (0.0, 0)
 

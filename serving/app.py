@@ -14,13 +14,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
-from serving import errors, openapi, params
+from schemas import attribution
+from serving import arms, errors, openapi, params
 from serving.catalog import Catalogue, CatalogueFollower
 from serving.config import ServingConfig
 from serving.generation import GenerationWatcher
@@ -40,6 +42,8 @@ METRICS = web.AppKey("metrics", ServingMetrics)
 STORE = web.AppKey("store", BigtableStore)
 WATCHER = web.AppKey("watcher", GenerationWatcher)
 RECOMMENDER = web.AppKey("recommender", Recommender)
+#: Arm name -> its recommender (``serving.arms``); RECOMMENDER is the first arm's.
+ARMS = web.AppKey("arms", dict)
 CATALOGUE = web.AppKey("catalogue", Catalogue)
 FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
@@ -119,8 +123,23 @@ async def errors_and_metrics(request: web.Request, handler) -> web.StreamRespons
     return response
 
 
-def _answer_json(answer: Answer, **extra) -> web.Response:
-    body = {"generation": answer.generation, **extra, "items": answer.items}
+def _arm(request: web.Request, user: str | None) -> tuple[str, Recommender]:
+    """The visitor's arm (``serving.arms``) and its recommender."""
+    arm = arms.assign(request.app[CONFIG].arms, user or request.headers.get(arms.VISITOR_HEADER))
+    return arm.name, request.app[ARMS][arm.name]
+
+
+def _answer_json(app: web.Application, route: str, arm: str, answer: Answer, **extra) -> web.Response:
+    """The answer with its ``arm`` and ``attribution`` token (``schemas.attribution``), counted."""
+    config = app[CONFIG]
+    config_id = config.config_id if len(config.arms) == 1 else arm
+    token = attribution.encode(
+        attribution.Attribution(
+            route, answer.generation or 0, config_id, arm, secrets.token_hex(8), int(time.time() * 1000)
+        )
+    )
+    app[METRICS].answered(arm, route)
+    body = {"generation": answer.generation, **extra, "arm": arm, "attribution": token, "items": answer.items}
     return json_response(body)
 
 
@@ -129,7 +148,7 @@ async def get_recommendations(request: web.Request) -> web.Response:
     query = params.recommendation_query(
         params.query_pairs(request.rel_url.raw_query_string), config.weights, config.default_n
     )
-    return await _recommend(request.app[RECOMMENDER], query, config.weights)
+    return await _recommend(request, query)
 
 
 async def post_recommendations(request: web.Request) -> web.Response:
@@ -147,8 +166,7 @@ async def post_recommendations(request: web.Request) -> web.Response:
         body = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise params.BadRequest("the body is not valid UTF-8 JSON") from None
-    query = params.session_body(body, config.weights, config.default_n)
-    return await _recommend(request.app[RECOMMENDER], query, config.weights)
+    return await _recommend(request, params.session_body(body, config.weights, config.default_n))
 
 
 def _refuse_a_large_body(request: web.Request) -> None:
@@ -173,17 +191,18 @@ async def expect_continue(request: web.Request) -> None:
         request.writer.output_size = 0  # as aiohttp's: the answer's own bytes start after this
 
 
-async def _recommend(recommender: Recommender, query: params.RecommendationQuery, weights) -> web.Response:
-    options = query.options
+async def _recommend(request: web.Request, query: params.RecommendationQuery) -> web.Response:
+    app, options = request.app, query.options
+    arm, recommender = _arm(request, query.user)
     if query.user is not None:
         answer = await recommender.for_user(
             query.user, options.n, exclude=options.exclude, explain=options.explain, categories=options.categories
         )
-        return _answer_json(answer, user=query.user)
+        return _answer_json(app, "user", arm, answer, user=query.user)
     session, clicks, own = query.session, list(query.clicks), frozenset()
     if query.session_id is not None:
         clicks = await recommender.session_clicks(query.session_id)
-        session = params.browsed(clicks, weights)
+        session = params.browsed(clicks, app[CONFIG].weights)
         own = frozenset({query.session_id})
     answer = await recommender.for_session(
         session,
@@ -196,18 +215,17 @@ async def _recommend(recommender: Recommender, query: params.RecommendationQuery
         own=own,
     )
     if query.session_id is not None:
-        return _answer_json(answer, session=query.session_id)
-    return _answer_json(answer)
+        return _answer_json(app, "session", arm, answer, session=query.session_id)
+    return _answer_json(app, "session", arm, answer)
 
 
 async def get_similar(request: web.Request) -> web.Response:
     item, options = params.similar_query(
         _raw_item(request), params.query_pairs(request.rel_url.raw_query_string), request.app[CONFIG].default_n
     )
-    answer = await request.app[RECOMMENDER].similar(
-        item, options.n, exclude=options.exclude, same_category=options.same_category
-    )
-    return _answer_json(answer, item=item)
+    arm, recommender = _arm(request, None)
+    answer = await recommender.similar(item, options.n, exclude=options.exclude, same_category=options.same_category)
+    return _answer_json(request.app, "similar", arm, answer, item=item)
 
 
 def _raw_item(request: web.Request) -> str:
@@ -278,18 +296,27 @@ async def bigtable_context(app: web.Application):
         store, window_seconds=config.history_window_ms / 1000, max_batch=config.history_batch_reads
     )
     app[STORE], app[WATCHER], app[FOLLOWER], app[HISTORIES] = store, watcher, follower, histories
-    app[RECOMMENDER] = Recommender(
-        store,
-        watcher,
-        app[CACHE],
-        app[CATALOGUE],
-        histories,
-        max_history=config.max_history,
-        vocabulary_limit=config.vocabulary_limit,
-        knobs=config.knobs,
-        sessions=SessionIndexReads(store, ttl_seconds=config.session_cache_seconds),
-        session_knn=config.session_knn,
-    )
+    # One session-index cache for every arm: the arms differ in query knobs only.
+    sessions = SessionIndexReads(store, ttl_seconds=config.session_cache_seconds)
+    recommenders = {
+        arm.name: Recommender(
+            store,
+            watcher,
+            app[CACHE],
+            app[CATALOGUE],
+            histories,
+            max_history=config.max_history,
+            vocabulary_limit=config.vocabulary_limit,
+            knobs=arm.knobs,
+            sessions=sessions,
+            session_knn=config.session_knn,
+        )
+        for arm in config.arms
+    }
+    app[RECOMMENDER] = recommenders[config.arms[0].name]
+    for recommender in recommenders.values():
+        recommender.filtered = app[RECOMMENDER].filtered  # /metrics counts every arm's filters
+    app[ARMS] = recommenders
     try:
         await watcher.refresh()
         await asyncio.wait_for(follower.load(), START_LOAD_SECONDS)

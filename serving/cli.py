@@ -18,18 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-rows", type=int, help="similarity rows kept in memory, per worker (default 200000)")
     group.add_argument("--rpc-deadline-seconds", type=float, help="deadline of one Bigtable read (default 0.4)")
     group.add_argument("--app-profile-id", help="Bigtable app profile for reads")
+    group.add_argument("--arm", help="the arm named in every answer's attribution token (default: default)")
     group.add_argument("--weights", help='event weights, e.g. "browse=0.5,basket=2,purchase=6" (STREAMSIM_WEIGHTS)')
     group.add_argument(
         "--config",
         dest="tuned_config",
+        action="append",
         help="a tuned configuration (streamsim tune): popularity blend, recency decay, repeats "
-        "(STREAMSIM_SERVE_TUNED_CONFIG)",
+        "(STREAMSIM_SERVE_TUNED_CONFIG); repeat it for A/B arms named after the files (docs/serving.md)",
     )
     group.add_argument(
         "--session-method",
         help="score session queries by their neighbour sessions in the stream's index: v-sknn "
         "(STREAMSIM_SERVE_SESSION_METHOD; default: item-item only)",
     )
+    group.add_argument("--split", type=float, help="A/B: the first of two arms' share of visitors, in percent")
 
 
 def register(subparsers, parent) -> None:
@@ -54,8 +57,11 @@ def config_from_args(args: argparse.Namespace):
         cache_rows=args.cache_rows,
         rpc_deadline_seconds=args.rpc_deadline_seconds,
         app_profile_id=args.app_profile_id,
-        tuned_config=args.tuned_config,
+        tuned_config=args.tuned_config[0] if args.tuned_config and len(args.tuned_config) == 1 else None,
         session_method=args.session_method,
+        arm=args.arm,
+        arm_configs=tuple(args.tuned_config) if args.tuned_config and len(args.tuned_config) > 1 else None,
+        split=args.split,
     )
     if args.weights:
         config = dataclasses.replace(config, weights=Weights.parse(args.weights))

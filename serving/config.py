@@ -9,9 +9,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
+from schemas import attribution
 from schemas.events import Weights
 from schemas.tuned import QueryKnobs, read_tuned
+from serving.arms import Arm
+from serving.arms import from_configs as arms_from_configs
 from serving.session_knn import PRESETS, SessionKnn
 from serving.session_neighbours import servable
 from streamsim.runtime.settings import Settings
@@ -64,6 +68,14 @@ class ServingConfig:
     session_cache_seconds: float = 2.0
     #: The session-kNN settings (from ``session_method``, or given directly by tests).
     session_knn: SessionKnn | None = None
+    #: The arm this server's answers belong to, named in their attribution tokens.
+    arm: str = "default"
+    #: A/B arms (``serving.arms``): two or more tuned configurations, in place of ``tuned_config``...
+    arm_configs: tuple = ()
+    #: ...and the first arm's share in percent (None: equal shares).
+    split: float | None = None
+    #: The arms served: from ``arm_configs``, else one named ``arm`` with ``knobs``.
+    arms: tuple = dataclasses.field(default=(), init=False)
 
     def __post_init__(self):
         positive = (
@@ -88,6 +100,8 @@ class ServingConfig:
             raise ValueError(f"history_window_ms must be 0 or more, got {self.history_window_ms!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
+        if self.split is not None and not self.arm_configs:
+            raise ValueError("--split needs two --config files (the arms)")
         if self.tuned_config:
             object.__setattr__(self, "knobs", read_tuned(self.tuned_config).serving)
         if not self.session_cache_seconds >= 0:
@@ -98,15 +112,30 @@ class ServingConfig:
             object.__setattr__(self, "session_knn", PRESETS[self.session_method])
         if self.session_knn is not None:
             servable(self.session_knn)
+        if not attribution.is_label(self.arm):
+            raise ValueError(f"arm {self.arm!r} must be 1-{attribution.MAX_LABEL_CHARS} of A-Z a-z 0-9 _ . -")
+        if self.arm_configs and self.tuned_config:
+            raise ValueError("give one tuned configuration, or two or more arms, not both")
+        arms = arms_from_configs(tuple(self.arm_configs), self.split) if self.arm_configs else ()
+        object.__setattr__(self, "arms", arms or (Arm(self.arm, self.knobs, 1.0),))
+
+    @property
+    def config_id(self) -> str:
+        """The configuration named in attribution tokens: the tuned file's name, or ``default``."""
+        return attribution.label_of(Path(self.tuned_config).stem) if self.tuned_config else "default"
 
     @classmethod
     def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ, **overrides) -> ServingConfig:
         """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name in ("settings", "weights", "knobs", "session_knn"):
+            if field.name in ("settings", "weights", "knobs", "session_knn", "arms"):
                 continue
             explicit = overrides.get(field.name)
+            if field.name in ("arm_configs", "split"):  # flags only
+                if explicit is not None:
+                    values[field.name] = explicit
+                continue
             text = environ.get(f"STREAMSIM_SERVE_{field.name.upper()}")
             if explicit is not None:
                 values[field.name] = explicit

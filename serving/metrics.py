@@ -18,6 +18,8 @@
   read and the ReadRows calls they shared
 - ``streamsim_serving_cache_absent_ids``: ids cached as having no similarity row
 - ``streamsim_serving_worker{pid}``: 1, naming the worker process
+- ``streamsim_serving_answers_total{arm,route}``: answers given an attribution token
+  (``route``: ``user``, ``session``, ``similar``; ``schemas.attribution``)
 
 With ``--workers N``, every series also carries ``worker="<index>"``, all workers in each
 scrape (:mod:`serving.peers`).
@@ -147,6 +149,9 @@ class ServingMetrics:
             ["route", "method"],
             registry=self.registry,
         )
+        self._answers = Counter(
+            f"{PREFIX}_answers", "Answers served with an attribution token", ["arm", "route"], registry=self.registry
+        )
         self.registry.register(_StateCollector(cache, watcher))
         self.registry.register(_FilterCollector(cache, parts))
         # labels() takes a lock and builds a key each time; keep the children.
@@ -162,6 +167,9 @@ class ServingMetrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def answered(self, arm: str, route: str) -> None:
+        self._answers.labels(arm, route).inc()
 
     def disconnected(self, route: str, method: str) -> None:
         self._disconnects.labels(route, method).inc()

@@ -210,12 +210,18 @@ def document() -> dict:
                 },
                 "Recommendations": {
                     "type": "object",
-                    "required": ["generation", "items"],
+                    "required": ["generation", "arm", "attribution", "items"],
                     "properties": {
                         "generation": {"type": "integer", "description": "similarity generation used (epoch ms)"},
                         "user": {"type": "string"},
                         "session": {"type": "string"},
                         "item": {"type": "string"},
+                        "arm": {"type": "string", "description": "the arm (configuration) that answered"},
+                        "attribution": {
+                            "type": "string",
+                            "maxLength": 256,
+                            "description": "opaque token naming this answer; send it back as the events' attribution",
+                        },
                         "items": {"type": "array", "items": _ref("Recommendation")},
                     },
                 },

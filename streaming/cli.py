@@ -1,4 +1,4 @@
-"""`streamsim` subcommands of the streaming package: publish and stream.
+"""`streamsim` subcommands of the streaming package: publish, stream and forget.
 
 ``streamsim stream`` runs the fold supervised; Beam options go after ``--``::
 
@@ -36,6 +36,36 @@ def register(subparsers, parent) -> None:
     )
     add_stream_arguments(stream)
     stream.set_defaults(run=run_stream)
+
+    forget = subparsers.add_parser(
+        "forget", parents=[parent], help="erase users from every table and print the receipts (docs/forget.md)"
+    )
+    forget.add_argument("users", nargs="+", metavar="USER", help="user ids")
+    forget.add_argument("--status", action="store_true", help="print the receipts only (erase nothing)")
+    forget.set_defaults(run=run_forget)
+
+
+def run_forget(args) -> int:
+    import json
+
+    from schemas.events import id_problem
+    from streaming import forget
+
+    what = command_name(args)
+    for user in args.users:
+        problem = id_problem(user)
+        if problem:
+            print(f"{what}: user {user[:80]!r} {problem}", file=sys.stderr)
+            return 2
+    settings = settings_from_args(args)
+    problem = backend_error(settings)
+    if problem:
+        print(f"{what}: {problem}", file=sys.stderr)
+        return 1
+    for user in args.users:
+        receipt = forget.receipt(settings, user) if args.status else forget.forget_user(settings, user)
+        print(json.dumps({"user": user, "receipt": receipt}))
+    return 0
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:

@@ -102,12 +102,17 @@ class FoldUsersFn(beam.DoFn):
         messages: dict[tuple[str, str], list[str]] = {}
         for d in deliveries:
             messages.setdefault((d.event.item, d.event.user), []).append(d.message_id)
+        dropped: list[str] = []
         for (item, user), ids in messages.items():
-            yield shard_of(item, self._shards), PairUpdate(item, user, contributions[item][user], tuple(ids))
+            contribution = contributions.get(item, {}).get(user)
+            if contribution is None:  # every event of the pair predates the user's erasure
+                dropped += ids
+                continue
+            yield shard_of(item, self._shards), PairUpdate(item, user, contribution, tuple(ids))
         self.accepted.inc(stats.accepted)
         self.duplicates.inc(stats.duplicates)
         self.conflicts.inc(stats.conflicts)
-        yield beam.pvalue.TaggedOutput(STATS, Settled(counts=_counts(stats)))
+        yield beam.pvalue.TaggedOutput(STATS, Settled(tuple(dropped), _counts(stats)))
 
 
 class FoldItemsFn(beam.DoFn):

@@ -4,6 +4,7 @@
 
     ReadEvents --PubsubMessage--> ParseEvents --Delivered--> FoldIntoBigtable
                                        |--DeliveredUpdate--> WriteCatalog
+                                       |--(message id, ForgetRequest)--> ForgetUsers
                                        \\--DeadLetter--> PublishDeadLetters
 
 The fold is two keyed stages (:mod:`streaming.fold_stages`). The same graph runs
@@ -27,6 +28,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import CatalogUpdate, Event, EventError, Weights, parse_message
+from schemas.events import ForgetRequest
 from streaming import direct_pubsub
 from streaming.catalog import DeliveredUpdate, WriteCatalog
 from streaming.dead_letters import DROPPED_ATTRIBUTES, dead_letter_attributes, publish_attribute_budget
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
 CATALOG = "catalog"
+FORGET = "forget"
 
 
 class FoldOptions(PipelineOptions):
@@ -93,6 +96,9 @@ class ParseEventFn(beam.DoFn):
         if isinstance(event, CatalogUpdate):
             yield beam.pvalue.TaggedOutput(CATALOG, DeliveredUpdate(message_id, event))
             return
+        if isinstance(event, ForgetRequest):
+            yield beam.pvalue.TaggedOutput(FORGET, (message_id, event))
+            return
         self.accepted.inc()
         yield Delivered(message_id, event)
 
@@ -142,6 +148,28 @@ class PublishDeadLettersFn(beam.DoFn):
         self._futures, self._dropped = [], 0
 
 
+class ForgetUsersFn(beam.DoFn):
+    """An erasure request -> ``streaming.forget.forget_user`` -> settled once its receipt is written
+    (a redelivered request finds its tombstone and only re-runs the idempotent erase)."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self.forgotten = Metrics.counter("streaming", "users_forgotten")
+
+    def setup(self):
+        from streaming.store import FoldStore
+
+        self._store = FoldStore(self._settings)
+
+    def process(self, delivered):
+        from streaming.forget import forget_user
+
+        message_id, request = delivered
+        forget_user(self._settings, request.user, request.ts_ms, store=self._store)
+        self.forgotten.inc()
+        yield Settled((message_id,), (("users_forgotten", 1),))
+
+
 class ReadEvents(beam.PTransform):
     def __init__(self, settings: Settings):
         super().__init__()
@@ -152,11 +180,11 @@ class ReadEvents(beam.PTransform):
 
 
 class ParseEvents(beam.PTransform):
-    """-> ``(events, dead_letters, catalogue updates)``."""
+    """-> ``(events, dead_letters, catalogue updates, erasure requests)``."""
 
     def expand(self, messages):
-        parsed = messages | beam.ParDo(ParseEventFn()).with_outputs(DEAD_LETTER, CATALOG, main="events")
-        return parsed.events, parsed[DEAD_LETTER], parsed[CATALOG]
+        parsed = messages | beam.ParDo(ParseEventFn()).with_outputs(DEAD_LETTER, CATALOG, FORGET, main="events")
+        return parsed.events, parsed[DEAD_LETTER], parsed[CATALOG], parsed[FORGET]
 
 
 class PublishDeadLetters(beam.PTransform):
@@ -175,13 +203,14 @@ def build(
     if shards is None:
         shards = LOCAL_SHARDS if local else SHARDS
     messages = pipeline | "ReadEvents" >> ReadEvents(settings)
-    events, dead_letters, updates = messages | "ParseEvents" >> ParseEvents()
+    events, dead_letters, updates, requests = messages | "ParseEvents" >> ParseEvents()
     folded = events | "FoldIntoBigtable" >> FoldIntoBigtable(settings, weights, shards)
     published = dead_letters | "PublishDeadLetters" >> PublishDeadLetters(settings)
     catalogued = updates | "WriteCatalog" >> WriteCatalog(settings)
+    forgotten = requests | "ForgetUsers" >> beam.ParDo(ForgetUsersFn(settings))
     if local:
         _ = (
-            (folded, published, catalogued)
+            (folded, published, catalogued, forgotten)
             | "Settled" >> beam.Flatten()
             | "AckOnLocalRunner" >> direct_pubsub.AckSettled()
         )

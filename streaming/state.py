@@ -8,7 +8,7 @@ empty scores and zero counts, not an error. A user's items are a prefix scan of
 
 from __future__ import annotations
 
-from schemas import layout
+from schemas import attribution, layout
 from schemas.rows import decode_contribution, decode_holders, decode_item, decode_pair, decode_recent
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.settings import Settings
@@ -97,3 +97,15 @@ def scan_sessions(settings: Settings) -> tuple[dict[str, list[str]], dict[str, l
     for key, cells in table.read_cells(start=b"s", end=b"t", row_filter=filters.session_events()):
         sessions[layout.id_from_sessions_key(key)] = decode_recent(cells, layout.SESSION_EVENTS)
     return holders, sessions
+
+
+def scan_attributed(settings: Settings) -> dict[tuple[str, str, str], int]:
+    """Attributed events folded, ``{(arm, route, event type): count}``: the ``a:`` cells of every
+    pair row (a scan of the rows that have any; ``streamsim report``)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    rows = open_tables(settings).users.read_rows(row_filter=filters.newest_in(layout.ATTRIBUTED))
+    for _, row in rows:
+        for key, n in decode_pair(row).attributed.items():
+            label = attribution.parse_counter_key(key)
+            counts[label] = counts.get(label, 0) + n
+    return counts

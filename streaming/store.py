@@ -44,6 +44,10 @@ its successor) and wherever a writer crashes:
    session's row and one cell of its item's holder row in ``sessions``, blind and
    idempotent in the same way (``schemas.layout``). Session rows go first: a session an
    item lists already holds that click when a reader follows the list.
+6. **Erasures** (``streaming.forget``). Pair versions and contribution stamps carry the
+   user's erasure epoch; a batch reads its users' tombstones before folding (events at or
+   before an erasure are dropped) and again after writing, and item folds honour the
+   items' erasure marks. ``streaming.forget`` argues why no erased state comes back.
 
 Retried bundles write the same absolute values again, and a conditional write whose
 answer was lost reads as a conflict, which re-reads: both are safe by the above.
@@ -60,7 +64,16 @@ from schemas import Event, Weights, layout
 from schemas.codecs import encode_contribution, encode_double, encode_int64, encode_intent
 from schemas.rows import ItemRow, PairRow, decode_contribution, decode_item, decode_pair
 from streaming.fold import Contribution, ItemFold, PairFold, fold_item, fold_pair
-from streamsim.runtime.bigtable import Conditional, WriteError, delete_cells, entry, filters, open_tables, set_cell
+from streamsim.runtime.bigtable import (
+    Conditional,
+    WriteError,
+    delete_cells,
+    delete_family,
+    entry,
+    filters,
+    open_tables,
+    set_cell,
+)
 from streamsim.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +84,9 @@ MAX_CONFLICT_ROUNDS = 50
 _NEWEST = filters.newest()
 _VERSION = filters.column(layout.SCORES, layout.VERSION)
 _ITEM_VERSION = filters.column(layout.ITEM_STATS, layout.ITEM_VERSION)
+_ERASURE_MARKS = filters.chain(filters.family(layout.ERASED), filters.newest())
+#: The families of a pair row that hold sets (ids, counts) rather than one value.
+_PAIR_SETS = (layout.FOLDED, layout.ATTRIBUTED)
 
 
 @dataclasses.dataclass
@@ -84,6 +100,8 @@ class FoldStats:
     conflicts: int = 0
     #: Intents of other (crashed or concurrent) item folds this batch completed.
     intents_completed: int = 0
+    #: Events dropped because their user was forgotten after them (``streaming.forget``).
+    forgotten: int = 0
     #: What the batch's reads returned: response bytes and cell chunks (bounded per event).
     bytes_read: int = 0
     cells_read: int = 0
@@ -110,11 +128,20 @@ def _applied(conditional: Conditional, matched: bool) -> bool:
     return matched if conditional.if_matched else not matched
 
 
-def _contribution_cell(user: str, item: str, contribution: Contribution):
-    r, n = contribution
-    # Timestamp = event count (ms granularity): the newest cell is the highest count.
-    cell = set_cell(layout.CONTRIBUTIONS, layout.CONTRIBUTION, encode_contribution(r, n), n * 1000)
-    return entry(layout.item_user_key(item, user), [cell])
+def _contribution_cells(item: str, user: str, contribution: Contribution | None, erased_below: int):
+    """One contributions row's mutation: the cells of epochs below ``erased_below`` deleted
+    (0: none), then the new contribution if any."""
+    mutations = []
+    if erased_below:
+        below = layout.contribution_stamp(erased_below, 0) * 1000
+        mutations.append(delete_cells(layout.CONTRIBUTIONS, layout.CONTRIBUTION, before_micros=below))
+    if contribution is not None:
+        r, stamp = contribution
+        # Timestamp = stamp (ms granularity): the newest cell is the highest count of the newest epoch.
+        mutations.append(
+            set_cell(layout.CONTRIBUTIONS, layout.CONTRIBUTION, encode_contribution(r, stamp), stamp * 1000)
+        )
+    return entry(layout.item_user_key(item, user), mutations)
 
 
 class FoldStore:
@@ -125,6 +152,7 @@ class FoldStore:
         self.contributions = tables.contributions
         self.recent = tables.recent
         self.sessions = tables.sessions
+        self.meta = tables.meta
 
     _IO = ("bytes_read", "cells_read", "rows_read", "rows_written", "rows_checked")
 
@@ -214,19 +242,35 @@ class FoldStore:
         )
 
     def _fold_users(self, events, weights, stats):
-        self.append_recent(events)
-        self.append_sessions(events)
+        from streaming import forget  # it erases through this store
+
+        tombstones = forget.read_tombstones(self.meta, {e.user for e in events})
+        kept = [e for e in events if not tombstones.get(e.user, forget.NEVER).covers(e)]
+        stats.forgotten += len(events) - len(kept)
+        self.append_recent(kept)
+        self.append_sessions(kept)
         by_pair: dict[tuple[str, str], list[Event]] = {}
-        for event in events:
+        for event in kept:
             by_pair.setdefault((event.user, event.item), []).append(event)
         rows = self.read_pairs(by_pair)
         contributions: dict[str, dict[str, Contribution]] = {}
         todo = list(by_pair)
         for _ in range(MAX_CONFLICT_ROUNDS):
-            folds = [fold_pair(u, i, by_pair[u, i], rows[u, i], weights) for u, i in todo]
-            writes = [(fold, self._pair_write(rows[fold.user, fold.item], fold)) for fold in folds if fold.changed]
+            epochs = {u: tombstones.get(u, forget.NEVER).epoch for u, _ in todo}
+            # A row of a newer epoch than the tombstone read: an erasure since; re-read it.
+            newer = {(u, i) for u, i in todo if layout.version_epoch(rows[u, i].version) > epochs[u]}
+            folds = [
+                fold_pair(u, i, by_pair[u, i], self._pair_base(rows[u, i], epochs[u]), weights)
+                for u, i in todo
+                if (u, i) not in newer
+            ]
+            writes = [
+                (fold, self._pair_write(rows[fold.user, fold.item], fold, epochs[fold.user]))
+                for fold in folds
+                if fold.changed
+            ]
             matched = self.users.check_and_mutate_many([conditional for _, conditional in writes])
-            conflicted = {
+            conflicted = newer | {
                 (fold.user, fold.item)
                 for (fold, conditional), ok in zip(writes, matched)
                 if not _applied(conditional, ok)
@@ -238,23 +282,55 @@ class FoldStore:
                 stats.duplicates += fold.duplicates
                 stats.pairs_written += fold.changed
                 if fold.events:
-                    contributions.setdefault(fold.item, {})[fold.user] = fold.contribution
+                    stamp = layout.contribution_stamp(epochs[fold.user], fold.events)
+                    contributions.setdefault(fold.item, {})[fold.user] = (fold.r, stamp)
             if not conflicted:
-                return contributions
+                return self._after_erasures(forget, events, tombstones, contributions, weights, stats)
             stats.conflicts += len(conflicted)
             todo = sorted(conflicted)
             rows.update(self.read_pairs(todo))
+            if newer:
+                tombstones.update(forget.read_tombstones(self.meta, {u for u, _ in newer}))
+                for pair in todo:
+                    by_pair[pair] = [e for e in by_pair[pair] if not tombstones.get(pair[0], forget.NEVER).covers(e)]
         raise WriteError(f"{len(todo)} pairs kept changing during {MAX_CONFLICT_ROUNDS} rounds, e.g. {todo[0]}")
 
+    def _after_erasures(self, forget, events, tombstones, contributions, weights, stats):
+        """Re-read the batch's tombstones after its writes (``streaming.forget``, step 3): a user
+        forgotten meanwhile is erased again here and the user's events folded anew."""
+        now = forget.read_tombstones(self.meta, {e.user for e in events})
+        moved = {u for u, t in now.items() if t.epoch > tombstones.get(u, forget.NEVER).epoch}
+        if not moved:
+            return contributions
+        for user in sorted(moved):
+            forget.erase_user(self, user, now[user])
+        for per_item in contributions.values():
+            for user in moved:
+                per_item.pop(user, None)
+        again = self._fold_users([e for e in events if e.user in moved], weights, stats)
+        for item, per_user in again.items():
+            contributions.setdefault(item, {}).update(per_user)
+        return {item: per_user for item, per_user in contributions.items() if per_user}
+
     @staticmethod
-    def _pair_write(row: PairRow, fold: PairFold) -> Conditional:
-        mutations = [
+    def _pair_base(row: PairRow, epoch: int) -> PairRow:
+        """What a fold adds to: the stored row, or nothing if it is from before the user's last erasure."""
+        return row if layout.version_epoch(row.version) == epoch else PairRow()
+
+    @staticmethod
+    def _pair_write(row: PairRow, fold: PairFold, epoch: int) -> Conditional:
+        same_epoch = layout.version_epoch(row.version) == epoch
+        version = row.version + 1 if same_epoch else layout.pair_version(epoch, 1)
+        # A row from before an erasure is replaced whole: its folded ids and counts go with it.
+        mutations = [] if same_epoch or not row.version else [delete_family(f) for f in _PAIR_SETS]
+        mutations += [
             set_cell(layout.SCORES, layout.SCORE, encode_double(fold.r)),
             set_cell(layout.SCORES, layout.COUNT, encode_int64(fold.events)),
-            set_cell(layout.SCORES, layout.VERSION, encode_int64(row.version + 1)),
+            set_cell(layout.SCORES, layout.VERSION, encode_int64(version)),
         ]
         mutations += [set_cell(layout.FOLDED, layout.folded_qualifier(e), b"") for e in fold.new_ids]
         mutations += [delete_cells(layout.FOLDED, layout.folded_qualifier(e)) for e in fold.forget_ids]
+        mutations += [set_cell(layout.ATTRIBUTED, key, encode_int64(n)) for key, n in fold.attributed.items()]
         return _versioned(layout.user_item_key(fold.user, fold.item), _VERSION, row.version, mutations)
 
     # --- step 2: items ---------------------------------------------------------
@@ -272,26 +348,34 @@ class FoldStore:
             keys[key]: decode_contribution(row) for key, row in self.contributions.read_rows(keys, row_filter=_NEWEST)
         }
 
-    def fold_items(self, incoming: dict[str, dict[str, Contribution]], stats: FoldStats) -> None:
-        """Apply absolute contributions to their items, exactly once each (module docstring)."""
+    def fold_items(
+        self,
+        incoming: dict[str, dict[str, Contribution]],
+        stats: FoldStats,
+        erase: dict[str, dict[str, int]] | None = None,
+    ) -> None:
+        """Apply absolute contributions to their items, exactly once each (module docstring);
+        ``erase``: item -> {user: epoch}, take out the user's contributions older than the epoch."""
         before = self._read_so_far()
         try:
-            self._fold_items(incoming, stats)
+            self._fold_items(incoming, erase or {}, stats)
         finally:
             self._count_reads(stats, before)
 
-    def _fold_items(self, incoming, stats):
-        rows = self.read_items(incoming)
-        todo = sorted(incoming)
+    def _fold_items(self, incoming, erase, stats):
+        todo = sorted(incoming.keys() | erase.keys())
+        rows = self.read_items(todo)
         for _ in range(MAX_CONFLICT_ROUNDS):
             stats.intents_completed += self._complete_intents({item: rows[item] for item in todo})
-            stored = self.read_contributions((item, user) for item in todo for user in incoming[item])
+            users = {item: incoming.get(item, {}).keys() | erase.get(item, {}).keys() for item in todo}
+            stored = self.read_contributions((item, user) for item in todo for user in users[item])
             folds = [
                 fold_item(
                     item,
-                    incoming[item],
-                    {u: stored[item, u] for u in incoming[item] if (item, u) in stored},
+                    incoming.get(item, {}),
+                    {u: stored[item, u] for u in users[item] if (item, u) in stored},
                     rows[item],
+                    erase.get(item),
                 )
                 for item in todo
             ]
@@ -311,7 +395,8 @@ class FoldStore:
 
     @staticmethod
     def _item_write(row: ItemRow, fold: ItemFold, token: str) -> Conditional:
-        intent = encode_intent((user, r, n) for user, (r, n) in sorted(fold.writes.items()))
+        erasures = [(user, 0.0, -epoch) for user, epoch in sorted(fold.erased.items())]
+        intent = encode_intent(erasures + [(user, r, n) for user, (r, n) in sorted(fold.writes.items())])
         mutations = [
             set_cell(layout.ITEM_STATS, layout.NORM2, encode_double(fold.norm2)),
             set_cell(layout.ITEM_STATS, layout.ENTRY_NORM2, encode_double(fold.entry_norm2)),
@@ -321,24 +406,54 @@ class FoldStore:
             set_cell(layout.DIRTY, layout.DIRTY_MARK, b""),
             set_cell(layout.INTENTS, token.encode("ascii"), intent),
         ]
+        mutations += [
+            set_cell(layout.ERASED, layout.user_token(user), encode_int64(epoch)) for user, epoch in fold.erased.items()
+        ]
         return _versioned(layout.item_row_key(fold.item), _ITEM_VERSION, row.version, mutations)
 
     def _write_intents(self, committed: list[tuple[ItemFold, str]]) -> None:
-        """Write committed folds' contributions, then drop their intents (both idempotent)."""
+        """Write committed folds' contributions, then drop their intents (both idempotent), then
+        delete what an erasure committed meanwhile made stale (``streaming.forget``, step 4)."""
         self.contributions.mutate(
-            _contribution_cell(user, fold.item, contribution)
+            _contribution_cells(fold.item, user, fold.writes.get(user), fold.erased.get(user, 0))
             for fold, _ in committed
-            for user, contribution in fold.writes.items()
+            for user in fold.writes.keys() | fold.erased.keys()
         )
         self.items.mutate(
             entry(layout.item_row_key(fold.item), [delete_cells(layout.INTENTS, token.encode("ascii"))])
             for fold, token in committed
         )
+        written = {fold.item: fold.writes for fold, _ in committed if fold.writes}
+        if not written:
+            return
+        marks = {
+            layout.id_from_row_key(key): decode_item(row).erased
+            for key, row in self.items.read_rows(
+                [layout.item_row_key(item) for item in written], row_filter=_ERASURE_MARKS
+            )
+        }
+        self.contributions.mutate(
+            _contribution_cells(item, user, None, marks[item][layout.user_token(user)])
+            for item, writes in written.items()
+            for user, (_, stamp) in writes.items()
+            if marks.get(item, {}).get(layout.user_token(user), 0) > layout.stamp_epoch(stamp)
+        )
 
     def _complete_intents(self, rows: dict[str, ItemRow]) -> int:
         """Write what committed folds of other writers left in ``rows``' intents; how many."""
         left = [
-            (ItemFold(item, row.norm2, row.users, row.events, row.entry_norm2, {u: (r, n) for u, r, n in ws}), token)
+            (
+                ItemFold(
+                    item,
+                    row.norm2,
+                    row.users,
+                    row.events,
+                    row.entry_norm2,
+                    {u: (r, n) for u, r, n in ws if n >= 0},
+                    {u: -n for u, _, n in ws if n < 0},
+                ),
+                token,
+            )
             for item, row in rows.items()
             for token, ws in row.intents.items()
         ]

@@ -13,7 +13,15 @@ import sys
 from batch import cli as batch_cli
 from serving import cli as serving_cli
 from streaming import cli as streaming_cli
-from streamsim.app import catalog_command, demo_command, evaluate_command, inspect_command, stack_command, tune_command
+from streamsim.app import (
+    catalog_command,
+    demo_command,
+    evaluate_command,
+    inspect_command,
+    report_command,
+    stack_command,
+    tune_command,
+)
 from streamsim.runtime.cli import Parser, connection_parser, name_subcommands, run_parsed
 
 #: Modules whose ``register`` adds subcommands, in help order.
@@ -24,6 +32,7 @@ COMMAND_MODULES = [
     serving_cli,
     catalog_command,
     inspect_command,
+    report_command,
     evaluate_command,
     tune_command,
     demo_command,

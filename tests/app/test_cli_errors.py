@@ -380,6 +380,9 @@ BACKEND_COMMANDS = [
     ("inspect", "user", "u1"),
     ("inspect", "item", "i1"),
     ("inspect", "similar", "i1"),
+    ("forget", "u1"),
+    ("forget", "--status", "u1"),
+    ("report",),
 ]
 ANY_FAILURE = frozenset({1, 2})
 GIB = 1 << 30
@@ -463,6 +466,10 @@ CASES = [
     Case("none", ("inspect", "item", "x" * 200), 2, "200 characters"),
     Case("none", ("inspect", "similar", "x", "--n", "0"), 2, "--n"),
     Case("none", ("inspect", "nobody", "x"), 2, "invalid choice"),
+    Case("none", ("forget", ""), 2, "non-empty"),
+    Case("none", ("forget",), 2, "required"),
+    Case("none", ("serve", "--config", "nope-a.json", "--config", "nope-b.json"), 2, "no such file"),
+    Case("none", ("serve", "--split", "50", "--config", "one.json"), 2, "--split needs two --config files"),
     Case("none", ("evaluate", "--train", "nope.csv", "--test", "test.csv"), 2, "nope.csv"),
     Case("none", ("evaluate", "--train", "empty.csv", "--test", "test.csv"), 2, "empty.csv is empty"),
     Case("none", ("evaluate", "--train", "fake.gz", "--test", "test.csv"), 2, "fake.gz"),

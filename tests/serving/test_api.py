@@ -13,7 +13,7 @@ import json
 import pytest
 from aiohttp import web
 
-from schemas import codecs, layout
+from schemas import attribution, codecs, layout
 from schemas.events import Weights
 from serving import errors, params
 from serving.app import CACHE
@@ -80,9 +80,12 @@ def test_session_form_uses_the_event_weights(server):
 
 def test_similar_items(server):
     status, answer = server.get("/items/a/similar?n=2")
+    token = attribution.decode(answer.pop("attribution"))
+    assert (token.route, token.generation, token.arm, token.config) == ("similar", G1, "default", "default")
     assert status == 200 and answer == {
         "generation": G1,
         "item": "a",
+        "arm": "default",
         "items": [{"item": "b", "score": 0.9, "source": "similar"}, {"item": "c", "score": 0.5, "source": "similar"}],
     }
     status, answer = server.get("/items/a/similar?exclude=b")
@@ -500,3 +503,24 @@ def test_data_lost_while_serving_is_not_ready_then_recovers(stack, tmp_path):
         if live:
             live.stop()
         emulator.stop()
+
+
+def test_every_recommendation_answer_names_its_arm_and_attribution(seeded):
+    live = serve(seeded, arm="B")
+    try:
+        assert wait_for(lambda: live.get("/readyz")[0] == 200)
+        answers = [
+            ("user", live.get("/recommendations?user=u1")[1]),
+            ("session", live.get("/recommendations?browsed=a")[1]),
+            ("session", live.post("/recommendations", {"items": [{"item": "a", "type": "browse"}]})[1]),
+            ("similar", live.get("/items/a/similar")[1]),
+        ]
+        tokens = [attribution.decode(answer["attribution"]) for _, answer in answers]
+        assert [t.route for t in tokens] == [route for route, _ in answers]
+        assert {(t.arm, answer["arm"]) for t, (_, answer) in zip(tokens, answers)} == {("B", "B")}
+        assert {t.generation for t in tokens} == {G1} and len({t.request_id for t in tokens}) == 4
+        text = live.metrics()
+        assert 'streamsim_serving_answers_total{arm="B",route="session"} 2.0' in text
+        assert 'streamsim_serving_answers_total{arm="B",route="user"} 1.0' in text
+    finally:
+        live.stop()

@@ -137,7 +137,7 @@ def test_parse_events_splits_good_and_dead_letters():
         PubsubMessage(b'{"user":"u","item":"i","type":1,"ts":1}', {"event_id": "from-attr"}),
     ]
     with BeamTestPipeline() as p:
-        events, letters, _ = p | beam.Create(messages) | ParseEvents()
+        events, letters, _, _ = p | beam.Create(messages) | ParseEvents()
         assert_that(
             events | "ids" >> beam.Map(lambda d: (d.event.event_id, d.event.type.value)),
             equal_to([("e1", "basket"), ("from-attr", "browse")]),

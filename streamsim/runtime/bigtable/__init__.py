@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from streamsim.runtime.bigtable.messages import delete_cells, entry, set_cell
+from streamsim.runtime.bigtable.messages import delete_cells, delete_family, delete_row, entry, set_cell
 from streamsim.runtime.bigtable.table import Conditional, ReadError, Row, Table, WriteError
 from streamsim.runtime.clients import bigtable_channel
 from streamsim.runtime.settings import Settings
@@ -27,6 +27,8 @@ __all__ = [
     "Tables",
     "WriteError",
     "delete_cells",
+    "delete_family",
+    "delete_row",
     "entry",
     "open_tables",
     "set_cell",

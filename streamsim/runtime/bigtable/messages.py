@@ -56,7 +56,7 @@ _USED_FIELDS = {
         "cells_per_row_limit_filter",
         "value_range_filter",
     ),
-    Mutation: ("set_cell", "delete_from_column", "delete_from_row"),
+    Mutation: ("set_cell", "delete_from_column", "delete_from_family", "delete_from_row"),
     CheckAndMutateRowRequest: (
         "table_name",
         "app_profile_id",
@@ -101,6 +101,20 @@ def delete_cells(family: str, qualifier: bytes, *, before_micros: int | None = N
     if before_micros is not None:
         delete.time_range.start_timestamp_micros = 0
         delete.time_range.end_timestamp_micros = before_micros
+    return mutation
+
+
+def delete_family(family: str):
+    """Delete every cell of a family in the row."""
+    mutation = Mutation()
+    mutation.delete_from_family.family_name = family
+    return mutation
+
+
+def delete_row():
+    """Delete the whole row."""
+    mutation = Mutation()
+    mutation.delete_from_row.SetInParent()
     return mutation
 
 

@@ -7,12 +7,14 @@ locals {
     users = {
       s = { max_version = 1 }
       e = { max_version = 1, max_age = "720h" }
+      a = { max_version = 1 }
     }
     items = {
       n = { max_version = 1 }
       d = { max_version = 1 }
       q = { max_version = 1 }
       m = { max_version = 1 }
+      x = { max_version = 1, max_age = "720h" }
     }
     contributions = {
       c = { max_version = 1 }
@@ -25,6 +27,7 @@ locals {
       p = { max_version = 1 }
       k = { max_version = 3 }
       l = { max_version = 1, max_age = "168h" }
+      f = { max_version = 1 }
     }
     recent = {
       o = { max_version = 64 }
