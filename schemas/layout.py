@@ -476,8 +476,19 @@ def item_sessions_key(item: str) -> bytes:
 
 
 def session_row_key(session: str) -> bytes:
-    """The ``sessions`` row holding a session's items (``session``: a session_key)."""
-    return b"s" + _salted(session)
+    """The ``sessions`` row holding a session's items (``session``: a session_key).
+
+    A session the stream cut by time is salted by its user, so a user's such sessions sit
+    under one prefix (:func:`user_sessions_prefix`) that an erasure can scan."""
+    user, cut, _ = session.partition(PAIR_SEPARATOR.decode())
+    if not cut:
+        return b"s" + _salted(session)
+    return user_sessions_prefix(user) + session[len(user) + 1 :].encode("utf-8")
+
+
+def user_sessions_prefix(user: str) -> bytes:
+    """The key prefix of the ``sessions`` rows of a user's time-cut sessions."""
+    return b"s" + _salted(user) + PAIR_SEPARATOR
 
 
 def id_from_sessions_key(key: bytes) -> str:

@@ -12,7 +12,9 @@ events topic both end in :func:`forget_user`. It
    transformed norms and the counts move once and the item is marked dirty); the item
    row keeps an *erasure mark* (``items x:<token>`` = the epoch); then U's older-epoch
    ``users`` rows are deleted, each only if its version is the one read; then U's
-   ``recent`` cells dated at or before T;
+   ``recent`` cells dated at or before T, and U's clicks in the ``sessions`` index dated at
+   or before T (the sessions the stream cut by time, found under U's key prefix, and their
+   holder cells on U's items);
 3. writes the **receipt** (``meta forget#<token> f:receipt``): when it was asked, what was
    removed, when the erasure completed. The first generation computed without U is the
    first complete refresh pass that started after that (:func:`receipt`, filled in once
@@ -48,16 +50,19 @@ Why nothing of U survives and nothing is taken out twice, with any number of wri
   writer reads the marks of the items it wrote and deletes its own cells older than a
   mark: the same handshake against the mark's commit, which precedes the erasure's delete.
   A newer epoch's cell has a higher timestamp, so a stale one can never hide it.
-- **Recent cells** are written blind by the pair step: a stale one lands either before the
-  forget's delete (deleted) or is seen by its writer's tombstone re-read (deleted again).
+- **Recent and session cells** are written blind by the pair step: a stale one lands either
+  before the forget's delete (deleted) or is seen by its writer's tombstone re-read (deleted
+  again).
 - **Crashes.** Each step is idempotent and re-runnable: the forget message is acked only
   after the receipt is written (a redelivered one finds the tombstone at or after its T and
   only re-runs step 2); a crashed item erasure leaves its intent, completed by the next
   fold of the item.
 
-What it does not cover: the similarity rows of generations computed before the erasure
-stay readable until they age out (``KEEP_GENERATIONS``; a rollback could serve one),
-Pub/Sub's retained messages, dead letters, logs and backups.
+What it does not cover: the rows of sessions the shop named with its own ``session`` ids (the
+index keys them by that id, which names no user; their holder cells on U's recent clicks go),
+the similarity rows of generations computed before the erasure, which stay readable until they
+age out (``KEEP_GENERATIONS``; a rollback could serve one), Pub/Sub's retained messages, dead
+letters, logs and backups.
 """
 
 from __future__ import annotations
@@ -151,7 +156,43 @@ def erase_user(store: FoldStore, user: str, tombstone: Tombstone) -> dict:
         cells = [c for _, cs in store.recent.read_cells([key], row_filter=filters.recent_events()) for c in cs]
         removed["recent_events"] = sum(c.timestamp_micros < until for c in cells)
         store.recent.mutate([entry(key, [delete_cells(layout.ORDER, layout.RECENT, before_micros=until)])])
+        removed["session_clicks"] = _erase_sessions(store, user, set(rows), cells, until)
     return removed
+
+
+def _erase_sessions(store: FoldStore, user: str, items: set[str], recent: list, until: int) -> int:
+    """U's clicks dated before ``until`` (cell micros) out of the session index: the rows of U's
+    time-cut sessions (under U's key prefix), and on U's items every holder cell that names one
+    of them or stamps one of U's ``recent`` clicks (a session the shop named); returns the
+    clicks removed from session rows."""
+    prefix = layout.user_sessions_prefix(user)
+    end = prefix[:-1] + bytes([prefix[-1] + 1])
+    sessions = list(store.sessions.read_cells(start=prefix, end=end, row_filter=filters.session_events()))
+    clicks = {(c.value.decode("utf-8"), c.timestamp_micros) for _, cells in sessions for c in cells}
+    clicks = {click for click in clicks if click[1] < until}
+    stamps = {ts for _, ts in clicks} | {c.timestamp_micros for c in recent if c.timestamp_micros < until}
+    own = user + layout.PAIR_SEPARATOR.decode()  # a time-cut session's key (layout.session_key)
+    holder_rows = [layout.item_sessions_key(i) for i in items | {item for item, _ in clicks}]
+    mutations = []
+    for key, cells in store.sessions.read_cells(holder_rows, row_filter=filters.session_holders()):
+        doomed = sorted(
+            {
+                c.timestamp_micros
+                for c in cells
+                if c.timestamp_micros < until
+                and (c.timestamp_micros in stamps or c.value.decode("utf-8").startswith(own))
+            }
+        )
+        if doomed:
+            # Cell times are whole milliseconds (layout.recent_cell_micros): [ts, ts + 1 ms) is one click.
+            deletes = [
+                delete_cells(layout.HOLDERS, layout.HOLDER, after_micros=t, before_micros=t + 1000) for t in doomed
+            ]
+            mutations.append(entry(key, deletes))
+    mutations += [entry(key, [delete_cells(layout.ORDER, layout.RECENT, before_micros=until)]) for key, _ in sessions]
+    if mutations:
+        store.sessions.mutate(mutations)
+    return len(clicks)
 
 
 def _raise_tombstone(meta, user: str, at_ms: int) -> tuple[Tombstone, bool]:

@@ -53,6 +53,11 @@ def _rows_naming(settings, user: str) -> list[str]:
     for name in ("users", "contributions"):
         found += [f"{name} {k!r}" for k, _ in getattr(tables, name).read_rows() if user in layout.ids_from_pair_key(k)]
     found += [f"recent {k!r}" for k, _ in tables.recent.read_rows() if layout.id_from_row_key(k) == user]
+    # The session index: the user's time-cut sessions (layout.session_key), as rows or as holders.
+    own = user + layout.PAIR_SEPARATOR.decode()
+    holders, sessions = state.scan_sessions(settings)
+    found += [f"sessions {key!r}" for key, items in sessions.items() if key.startswith(own) and items]
+    found += [f"sessions holder of {i!r}" for i, keys in holders.items() if any(k.startswith(own) for k in keys)]
     for name in ("items", "similarities", "meta"):
         for key, row in getattr(tables, name).read_rows():
             qualifiers = {q for family in row.values() for q in family}
@@ -107,6 +112,8 @@ def test_forget_erases_every_row_and_the_norms_equal_an_oracle_without_the_user(
         "events": len(gone),
         "items": len(touched),
         "recent_events": min(len(gone), layout.RECENT_EVENTS),
+        # Every event is dated in the first SESSION_GAP: one time-cut session, its newest clicks.
+        "session_clicks": min(len(gone), layout.SESSION_EVENTS),
     }
     # The items the user touched are marked dirty by the erasure, for the next pass.
     for item in touched:

@@ -93,13 +93,13 @@ def set_cell(family: str, qualifier: bytes, value: bytes, timestamp_micros: int 
     return mutation
 
 
-def delete_cells(family: str, qualifier: bytes, *, before_micros: int | None = None):
-    """Delete a column's cells (only those older than ``before_micros`` if given)."""
+def delete_cells(family: str, qualifier: bytes, *, before_micros: int | None = None, after_micros: int = 0):
+    """Delete a column's cells (only those in [``after_micros``, ``before_micros``) if given)."""
     mutation = Mutation()
     delete = mutation.delete_from_column
     delete.family_name, delete.column_qualifier = family, qualifier
     if before_micros is not None:
-        delete.time_range.start_timestamp_micros = 0
+        delete.time_range.start_timestamp_micros = after_micros
         delete.time_range.end_timestamp_micros = before_micros
     return mutation
 
