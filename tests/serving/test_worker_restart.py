@@ -75,7 +75,8 @@ def test_a_restarted_worker_listens_only_once_ready(fresh_stack, tmp_path):
         assert "serving on" in line, line
         threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
         first = _children(process.pid)  # the workers and multiprocessing's resource tracker
-        assert wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout=60)
+        # Both workers of the first start hold the whole catalogue (a scrape holds every worker).
+        assert wait_for(lambda: list(_scrape(port).values()) == [ITEMS, ITEMS], timeout=120)
         relay.cut()
         victim = min(_scrape(port))
         os.kill(victim, signal.SIGKILL)
