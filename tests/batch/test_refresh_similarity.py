@@ -65,8 +65,9 @@ def test_weighted_rp3beta_is_refreshed_from_bigtable_as_the_weighted_walk(spark,
     assert walk["similarity_params"] == {"alpha": 1.0, "beta": 0.6} and walk["mode"] == "full"
     assert walk["spot_check"]["mean_relative_error"] < 1e-9
     ids, matrix = score_matrix(scores)
-    # The pass sums Σ_u r_ui from its own blocks (the stream keeps no such statistic).
-    expected = weighted_walk_oracle(matrix.toarray(), 1.0, 0.6)
+    # The walk steps on the default entries f(r_ui); the pass sums Σ_u f(r_ui) from its own
+    # blocks (the stream keeps no such statistic).
+    expected = weighted_walk_oracle(entries.DEFAULT.apply(matrix.toarray()), 1.0, 0.6)
     rows = visible(fresh_stack, walk["generation"])
     for i, item in enumerate(ids):
         want = {ids[j]: expected[i, j] for j in range(len(ids)) if j != i and expected[i, j] > 0}
