@@ -187,57 +187,24 @@ class FoldStore:
         for event in events:
             by_user.setdefault(event.user, []).append(event)
         self.recent.mutate(
-            entry(
-                layout.recent_row_key(user),
-                [
-                    set_cell(
-                        layout.ORDER,
-                        layout.RECENT,
-                        e.item.encode("utf-8"),
-                        layout.recent_cell_micros(e.ts_ms, e.event_id),
-                    )
-                    for e in user_events
-                ],
-            )
+            entry(layout.recent_row_key(user), _click_cells(layout.ORDER, layout.RECENT, _items(user_events)))
             for user, user_events in by_user.items()
         )
 
     def append_sessions(self, events: list[Event]) -> None:
         """Each event in its session's row, then in its item's holders (module docstring, 5)."""
         by_session: dict[str, list[Event]] = {}
-        by_item: dict[str, list[tuple[str, Event]]] = {}
+        by_item: dict[str, list[tuple[bytes, Event]]] = {}
         for e in events:
             key = layout.session_key(e.user, e.session, e.ts_ms)
             by_session.setdefault(key, []).append(e)
-            by_item.setdefault(e.item, []).append((key, e))
+            by_item.setdefault(e.item, []).append((key.encode("utf-8"), e))
         self.sessions.mutate(
-            entry(
-                layout.session_row_key(key),
-                [
-                    set_cell(
-                        layout.ORDER,
-                        layout.RECENT,
-                        e.item.encode("utf-8"),
-                        layout.recent_cell_micros(e.ts_ms, e.event_id),
-                    )
-                    for e in session_events
-                ],
-            )
+            entry(layout.session_row_key(key), _click_cells(layout.ORDER, layout.RECENT, _items(session_events)))
             for key, session_events in by_session.items()
         )
         self.sessions.mutate(
-            entry(
-                layout.item_sessions_key(item),
-                [
-                    set_cell(
-                        layout.HOLDERS,
-                        layout.HOLDER,
-                        key.encode("utf-8"),
-                        layout.recent_cell_micros(e.ts_ms, e.event_id),
-                    )
-                    for key, e in holders
-                ],
-            )
+            entry(layout.item_sessions_key(item), _click_cells(layout.HOLDERS, layout.HOLDER, holders))
             for item, holders in by_item.items()
         )
 
@@ -468,3 +435,13 @@ def fold_batch(store: FoldStore, events: list[Event], weights: Weights) -> FoldS
     stats = FoldStats(events=len(events))
     store.fold_items(store.fold_users(events, weights, stats), stats)
     return stats
+
+
+def _items(events: list[Event]) -> list[tuple[bytes, Event]]:
+    return [(e.item.encode("utf-8"), e) for e in events]
+
+
+def _click_cells(family: str, qualifier: bytes, clicks: list[tuple[bytes, Event]]) -> list:
+    """One cell per click, stamped by the event alone (``layout.recent_cell_micros``): a
+    redelivered event rewrites the same cell."""
+    return [set_cell(family, qualifier, value, layout.recent_cell_micros(e.ts_ms, e.event_id)) for value, e in clicks]
