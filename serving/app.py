@@ -221,24 +221,36 @@ async def _recommend(request: web.Request, query: params.RecommendationQuery) ->
 
 async def get_similar(request: web.Request) -> web.Response:
     item, options = params.similar_query(
-        _raw_item(request), params.query_pairs(request.rel_url.raw_query_string), request.app[CONFIG].default_n
+        _raw_id(request, "item", "/items/", "/similar"),
+        params.query_pairs(request.rel_url.raw_query_string),
+        request.app[CONFIG].default_n,
     )
     arm, recommender = _arm(request, None)
     answer = await recommender.similar(item, options.n, exclude=options.exclude, same_category=options.same_category)
     return _answer_json(request.app, "similar", arm, answer, item=item)
 
 
-def _raw_item(request: web.Request) -> str:
-    """``{item}`` decoded strictly from the path as sent.
+async def get_recent(request: web.Request) -> web.Response:
+    user, options = params.recent_query(
+        _raw_id(request, "user", "/users/", "/recent"),
+        params.query_pairs(request.rel_url.raw_query_string),
+        request.app[CONFIG].default_n,
+    )
+    arm, recommender = _arm(request, user)
+    answer = await recommender.recent(user, options.n, exclude=options.exclude, categories=options.categories)
+    return _answer_json(request.app, "recent", arm, answer, user=user)
+
+
+def _raw_id(request: web.Request, name: str, prefix: str, suffix: str) -> str:
+    """The id in ``{prefix}{id}{suffix}``, decoded strictly from the path as sent.
 
     ``match_info`` keeps bytes that are not UTF-8 literally (``%ED%A0%80``
     stays those nine characters), which would make them a different id.
     """
     raw = request.rel_url.raw_path
-    prefix, suffix = "/items/", "/similar"
     if raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
-        return params.path_id("item", raw[len(prefix) : -len(suffix)])
-    return request.match_info["item"]  # a path the router normalised: its decoding stands
+        return params.path_id(name, raw[len(prefix) : -len(suffix)])
+    return request.match_info[name]  # a path the router normalised: its decoding stands
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -278,6 +290,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/recommendations", get_recommendations)
     app.router.add_post("/recommendations", post_recommendations, expect_handler=expect_continue)
     app.router.add_get("/items/{item}/similar", get_similar)
+    app.router.add_get("/users/{user}/recent", get_recent)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -62,6 +62,17 @@ def _ids(name: str, description: str, limit: int, *, min_items: int = 1) -> dict
     }
 
 
+def _path_id(name: str) -> dict:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": "percent-encoded as UTF-8 (`%2F` for a slash; `.` and `..` only so)",
+        # A bare . or .. is a dot segment, which URL normalisation removes.
+        "schema": {**_id(), "not": {"enum": [".", ".."]}},
+    }
+
+
 N_PARAM = {
     "name": "n",
     "in": "query",
@@ -149,19 +160,20 @@ def document() -> dict:
     similar = {
         "summary": "Items most similar to one item (cosine), best first",
         "parameters": [
-            {
-                "name": "item",
-                "in": "path",
-                "required": True,
-                "description": "percent-encoded as UTF-8 (`%2F` for a slash; `.` and `..` only so)",
-                # A bare . or .. is a dot segment, which URL normalisation removes.
-                "schema": {**_id(), "not": {"enum": [".", ".."]}},
-            },
+            _path_id("item"),
             N_PARAM,
             EXCLUDE,
             SAME_CATEGORY,
         ],
         "responses": {**_ok("Recommendations", "neighbours, best first"), **_errors(400, 404, 405, 500, 503)},
+    }
+    recent = {
+        "summary": "The user's recently viewed items, most recent first",
+        "description": "The user's last distinct items from the stream (fresh within seconds), the "
+        "catalogue filters applied; `score` is the time of the last click on the item (epoch "
+        "seconds). Nothing fills a short list; an unknown user gets an empty one.",
+        "parameters": [_path_id("user"), N_PARAM, EXCLUDE, CATEGORY],
+        "responses": {**_ok("Recommendations", "items, most recent first"), **_errors(400, 405, 500, 503)},
     }
     probe = {"content": {"application/json": {"schema": _ref("Status")}}}
     return {
@@ -175,6 +187,7 @@ def document() -> dict:
         "paths": {
             "/recommendations": {"get": recommendations_get, "post": recommendations_post},
             "/items/{item}/similar": {"get": similar},
+            "/users/{user}/recent": {"get": recent},
             "/healthz": {
                 "get": {"summary": "The process is up", "responses": {"200": {"description": "alive", **probe}}}
             },
@@ -231,7 +244,7 @@ def document() -> dict:
                     "properties": {
                         "item": {"type": "string"},
                         "score": {"type": "number"},
-                        "source": {"type": "string", "enum": ["similar", "sessions", "popular"]},
+                        "source": {"type": "string", "enum": ["similar", "sessions", "popular", "recent"]},
                         "because": {
                             "type": "array",
                             "description": "with explain=true",

@@ -261,6 +261,12 @@ def session_body(body, weights: Weights, default_n: int) -> RecommendationQuery:
     return RecommendationQuery(options, session=_session(pairs, weights), clicks=clicks)
 
 
+def recent_query(user: str, query, default_n: int) -> tuple[str, Options]:
+    """``GET /users/{user}/recent``: ``user`` decoded already (see :func:`path_id`)."""
+    values = _single(query, {"n", "exclude", "category"})
+    return check_id("user", user), _options(values, default_n)
+
+
 def similar_query(item: str, query, default_n: int) -> tuple[str, Options]:
     """``GET /items/{item}/similar``: ``item`` decoded already (see :func:`path_id`)."""
     values = _single(query, {"n", "exclude", "same_category"})

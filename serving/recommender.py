@@ -47,6 +47,8 @@ SIMILAR = "similar"
 POPULAR = "popular"
 #: Items voted for by neighbour sessions (session-kNN).
 SESSIONS = "sessions"
+#: The user's own recently viewed items (``/users/{user}/recent``).
+RECENT = "recent"
 #: /similar scores one list with weight 1: the scores are the cosines.
 _UNIT_WEIGHT = np.ones(1)
 #: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
@@ -250,6 +252,28 @@ class Recommender:
             taken = excluded | {entry["item"] for entry in picked}
             picked += self._popular_fill(generation, n - len(picked), taken, explain, codes)
         return picked
+
+    async def recent(self, user: str, n: int, *, exclude: Iterable[str] = (), categories=()) -> Answer:
+        """The user's last ``n`` distinct items, most recently clicked first, from the stream's
+        ``recent`` row (one read of at most RECENT_EVENTS cells). ``score`` is the time of the
+        user's last click on the item (epoch seconds); hidden items, ``exclude`` and items outside
+        ``categories`` are left out, and nothing fills a short list: it is the user's own history.
+        """
+        generation = await self.generation()
+        wanted = None if not categories else set(self._codes(categories).tolist())
+        picked: list[dict] = []
+        seen: set[str] = set(exclude)
+        hidden = self._catalogue.hidden
+        for item, ts in reversed(await self._store.read_recent(user)):
+            if len(picked) == n:
+                break
+            if item in seen:
+                continue
+            seen.add(item)
+            if item in hidden or (wanted is not None and self._catalogue.category_code(item) not in wanted):
+                continue
+            picked.append({"item": item, "score": ts / 1000, "source": RECENT})
+        return Answer(generation.number, picked)
 
     async def similar(self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False) -> Answer:
         """The item's neighbours (cosine scores); :class:`UnknownItem` if it has no row.

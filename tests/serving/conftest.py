@@ -7,6 +7,7 @@ import pytest
 from streamsim.runtime.seeding import write_generation, write_scores
 from streamsim.runtime.settings import Settings
 from tests.serving.live import G1, NEIGHBOURS, POPULAR, serve
+from tests.serving.shop import build_shop
 
 
 @pytest.fixture
@@ -19,5 +20,18 @@ def seeded(fresh_stack) -> Settings:
 @pytest.fixture
 def server(seeded):
     live = serve(seeded)
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def shop(fresh_stack) -> Settings:
+    """A seeded deployment with a catalogue: ``tests.serving.shop``."""
+    return build_shop(fresh_stack)
+
+
+@pytest.fixture
+def shop_server(shop):
+    live = serve(shop)
     yield live
     live.stop()

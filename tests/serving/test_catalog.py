@@ -11,7 +11,6 @@ import random
 import numpy as np
 import pytest
 
-from schemas.events import CatalogUpdate
 from schemas.rows import CatalogCells
 from schemas.tuned import QueryKnobs, TunedConfig
 from serving.catalog import Catalogue, ItemFacts
@@ -19,44 +18,9 @@ from serving.generation import Generation
 from serving.neighbours import NeighbourCache, NeighbourRow
 from serving.recommender import Recommender
 from serving.scoring import MAX_N
-from streamsim.runtime.bigtable import open_tables
-from streamsim.runtime.catalog import write_catalog
-from streamsim.runtime.seeding import write_generation, write_scores
 from tests.serving.live import G1, items, serve, wait_for
-
-SHOES, HATS = "shoes", "hats"
-CATEGORIES = {"a": SHOES, "b": SHOES, "d": SHOES, "p2": SHOES, "s2": SHOES, "c": HATS, "e": HATS, "p1": HATS}
-NEIGHBOURS = {
-    "a": [("b", 0.9), ("c", 0.8), ("d", 0.7), ("e", 0.6)],
-    "b": [("a", 0.9), ("c", 0.5), ("f", 0.4)],
-}
-POPULAR = [("p1", 100.0), ("c", 50.0), ("p2", 10.0), ("f", 5.0)]
-#: Users per item (the per-category fill ranks by them): p2 and s2 are the popular shoes.
-HOLDERS = {"p2": 3, "s2": 2, "b": 1, "p1": 4, "e": 1}
-
-
-def _catalogue(settings, changes: dict, ts_ms: int = 1_000):
-    updates = [CatalogUpdate(item, category, available, ts_ms) for item, (category, available) in changes.items()]
-    write_catalog(open_tables(settings), updates)
-
-
-@pytest.fixture
-def shop(fresh_stack):
-    scores: dict[str, dict[str, float]] = {"u1": {"a": 2.0}}
-    for item, count in HOLDERS.items():
-        for k in range(count):
-            scores.setdefault(f"h{item}{k}", {})[item] = 1.0
-    write_scores(fresh_stack, scores)
-    write_generation(fresh_stack, G1, NEIGHBOURS, popular=POPULAR)
-    _catalogue(fresh_stack, {item: (category, True) for item, category in CATEGORIES.items()})
-    return fresh_stack
-
-
-@pytest.fixture
-def shop_server(shop):
-    live = serve(shop)
-    yield live
-    live.stop()
+from tests.serving.shop import SHOES
+from tests.serving.shop import write_catalogue as _catalogue
 
 
 def test_hidden_items_are_never_returned_from_any_route(shop):
