@@ -300,9 +300,7 @@ def setup_routes(app: web.Application) -> None:
 async def bigtable_context(app: web.Application):
     """Open the Bigtable channel and start polling the pointer; undo both on shutdown."""
     config = app[CONFIG]
-    store = BigtableStore(
-        config.settings, deadline_seconds=config.rpc_deadline_seconds, app_profile_id=config.app_profile_id
-    )
+    store = BigtableStore(config.settings, deadline_seconds=config.rpc_deadline_seconds)
     watcher = GenerationWatcher(store, config.poll_seconds)
     follower = CatalogueFollower(store, app[CATALOGUE], config.poll_seconds, config.catalog_reload_seconds)
     histories = HistoryReads(

@@ -17,7 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=int, help="serving processes on the port (default: one per CPU available)")
     group.add_argument("--cache-rows", type=int, help="similarity rows kept in memory, per worker (default 200000)")
     group.add_argument("--rpc-deadline-seconds", type=float, help="deadline of one Bigtable read (default 0.4)")
-    group.add_argument("--app-profile-id", help="Bigtable app profile for reads")
     group.add_argument("--arm", help="the arm named in every answer's attribution token (default: default)")
     group.add_argument("--weights", help='event weights, e.g. "browse=0.5,basket=2,purchase=6" (STREAMSIM_WEIGHTS)')
     group.add_argument(
@@ -56,7 +55,6 @@ def config_from_args(args: argparse.Namespace):
         workers=args.workers,
         cache_rows=args.cache_rows,
         rpc_deadline_seconds=args.rpc_deadline_seconds,
-        app_profile_id=args.app_profile_id,
         tuned_config=args.tuned_config[0] if args.tuned_config and len(args.tuned_config) == 1 else None,
         session_method=args.session_method,
         arm=args.arm,

@@ -52,7 +52,6 @@ class ServingConfig:
     max_history: int = 200
     #: Larger request bodies get 413; a 100-item session is about 5 KB.
     max_body_bytes: int = 64 * 1024
-    app_profile_id: str = ""
     #: Seconds in-flight requests get to finish after SIGTERM.
     shutdown_timeout_seconds: float = 10.0
     #: Serving processes on the port (``streamsim serve``); 0: one per CPU available.

@@ -59,9 +59,9 @@ _PASS_STATS = filters.chain(filters.column(layout.PASS_STATS, layout.STATS), fil
 class BigtableStore:
     """Create it inside the event loop that uses it and :meth:`close` it once."""
 
-    def __init__(self, settings: Settings, *, deadline_seconds: float = 0.5, app_profile_id: str = ""):
+    def __init__(self, settings: Settings, *, deadline_seconds: float = 0.5):
         self._deadline = deadline_seconds
-        self._tables = AsyncTables(settings, app_profile_id=app_profile_id)
+        self._tables = AsyncTables(settings)
         self._ids = settings.tables
 
     async def close(self) -> None:

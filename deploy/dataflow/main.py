@@ -1,8 +1,8 @@
 """The fold's Flex Template entry point (``FLEX_TEMPLATE_PYTHON_PY_FILE``).
 
 The template launcher runs ``python main.py --name=value ...`` with the template's
-parameters (``metadata.json``: ``bigtable_instance``, ``table_prefix``, ``weights``,
-``fold_shards``) mixed with Dataflow's own options (``--project``, ``--region``,
+parameters (``metadata.json``: ``bigtable_instance``, ``table_prefix``, ``app_profile_id``,
+``weights``, ``fold_shards``) mixed with Dataflow's own options (``--project``, ``--region``,
 ``--temp_location``, ``--sdk_container_image``, ``--job_name``, ...). This turns them
 into ``python -m streaming``'s command line (the connection settings before ``--``,
 every Beam option after it) and runs it unsupervised: the job is submitted, the
@@ -26,10 +26,13 @@ def stream_argv(argv: list[str]) -> list[str]:
     parser.add_argument("--project", required=True)
     parser.add_argument("--bigtable_instance", required=True)
     parser.add_argument("--table_prefix", default=DEFAULT_PREFIX)
+    parser.add_argument("--app_profile_id", default="")
     known, beam_args = parser.parse_known_args(argv)
     if not any(arg == "--runner" or arg.startswith("--runner=") for arg in beam_args):
         beam_args = ["--runner=DataflowRunner", *beam_args]
     connection = ["--project", known.project, "--instance", known.bigtable_instance, "--prefix", known.table_prefix]
+    if known.app_profile_id:
+        connection += ["--app-profile-id", known.app_profile_id]
     return ["--no-supervise", *connection, "--", f"--project={known.project}", *beam_args]
 
 

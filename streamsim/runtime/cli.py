@@ -53,6 +53,10 @@ def connection_parser() -> argparse.ArgumentParser:
     group.add_argument("--pubsub-host", help="Pub/Sub emulator host:port (PUBSUB_EMULATOR_HOST)")
     group.add_argument("--prefix", help="table/topic id prefix (STREAMSIM_TABLE_PREFIX, default 'streamsim-')")
     group.add_argument("--state-dir", help="where `up` records the stack (STREAMSIM_STATE_DIR)")
+    group.add_argument(
+        "--app-profile-id",
+        help="Bigtable app profile of every request (STREAMSIM_APP_PROFILE_ID; default: the instance's)",
+    )
     parent.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     return parent
 
@@ -65,6 +69,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         pubsub_host=args.pubsub_host,
         prefix=args.prefix,
         state_dir=args.state_dir,
+        app_profile_id=args.app_profile_id,
     )
 
 

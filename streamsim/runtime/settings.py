@@ -137,6 +137,10 @@ class Settings:
     pubsub_host: str | None = None
     prefix: str = DEFAULT_PREFIX
     state_dir: Path = dataclasses.field(default_factory=default_state_dir)
+    #: The Bigtable app profile every request names ("": the instance's default profile).
+    #: Production's (Terraform's ``streamsim``) routes to one cluster with transactional
+    #: writes, which the fold's CheckAndMutateRow needs once the instance has two clusters.
+    app_profile_id: str = ""
 
     @property
     def tables(self) -> TableIds:
@@ -162,6 +166,8 @@ class Settings:
         and the state directory, which mean nothing there.
         """
         argv = ["--project", self.project, "--instance", self.instance, "--prefix", self.prefix]
+        if self.app_profile_id:
+            argv += ["--app-profile-id", self.app_profile_id]
         if remote:
             return argv
         argv += ["--state-dir", str(self.state_dir)]
@@ -181,6 +187,7 @@ class Settings:
         pubsub_host: str | None = None,
         prefix: str | None = None,
         state_dir: Path | str | None = None,
+        app_profile_id: str | None = None,
         environ: Mapping[str, str] = os.environ,
     ) -> Settings:
         state_dir = Path(state_dir) if state_dir else default_state_dir(environ)
@@ -211,4 +218,5 @@ class Settings:
             ),
             prefix=pick(prefix, "STREAMSIM_TABLE_PREFIX", recorded=stack.get("prefix"), default=DEFAULT_PREFIX),
             state_dir=state_dir,
+            app_profile_id=pick(app_profile_id, "STREAMSIM_APP_PROFILE_ID", default=""),
         )

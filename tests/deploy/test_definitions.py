@@ -32,6 +32,7 @@ SAMPLE = {
     "bucket": "my-shop-recs-streamsim",
     "instance": "streamsim",
     "prefix": "streamsim-",
+    "app_profile": "streamsim",
     "image": "europe-west1-docker.pkg.dev/my-shop-recs/streamsim/refresh:v1",
     "max_executors": "4",
     "service_account": "streamsim-refresh@my-shop-recs.iam.gserviceaccount.com",

@@ -42,7 +42,7 @@ def fold_option_names() -> set[str]:
 def test_the_parameters_are_the_pipelines_options_and_the_connection():
     names = [p["name"] for p in METADATA["parameters"]]
     assert len(names) == len(set(names))
-    assert set(names) == fold_option_names() | {"bigtable_instance", "table_prefix"}
+    assert set(names) == fold_option_names() | {"bigtable_instance", "table_prefix", "app_profile_id"}
     required = {p["name"] for p in METADATA["parameters"] if not p.get("isOptional")}
     assert required == {"bigtable_instance"}
     assert all(p.get("label") and p.get("helpText") for p in METADATA["parameters"])
@@ -84,6 +84,7 @@ def test_gcloud_rejects_a_parameter_without_a_name(tmp_path):
 LAUNCHER_ARGV = [
     "--bigtable_instance=recs",
     "--table_prefix=shop-",
+    "--app_profile_id=streamsim",
     "--weights=browse=1,basket=3,purchase=5",
     "--project=my-shop-recs",
     "--region=europe-west1",
@@ -101,6 +102,7 @@ def test_the_entry_point_turns_the_launchers_arguments_into_the_folds():
     args = build_parser().parse_args(["stream", *argv])
     settings = settings_from_args(args)
     assert (settings.project, settings.instance, settings.prefix) == ("my-shop-recs", "recs", "shop-")
+    assert settings.app_profile_id == "streamsim"
     assert args.no_supervise
     options = pipeline_options(args.beam_args[1:])
     assert options.get_all_options()["runner"] == "DataflowRunner"

@@ -9,6 +9,7 @@ a variable, local or resource that does not exist.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -76,6 +77,24 @@ def test_the_instance_autoscales_and_the_app_profile_allows_transactional_writes
     routing = profile["single_cluster_routing"][0]
     assert routing["allow_transactional_writes"] is True
     assert routing["cluster_id"] == "${local.cluster_id}"
+
+
+def test_every_runtime_names_the_app_profile(module_resources):
+    """The fold's CheckAndMutateRow needs the profile's transactional writes once the instance
+    has a second cluster: every component passes it (``Settings.app_profile_id``)."""
+    profile = "${google_bigtable_app_profile.streamsim.app_profile_id}"
+    jobs = module_resources["google_cloud_run_v2_job"]
+    for job in ("fold", "refresh"):
+        args = jobs[job]["template"][0]["template"][0]["containers"][0]["args"]
+        assert args[args.index("--app-profile-id") + 1] == profile, job
+    service = module_resources["google_cloud_run_v2_service"]
+    (serving,) = service.values()
+    args = serving["template"][0]["containers"][0]["args"]
+    assert args[args.index("--app-profile-id") + 1] == profile
+    parameters = module_resources["google_dataflow_flex_template_job"]["fold"]["parameters"]
+    assert "app_profile_id = google_bigtable_app_profile.streamsim.app_profile_id" in parameters
+    batch = json.loads((MODULE / "definitions" / "refresh-batch.json").read_text())["pysparkBatch"]["args"]
+    assert batch[batch.index("--app-profile-id") + 1] == "${app_profile}"
 
 
 def test_topics_and_subscriptions_are_the_schemas_names(module_locals, module_resources):

@@ -33,10 +33,11 @@ def test_to_argv_resolves_back_to_the_same_settings(tmp_path):
         pubsub_host="127.0.0.1:8",
         prefix="x-",
         state_dir=tmp_path,
+        app_profile_id="streamsim",
     )
     args = connection_parser().parse_args(settings.to_argv())
     assert settings_from_args(args) == settings
     cloud = Settings(project="p", instance="i", prefix="x-", state_dir=tmp_path / "none")
     assert "--bigtable-host" not in cloud.to_argv()
     remote = settings.to_argv(remote=True)
-    assert remote == ["--project", "p", "--instance", "i", "--prefix", "x-"]
+    assert remote == ["--project", "p", "--instance", "i", "--prefix", "x-", "--app-profile-id", "streamsim"]

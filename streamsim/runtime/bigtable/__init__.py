@@ -53,13 +53,13 @@ class Tables:
     sessions: Table
 
 
-def open_tables(settings: Settings, *, app_profile_id: str = "") -> Tables:
+def open_tables(settings: Settings) -> Tables:
     """Cheap: the channel is shared per process (:func:`streamsim.runtime.clients.bigtable_channel`)."""
     channel = bigtable_channel(settings)
     ids = settings.tables
     return Tables(
         **{
-            logical: Table(channel, table_path(settings, table_id), app_profile_id=app_profile_id)
+            logical: Table(channel, table_path(settings, table_id), app_profile_id=settings.app_profile_id)
             for logical, table_id in ids.as_dict().items()
         }
     )

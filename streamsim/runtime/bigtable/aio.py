@@ -42,8 +42,8 @@ class AsyncTables:
     running loop) and :meth:`close` it once.
     """
 
-    def __init__(self, settings: Settings, *, app_profile_id: str = ""):
-        self._app_profile_id = app_profile_id
+    def __init__(self, settings: Settings):
+        self._app_profile_id = settings.app_profile_id
         self._base = f"projects/{settings.project}/instances/{settings.instance}/tables/"
         self.ids = settings.tables
         #: Rows looked up so far: keys asked for, rows a range read returned (docs/cost.md).

@@ -17,7 +17,10 @@ resource "google_dataflow_flex_template_job" "fold" {
   labels                  = var.labels
   # The parameters of deploy/dataflow/metadata.json.
   parameters = merge(
-    { bigtable_instance = google_bigtable_instance.this.name, table_prefix = var.prefix },
+    {
+      bigtable_instance = google_bigtable_instance.this.name, table_prefix = var.prefix,
+      app_profile_id    = google_bigtable_app_profile.streamsim.app_profile_id,
+    },
     var.weights == "" ? {} : { weights = var.weights },
   )
   # A change of the template or its parameters is an in-place update (`--update`): stage
@@ -56,6 +59,7 @@ resource "google_cloud_run_v2_job" "fold" {
         args = [
           "stream", "--drain-exit", "60", "--max-seconds", "840",
           "--project", var.project, "--instance", google_bigtable_instance.this.name, "--prefix", var.prefix,
+          "--app-profile-id", google_bigtable_app_profile.streamsim.app_profile_id,
         ]
         resources {
           limits = { cpu = "1", memory = "2Gi" }

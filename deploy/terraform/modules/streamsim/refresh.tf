@@ -10,6 +10,7 @@ locals {
     bucket          = var.bucket
     instance        = google_bigtable_instance.this.name
     prefix          = var.prefix
+    app_profile     = google_bigtable_app_profile.streamsim.app_profile_id
     image           = var.refresh_image
     max_executors   = "4"
     service_account = google_service_account.refresh.email
@@ -92,6 +93,7 @@ resource "google_cloud_run_v2_job" "refresh" {
         args = [
           "refresh", "--json",
           "--project", var.project, "--instance", google_bigtable_instance.this.name, "--prefix", var.prefix,
+          "--app-profile-id", google_bigtable_app_profile.streamsim.app_profile_id,
         ]
         # The size docs/cost.md prices; Spark's driver (local[*]) gets half the memory.
         resources {
