@@ -44,6 +44,40 @@ def register(subparsers, parent) -> None:
     forget.add_argument("--status", action="store_true", help="print the receipts only (erase nothing)")
     forget.set_defaults(run=run_forget)
 
+    norms = subparsers.add_parser(
+        "backfill-norms",
+        parents=[parent],
+        help="set every item's n:enorm2 from its contributions (once, after upgrading; safe while the fold runs)",
+    )
+    norms.add_argument("--no-progress", action="store_true", help="no progress bar")
+    norms.set_defaults(run=run_backfill_norms)
+
+
+def run_backfill_norms(args) -> int:
+    from streaming import backfill
+
+    what = command_name(args)
+    settings = settings_from_args(args)
+    problem = backend_error(settings)
+    if problem:
+        print(f"{what}: {problem}", file=sys.stderr)
+        return 1
+    bar = None
+    if not args.no_progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="item", desc="backfill n:enorm2")
+    try:
+        summary = backfill.entry_norm2(settings, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(
+        f"backfilled n:enorm2 of {summary.items} items from {summary.contributions} contributions: "
+        f"{summary.changed} changed, {summary.conflicts} rewritten after a concurrent fold"
+    )
+    return 0
+
 
 def run_forget(args) -> int:
     import json
