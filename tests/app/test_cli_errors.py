@@ -382,6 +382,7 @@ BACKEND_COMMANDS = [
     ("inspect", "similar", "i1"),
     ("forget", "u1"),
     ("forget", "--status", "u1"),
+    ("backfill-norms",),
     ("report",),
 ]
 ANY_FAILURE = frozenset({1, 2})
