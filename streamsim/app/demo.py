@@ -24,7 +24,7 @@ from pathlib import Path
 
 from schemas import EventError, layout, parse_event
 from schemas.rows import decode_item
-from streamsim.app import localstack
+from streamsim.app import demo_ab, localstack
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.clients import subscriber_client
 from streamsim.runtime.processes import Background
@@ -54,6 +54,8 @@ class DemoOptions:
     refresh_every: float = 30.0
     threshold: float = 0.1
     exit_after_report: bool = False
+    #: Serve two arms and attribute the held-back tail to their answers (``streamsim.app.demo_ab``).
+    ab: bool = False
 
 
 class Demo:
@@ -84,16 +86,33 @@ class Demo:
         self._start("refresh", self._refresh_args())
         first = self._taken_in()
         self.say(f"5/6 serving on http://127.0.0.1:{self.options.port}")
-        self._start("serve", ["serve", "--port", str(self.options.port)])
+        arms = demo_ab.serve_flags(self.workdir / "arms") if self.options.ab else []
+        self._start("serve", ["serve", "--port", str(self.options.port), *arms])
         self._wait_ready()
         examples = self._examples(messages[:cut])
         before = {u: self._get(f"/recommendations?user={u}&n=5") for u in examples["fresh_users"]}
-        self.say(f"6/6 replaying the last {len(messages) - cut:,} messages; the next refresh pass takes them in")
-        expected += self._publish(messages[cut:], "publish tail")
+        tail, tagged = messages[cut:], None
+        if self.options.ab:
+            tail, tagged = demo_ab.tag_tail(tail, self._get)
+            self.say(f"  A/B: {tagged:,} events of the tail follow an answer that showed their item")
+        self.say(f"6/6 replaying the last {len(tail):,} messages; the next refresh pass takes them in")
+        expected += self._publish(tail, "publish tail")
         self._wait_folded(expected)
         second = self._taken_in()
         changed = self._changed_recommendation(before)
-        return self._report(first, second, examples, changed)
+        report = self._report(first, second, examples, changed)
+        if tagged is not None:
+            report["ab"] = self._ab(tagged)
+        return report
+
+    def _ab(self, tagged: int) -> dict:
+        """``streamsim report``'s table for this server (answers from its /metrics)."""
+        from streaming.state import scan_attributed
+        from streamsim.app.report_command import answers_served, build
+
+        with urllib.request.urlopen(self._url("/metrics"), timeout=10) as response:
+            served = answers_served(response.read().decode("utf-8"))
+        return {"tagged": tagged, "rows": build(served, scan_attributed(self.settings))}
 
     def loop(self) -> None:
         """Report each pass of the continuous refresh until interrupted."""
@@ -334,6 +353,14 @@ def format_report(report: dict) -> str:
         "try:",
         *(f"  {line}    # {count} items" for line, count in zip(report["try"], report["try_answered"])),
     ]
+    if report.get("ab"):
+        from streamsim.app.report_command import render
+
+        lines += [
+            "",
+            f"A/B (streamsim report): {report['ab']['tagged']:,} tail events followed an answer that showed their item",
+            *("  " + line for line in render(report["ab"]["rows"]).splitlines()),
+        ]
     if report["changed_recommendation"]:
         changed = report["changed_recommendation"]
         lines += [

@@ -34,6 +34,11 @@ def register(subparsers, parent) -> None:
         help="least seconds between two passes of the continuous refresh (default 30)",
     )
     parser.add_argument("--exit-after-report", action="store_true", help="stop everything after the report")
+    parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="serve two arms (control, popular-blend) and attribute the held-back tail to their answers",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object too")
     parser.set_defaults(run=run_demo)
 
@@ -78,6 +83,7 @@ def run_demo(args) -> int:
         threshold=args.threshold,
         refresh_every=args.refresh_every,
         exit_after_report=args.exit_after_report,
+        ab=args.ab,
     )
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     demo = Demo(settings_from_args(args), options, say=say)

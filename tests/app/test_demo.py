@@ -53,6 +53,7 @@ def test_demo_report_matches_bigtable_and_leaves_nothing_running(fresh_stack):
             "--port",
             str(port),
             "--exit-after-report",
+            "--ab",
             "--json",
             "--refresh-every",
             "1",
@@ -94,6 +95,12 @@ def test_demo_report_matches_bigtable_and_leaves_nothing_running(fresh_stack):
     assert f"user={busiest}&" in report["try"][0]
     assert report["try_answered"] == [10, 10, 10]  # each curl line was tried and answered
     assert report["changed_recommendation"] is not None
+    # --ab: two arms answered, and each tail event tagged with an answer's token counted once.
+    ab = report["ab"]
+    assert [row["arm"] for row in ab["rows"]] == ["control", "popular-blend"]
+    assert all(row["answers"] > 0 for row in ab["rows"])
+    assert ab["tagged"] > 0
+    assert sum(row[kind] for row in ab["rows"] for kind in ("browse", "basket", "purchase")) == ab["tagged"]
 
     # Nothing it started is left: no listener on the API port, no process of this run.
     assert not reachable(f"127.0.0.1:{port}")
