@@ -28,8 +28,8 @@ from collections.abc import Mapping
 
 VERSION = 1
 #: Routes a token can name: ``GET /recommendations?user=`` (user), a session query
-#: (``GET``/``POST /recommendations``), ``GET /items/{item}/similar``.
-ROUTES = ("user", "session", "similar")
+#: (``GET``/``POST /recommendations``), ``GET /items/{item}/similar``, ``GET /trending``.
+ROUTES = ("user", "session", "similar", "trending")
 #: Configuration and arm names (short: they label counters).
 MAX_LABEL_CHARS = 32
 MAX_TOKEN_CHARS = 256
