@@ -7,7 +7,8 @@ each, only cells stamped within the window), ranks the items by the smoothed rat
 ``(count + prior) / (expected + prior)`` and keeps those still trending (count at least the
 window's minimum, score above MIN_SCORE), visible and of the category asked for.
 
-The ranked board is cached per window for ``ttl_seconds`` (1 s by default): many requests
+The ranked board is cached per window for ``ttl_seconds`` (1 s by default), and one read per
+window is in flight at a time (the requests that miss meanwhile wait for it): many requests
 share one read, and a burst still shows within seconds of its fold.
 
 No popularity fill: a short list means few items are rising now, and padding it with
@@ -17,6 +18,7 @@ steadily popular ones would call them trending. A shop that wants a full row ask
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -57,12 +59,22 @@ class TrendingBoards:
         self._clock = clock
         #: window name -> (expires at, [(item, score, count, expected)] best first)
         self._cached: dict[str, tuple[float, list[tuple[str, float, int, float]]]] = {}
+        #: window name -> the read in flight
+        self._reading: dict[str, asyncio.Future] = {}
 
     async def ranked(self, window: trending.Window) -> list[tuple[str, float, int, float]]:
-        now = self._clock()
         cached = self._cached.get(window.name)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self._clock():
             return cached[1]
+        reading = self._reading.get(window.name)
+        if reading is None:
+            reading = self._reading[window.name] = asyncio.ensure_future(self._read(window))
+            reading.add_done_callback(lambda _: self._reading.pop(window.name, None))
+        # shield: a request that gives up (its client went away) does not cancel the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read(self, window: trending.Window) -> list[tuple[str, float, int, float]]:
+        now = self._clock()
         cells = await self._store.read_board(window, int(now * 1000))
         ranked = sorted(
             (

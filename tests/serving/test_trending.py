@@ -4,6 +4,7 @@ filter; 400 on a bad window, 503 without Bigtable; and the burst through the rea
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -130,3 +131,33 @@ def test_a_burst_published_to_the_stream_tops_trending_within_a_minute(fresh_sta
         except subprocess.TimeoutExpired:
             os.kill(stream.pid, signal.SIGKILL)
             stream.wait()
+
+
+def test_concurrent_requests_share_one_board_read():
+    """The board is read once per window per second however many requests miss at once."""
+    from serving.catalog import Catalogue
+    from serving.trending import TrendingBoards, TrendingQuery
+
+    class CountingStore:
+        reads = 0
+
+        async def read_board(self, window, now_ms):
+            self.reads += 1
+            await asyncio.sleep(0.05)
+            return [("a", (30, 0.0)), ("b", (3, 0.0)), ("c", (40, 100.0))]
+
+    store, clock = CountingStore(), [1000.0]
+    boards = TrendingBoards(store, Catalogue(), clock=lambda: clock[0])
+    query = TrendingQuery(trending.WINDOWS["15m"], 10)
+
+    async def burst():
+        return await asyncio.gather(*(boards.top(query) for _ in range(50)))
+
+    answers = asyncio.run(burst())
+    # b is under the minimum count and c below its baseline: only a is trending.
+    assert store.reads == 1 and all([e["item"] for e in a] == ["a"] for a in answers)
+    asyncio.run(burst())
+    assert store.reads == 1  # cached
+    clock[0] += 1.5
+    asyncio.run(burst())
+    assert store.reads == 2  # expired: read again, once
