@@ -2,8 +2,9 @@
 
 Work per event is bounded: a batch reads, by key, the ``users`` row of each (user, item)
 pair it touches (at most MAX_FOLDED_PER_PAIR event ids), the small ``items`` stats row
-of each item and the ``contributions`` row of each (item, user) pair. Nothing reads an
-item's users or a user's items.
+of each item (with at most 93 trending counter cells: a qualifier range per family) and
+the ``contributions`` row of each (item, user) pair. Nothing reads an item's users or a
+user's items.
 
 Why no event is lost or counted twice, whatever runs at the same time (two pipelines
 on one subscription, a Dataflow bundle retried on another worker, a drained job and
@@ -397,7 +398,7 @@ class FoldStore:
                 return
             stats.conflicts += len(conflicted)
             todo = conflicted
-            rows.update(self.read_items(todo))
+            rows.update(self.read_items(todo, now_ms))
         raise WriteError(f"{len(todo)} items kept changing during {MAX_CONFLICT_ROUNDS} rounds, e.g. {todo[0]}")
 
     def _write_board(self, counted: dict[str, tuple], now_ms: int) -> int:
