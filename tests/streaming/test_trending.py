@@ -143,3 +143,24 @@ def test_a_replayed_backlog_adds_to_the_stats_but_not_to_trending(fresh_stack):
     assert fold_batch(store, fresh, Weights()).board_cells == 0  # redelivered: counted once
     row = store.read_items(["old"])["old"]
     assert row.events == 60 and sum(n for (f, _), n in row.counters.items() if f == "tm") == 30
+
+
+def test_the_fold_reads_only_the_buckets_in_its_range(fresh_stack):
+    """Counter cells GC has not removed yet (a day of minutes, a month of hours) stay unread."""
+    from schemas import encode_int64, layout
+    from streamsim.runtime.bigtable import entry, set_cell
+
+    minute, hour, day = (r.bucket(NOW) for r in (MINUTES, HOURS, DAYS))
+    cells = [set_cell("tm", MINUTES.qualifier(minute - k), encode_int64(1)) for k in range(1440)]
+    cells += [set_cell("th", HOURS.qualifier(hour - k), encode_int64(1)) for k in range(720)]
+    cells += [set_cell("td", DAYS.qualifier(day - k), encode_int64(1)) for k in range(30)]
+    open_tables(fresh_stack).items.mutate([entry(layout.item_row_key("busy"), cells)])
+    store = FoldStore(fresh_stack)
+    store.clock = lambda: NOW
+    counters = store.read_items(["busy"])["busy"].counters
+    assert len(counters) == MINUTES.keep + HOURS.keep + DAYS.keep == 93
+    assert min(b for f, b in counters if f == "tm") == minute - 59
+    # A fold adds to what it read: each current bucket held 1, and 2 events come.
+    fold_batch(store, [Event(f"b{k}", f"bu{k}", "busy", EventType.BROWSE, NOW) for k in range(2)], Weights())
+    counters = store.read_items(["busy"])["busy"].counters
+    assert counters[("tm", minute)] == 3 and counters[("td", day)] == 3 and len(counters) == 93
