@@ -14,6 +14,8 @@ every server pinned to CPU 0 (``taskset``) and wrk + the emulator on CPU 1:
 - the read rates the serving store reaches alone on the emulator, at the same
   concurrency and CPU: one history per ReadRows call (``read_history``) and 16
   per call (``read_histories``, what coalescing does);
+- ``GET /trending`` over boards of 1,000 items per window (the three windows, a fifth of
+  the requests with ``category=``): one range read per window per second, then the ranking;
 - one worker vs ``--workers 2``: session queries with nothing pinned (wrk shares
   both cores with the workers);
 - the Cython kernel vs a seed-style pure-Python dict scorer on the same inputs.
@@ -44,10 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas import trending
 from schemas.events import CatalogUpdate
 from serving.scoring import NeighbourRow, Scorer
 from streamsim.app import localstack
-from streamsim.runtime.bigtable import open_tables
+from streamsim.runtime.bigtable import entry, open_tables, set_cell
 from streamsim.runtime.catalog import write_catalog
 from streamsim.runtime.provision import provision_bigtable
 from streamsim.runtime.seeding import write_generation, write_scores
@@ -201,6 +204,18 @@ def wrk(
     }
 
 
+def seed_boards(settings: Settings, items: list[str]) -> None:
+    """Board cells for ``items`` in every window, stamped now (as item folds would write them)."""
+    now_micros = int(time.time() * 1000) * 1000
+    rows: dict[bytes, list] = {}
+    for k, item in enumerate(items):
+        for window in trending.WINDOWS.values():
+            cell = trending.encode_entry(window.min_count + k % 50, float(k % 7))
+            key = window.board_key(trending.board_shard(item))
+            rows.setdefault(key, []).append(set_cell(window.board_family, item.encode(), cell, now_micros))
+    open_tables(settings).meta.mutate(entry(key, cells) for key, cells in rows.items())
+
+
 def load_average() -> str:
     """The 1-minute load average now (the machine is shared: each figure carries it)."""
     return Path("/proc/loadavg").read_text().split()[0]
@@ -324,6 +339,7 @@ def main() -> int:
                 for item in catalogue.items
             ],
         )
+        seed_boards(settings, catalogue.items[:1000])
         print(
             f"\nseeded {len(catalogue.items)} items (top-50 lists), {len(catalogue.users)} users x 20 items, "
             f"a catalogue of {CATEGORIES} categories with {HIDDEN:.0%} of items hidden"
@@ -338,6 +354,10 @@ def main() -> int:
             sessions.append("/recommendations?" + "&".join(f"{k}={','.join(v)}" for k, v in parts.items()) + "&n=10")
         filtered = [f"{path}&category=cat{k % CATEGORIES},cat{(k + 7) % CATEGORIES}" for k, path in enumerate(sessions)]
         user_paths = [f"/recommendations?user=user{u}&n=10" for u in rng.sample(range(args.users), args.users)]
+        trending_paths = [
+            f"/trending?window={window}&n=10" + (f"&category=cat{k % CATEGORIES}" if k % 5 == 0 else "")
+            for k, window in enumerate(list(trending.WINDOWS) * 20)
+        ]
 
         bare_port, serve_port, pair_port = localstack.free_port(), localstack.free_port(), localstack.free_port()
         # Both servers live on CPU 0 for the whole run; only the one under wrk is busy.
@@ -387,6 +407,7 @@ def main() -> int:
                     serve_port, filtered, args.seconds, args.connections, workdir, server.pid
                 ),
                 "user queries": wrk(serve_port, user_paths, args.seconds, args.connections, workdir, server.pid),
+                "trending": wrk(serve_port, trending_paths, args.seconds, args.connections, workdir, server.pid),
             }
             for name, batch in (("reads alone", 1), ("batched reads alone", BATCHED_READS)):
                 reader = pinned(
@@ -455,6 +476,7 @@ def main() -> int:
             "session, 20 items (warm)",
             "session, category-filtered",
             "user queries",
+            "trending",
             "1 worker, both cores",
             "2 workers, both cores",
         ):

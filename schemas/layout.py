@@ -34,6 +34,9 @@ carry a configurable prefix, ``streamsim-`` by default::
                      update never hides a newer one
       m:available    codecs.encode_available: 1 shown, 0 hidden (out of stock,
                      deleted); no cell: available
+      tm:<minute>, th:<hour>, td:<day>  int64: the item's events per time bucket, the
+                     trending counters (schemas.trending), written in the stats' conditional
+                     write (exactly once, as n:events)
       x:<user token> int64: the user's erasure epoch whose older contributions this
                      item's stats no longer hold (``streaming.forget``); kept DEDUP_WINDOW
     contributions  row = item_user_key(item, user): one per (item, user) pair
@@ -57,6 +60,8 @@ carry a configurable prefix, ``streamsim-`` by default::
                   as the items' m: cells), stamped with the write time and kept
                   CATALOG_LOG_WINDOW. Serving loads the m: cells at start and then
                   follows the log: a range read of a row per batch, not per change.
+      trend#<window>#<shard> t<window>:<item>: the trending board of a window
+                  (schemas.trending): (count, expected), stamped with the fold's clock
     recent         row = recent_row_key(user): one per user
       o:e            one cell version per event, the user's last RECENT_EVENTS events:
                      cell timestamp = recent_cell_micros(event time, event id),
@@ -109,6 +114,8 @@ import dataclasses
 import hashlib
 import re
 from datetime import timedelta
+
+from schemas import trending
 
 DEFAULT_PREFIX = "streamsim-"
 
@@ -216,6 +223,8 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         INTENTS: GcRule(max_versions=1),
         CATALOG: GcRule(max_versions=1),
         ERASED: GcRule(max_versions=1, max_age=DEDUP_WINDOW),
+        # Trending counters (schemas.trending): one family per resolution, each aged as it needs.
+        **{r.family: GcRule(max_versions=1, max_age=r.gc_age) for r in trending.RESOLUTIONS},
     },
     "contributions": {
         # Versions by event count (the cell timestamp), not by time: no max_age.
@@ -231,6 +240,8 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
         NEIGHBOURS: GcRule(max_versions=KEEP_GENERATIONS),
         CATALOG_LOG: GcRule(max_versions=1, max_age=CATALOG_LOG_WINDOW),
         FORGET: GcRule(max_versions=1),
+        # Trending boards (schemas.trending): one family per window, aged out a little after it.
+        **{w.board_family: GcRule(max_versions=1, max_age=w.board_age) for w in trending.WINDOWS.values()},
     },
     "recent": {
         # Versions by event time (the cell timestamp), not by write time: no max_age.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from schemas import codecs, layout
+from schemas import codecs, layout, trending
 
 
 class Cell:
@@ -61,6 +61,8 @@ class ItemRow:
     intents: Mapping[str, list[tuple[str, float, int]]] = dataclasses.field(default_factory=dict)
     #: Erasure marks: user token -> the epoch below which the stats hold none of the user.
     erased: Mapping[bytes, int] = dataclasses.field(default_factory=dict)
+    #: Trending counters read (``schemas.trending``): (family, bucket) -> events.
+    counters: Mapping[tuple[str, int], int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,11 @@ def decode_item(row: Row) -> ItemRow:
         dirty_micros=mark.timestamp_micros if mark is not None else 0,
         intents={q.decode("utf-8"): codecs.decode_intent(c.value) for q, c in row.get(layout.INTENTS, {}).items()},
         erased={q: codecs.decode_int64(c.value) for q, c in row.get(layout.ERASED, {}).items()},
+        counters={
+            (r.family, r.parse(q)): codecs.decode_int64(c.value)
+            for r in trending.RESOLUTIONS
+            for q, c in row.get(r.family, {}).items()
+        },
     )
 
 

@@ -22,7 +22,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from schemas import attribution
-from serving import arms, errors, openapi, params
+from serving import arms, errors, openapi, params, trending
 from serving.catalog import Catalogue, CatalogueFollower
 from serving.config import ServingConfig
 from serving.generation import GenerationWatcher
@@ -48,6 +48,7 @@ CATALOGUE = web.AppKey("catalogue", Catalogue)
 FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
 PEERS = web.AppKey("peers", Peers)
+TRENDING = web.AppKey("trending", trending.TrendingBoards)
 
 #: How long a starting server waits for its catalogue before it goes on (and listens,
 #: unless it listens only once ready): a big catalogue takes minutes to read, and a
@@ -253,6 +254,15 @@ def _raw_id(request: web.Request, name: str, prefix: str, suffix: str) -> str:
     return request.match_info[name]  # a path the router normalised: its decoding stands
 
 
+async def get_trending(request: web.Request) -> web.Response:
+    """``serving.trending``: the window's rising items, visible and in the category if given."""
+    app = request.app
+    query = trending.trending_query(params.query_pairs(request.rel_url.raw_query_string), app[CONFIG].default_n)
+    arm, _ = _arm(request, None)
+    items = await app[TRENDING].top(query)
+    return _answer_json(app, "trending", arm, Answer(_generation(app), items), window=query.window.name)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "generation": _generation(request.app)})
 
@@ -291,6 +301,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/recommendations", post_recommendations, expect_handler=expect_continue)
     app.router.add_get("/items/{item}/similar", get_similar)
     app.router.add_get("/users/{user}/recent", get_recent)
+    app.router.add_get("/trending", get_trending)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -307,6 +318,7 @@ async def bigtable_context(app: web.Application):
         store, window_seconds=config.history_window_ms / 1000, max_batch=config.history_batch_reads
     )
     app[STORE], app[WATCHER], app[FOLLOWER], app[HISTORIES] = store, watcher, follower, histories
+    app[TRENDING] = trending.TrendingBoards(store, app[CATALOGUE])
     # One session-index cache for every arm: the arms differ in query knobs only.
     sessions = SessionIndexReads(store, ttl_seconds=config.session_cache_seconds)
     recommenders = {

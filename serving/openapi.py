@@ -175,6 +175,27 @@ def document() -> dict:
         "parameters": [_path_id("user"), N_PARAM, EXCLUDE, CATEGORY],
         "responses": {**_ok("Recommendations", "items, most recent first"), **_errors(400, 405, 500, 503)},
     }
+    trending_get = {
+        "summary": "Items whose event rate in the window rose most against their own baseline",
+        "description": (
+            "score = (count + m) / (expected + m): the window's events against what the item's own "
+            "baseline expects (the previous 24 hours for 15m and 1h, the previous 7 days for 24h), "
+            "with m the window's minimum count (15m: 5, 1h: 10, 24h: 20). An item needs at least m "
+            "events in the window and a score above 1. Counted by the stream within seconds; no "
+            "popularity fill (a short list means few items are rising). Hidden items never appear."
+        ),
+        "parameters": [
+            {
+                "name": "window",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": ["15m", "1h", "24h"], "default": "15m"},
+            },
+            {"name": "category", "in": "query", "required": False, "description": "one category", "schema": _id()},
+            N_PARAM,
+        ],
+        "responses": {**_ok("Trending", "rising items, best first"), **_errors(*_API_ERRORS)},
+    }
     probe = {"content": {"application/json": {"schema": _ref("Status")}}}
     return {
         "openapi": "3.1.0",
@@ -188,6 +209,7 @@ def document() -> dict:
             "/recommendations": {"get": recommendations_get, "post": recommendations_post},
             "/items/{item}/similar": {"get": similar},
             "/users/{user}/recent": {"get": recent},
+            "/trending": {"get": trending_get},
             "/healthz": {
                 "get": {"summary": "The process is up", "responses": {"200": {"description": "alive", **probe}}}
             },
@@ -252,6 +274,30 @@ def document() -> dict:
                                 "type": "object",
                                 "required": ["item", "contribution"],
                                 "properties": {"item": {"type": "string"}, "contribution": {"type": "number"}},
+                            },
+                        },
+                    },
+                },
+                "Trending": {
+                    "type": "object",
+                    "required": ["generation", "window", "arm", "attribution", "items"],
+                    "properties": {
+                        "generation": {"type": ["integer", "null"], "description": "similarity generation loaded"},
+                        "window": {"type": "string", "enum": ["15m", "1h", "24h"]},
+                        "arm": {"type": "string"},
+                        "attribution": {"type": "string", "maxLength": 256},
+                        "items": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["item", "score", "count", "expected", "source"],
+                                "properties": {
+                                    "item": {"type": "string"},
+                                    "score": {"type": "number", "exclusiveMinimum": 1},
+                                    "count": {"type": "integer", "description": "events in the window"},
+                                    "expected": {"type": "number", "description": "events the baseline expects"},
+                                    "source": {"type": "string", "enum": ["trending"]},
+                                },
                             },
                         },
                     },

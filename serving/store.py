@@ -14,7 +14,7 @@ from collections.abc import Container
 
 import numpy as np
 
-from schemas import codecs, layout
+from schemas import codecs, layout, trending
 from schemas.rows import (
     CatalogCells,
     decode_catalog,
@@ -201,6 +201,23 @@ class BigtableStore:
         row_filter = filters.chain(filters.visible_at(generation), filters.strip_values())
         rows = await self._read(self._ids.meta, [layout.POPULAR_ROW], row_filter)
         return neighbours_cell(rows.get(layout.POPULAR_ROW, {})) is not None
+
+    async def read_board(self, window: trending.Window, now_ms: int) -> list[tuple[str, tuple[int, float]]]:
+        """The items on ``window``'s trending board as of ``now_ms``: ``(item, (count, expected))``
+        of each item's newest cell stamped within the window, in one bounded range read."""
+        rows = await self._tables.read_range(
+            self._ids.meta,
+            window.board_prefix,
+            prefix_end(window.board_prefix),
+            filters.board(window, now_ms),
+            limit=trending.BOARD_SHARDS,
+            timeout=self._timeout(),
+        )
+        return [
+            (qualifier.decode("utf-8"), trending.decode_entry(cell.value))
+            for row in rows.values()
+            for qualifier, cell in row.get(window.board_family, {}).items()
+        ]
 
     async def read_neighbours(self, generation: int, items: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
         """Packed top-K lists of ``items`` as of ``generation``, in one read.

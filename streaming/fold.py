@@ -106,6 +106,9 @@ class ItemFold:
     #: Users whose contributions older than an epoch are out of the stats: user -> epoch
     #: (the mark to set, and the cells below it to delete).
     erased: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Events this fold adds to the item, per user: stamp_events(new) - stamp_events(old) where
+    #: positive (``streaming.trending`` counts them; an erasure's r -> 0 step takes none away).
+    added: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -136,6 +139,7 @@ def fold_item(
     norm2, users, events, entry_norm2 = stats.norm2, stats.users, stats.events, stats.entry_norm2
     writes: dict[str, Contribution] = {}
     erased: dict[str, int] = {}
+    added: dict[str, int] = {}
     for user in sorted(incoming.keys() | erase.keys()):
         marked = stats.erased.get(layout.user_token(user), 0)
         r_old, s_old = stored.get(user, (0.0, 0))
@@ -158,8 +162,11 @@ def fold_item(
         r_new, s_new = new
         norm2 += r_new * r_new - r_old * r_old
         entry_norm2 += entries.FOLDED.square(r_new) - entries.FOLDED.square(r_old)
-        events += layout.stamp_events(s_new) - layout.stamp_events(s_old)
+        more = layout.stamp_events(s_new) - layout.stamp_events(s_old)
+        events += more
+        if more > 0:
+            added[user] = more
         if s_old == 0:
             users += 1
         writes[user] = new
-    return ItemFold(item, max(norm2, 0.0), users, events, max(entry_norm2, 0.0), writes, erased)
+    return ItemFold(item, max(norm2, 0.0), users, events, max(entry_norm2, 0.0), writes, erased, added)

@@ -56,6 +56,9 @@ class PairUpdate:
     user: str
     contribution: Contribution
     message_ids: tuple[str, ...]
+    #: The event time (ms) of the pair's newest event in the user batch: the trending
+    #: bucket hint (``streaming.trending``); two updates of one pair merge to the newest.
+    newest_ms: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +94,7 @@ class FoldUsersFn(beam.DoFn):
         self._store = FoldStore(self._settings)
 
     def process(self, keyed):
-        from streaming.store import FoldStats
+        from streaming.store import FoldStats, newest_event_ms
 
         _, deliveries = keyed
         events: list[Event] = [d.event for d in deliveries]
@@ -102,13 +105,14 @@ class FoldUsersFn(beam.DoFn):
         messages: dict[tuple[str, str], list[str]] = {}
         for d in deliveries:
             messages.setdefault((d.event.item, d.event.user), []).append(d.message_id)
+        newest = newest_event_ms(events)
         dropped: list[str] = []
         for (item, user), ids in messages.items():
             contribution = contributions.get(item, {}).get(user)
             if contribution is None:  # every event of the pair predates the user's erasure
                 dropped += ids
                 continue
-            yield shard_of(item, self._shards), PairUpdate(item, user, contribution, tuple(ids))
+            yield shard_of(item, self._shards), PairUpdate(item, user, contribution, tuple(ids), newest[item, user])
         self.accepted.inc(stats.accepted)
         self.duplicates.inc(stats.duplicates)
         self.conflicts.inc(stats.conflicts)
@@ -133,14 +137,17 @@ class FoldItemsFn(beam.DoFn):
 
         _, updates = keyed
         incoming: dict[str, dict[str, Contribution]] = {}
+        newest: dict[tuple[str, str], int] = {}
         for update in updates:
+            pair = (update.item, update.user)
+            newest[pair] = max(newest.get(pair, update.newest_ms), update.newest_ms)
             per_item = incoming.setdefault(update.item, {})
             # Two user batches may carry one pair: the later state has the higher count.
             known = per_item.get(update.user)
             if known is None or update.contribution[1] > known[1]:
                 per_item[update.user] = update.contribution
         stats = FoldStats()
-        self._store.fold_items(incoming, stats)
+        self._store.fold_items(incoming, stats, event_ms=newest)
         self.written.inc(stats.items_written)
         self.conflicts.inc(stats.conflicts)
         yield Settled(tuple(m for update in updates for m in update.message_ids), _counts(stats))

@@ -2,8 +2,9 @@
 
 Work per event is bounded: a batch reads, by key, the ``users`` row of each (user, item)
 pair it touches (at most MAX_FOLDED_PER_PAIR event ids), the small ``items`` stats row
-of each item and the ``contributions`` row of each (item, user) pair. Nothing reads an
-item's users or a user's items.
+of each item (with at most 93 trending counter cells: a qualifier range per family) and
+the ``contributions`` row of each (item, user) pair. Nothing reads an item's users or a
+user's items.
 
 Why no event is lost or counted twice, whatever runs at the same time (two pipelines
 on one subscription, a Dataflow bundle retried on another worker, a drained job and
@@ -44,7 +45,10 @@ its successor) and wherever a writer crashes:
    session's row and one cell of its item's holder row in ``sessions``, blind and
    idempotent in the same way (``schemas.layout``). Session rows go first: a session an
    item lists already holds that click when a reader follows the list.
-6. **Erasures** (``streaming.forget``). Pair versions and contribution stamps carry the
+6. **Trending counters** (``streaming.trending``): per-minute, hour and day event counts in
+   the ``items`` row, written in step 2's version-checked write from the same deltas as
+   ``n:events``, so exactly once for the same reason; then blind board cells in ``meta``.
+7. **Erasures** (``streaming.forget``). Pair versions and contribution stamps carry the
    user's erasure epoch; a batch reads its users' tombstones before folding (events at or
    before an erasure are dropped) and again after writing, and item folds honour the
    items' erasure marks. ``streaming.forget`` argues why no erased state comes back.
@@ -57,13 +61,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 
-from schemas import Event, Weights, layout
+from schemas import Event, Weights, layout, trending
 from schemas.codecs import encode_contribution, encode_double, encode_int64, encode_intent
 from schemas.rows import ItemRow, PairRow, decode_contribution, decode_item, decode_pair
 from streaming.fold import Contribution, ItemFold, PairFold, fold_item, fold_pair
+from streaming.trending import board_entries, count_events
 from streamsim.runtime.bigtable import (
     Conditional,
     WriteError,
@@ -85,6 +91,7 @@ _NEWEST = filters.newest()
 _VERSION = filters.column(layout.SCORES, layout.VERSION)
 _ITEM_VERSION = filters.column(layout.ITEM_STATS, layout.ITEM_VERSION)
 _ERASURE_MARKS = filters.chain(filters.family(layout.ERASED), filters.newest())
+_RESOLUTION = {r.family: r for r in trending.RESOLUTIONS}
 #: The families of a pair row that hold sets (ids, counts) rather than one value.
 _PAIR_SETS = (layout.FOLDED, layout.ATTRIBUTED)
 
@@ -109,6 +116,8 @@ class FoldStats:
     rows_read: int = 0
     rows_written: int = 0
     rows_checked: int = 0
+    #: Trending board cells written (``streaming.trending``).
+    board_cells: int = 0
 
     def add(self, other: FoldStats) -> None:
         for field in dataclasses.fields(self):
@@ -144,8 +153,23 @@ def _contribution_cells(item: str, user: str, contribution: Contribution | None,
     return entry(layout.item_user_key(item, user), mutations)
 
 
+def newest_event_ms(events: Iterable[Event]) -> dict[tuple[str, str], int]:
+    """(item, user) -> the event time of the pair's newest event: the trending bucket hint."""
+    newest: dict[tuple[str, str], int] = {}
+    for e in events:
+        key = (e.item, e.user)
+        newest[key] = max(newest.get(key, e.ts_ms), e.ts_ms)
+    return newest
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class FoldStore:
     def __init__(self, settings: Settings):
+        #: The item fold's "now" (ms): trending buckets and board cells (tests set it).
+        self.clock = _wall_clock_ms
         tables = open_tables(settings)
         self.users = tables.users
         self.items = tables.items
@@ -301,10 +325,12 @@ class FoldStore:
         return _versioned(layout.user_item_key(fold.user, fold.item), _VERSION, row.version, mutations)
 
     # --- step 2: items ---------------------------------------------------------
-    def read_items(self, items: Iterable[str]) -> dict[str, ItemRow]:
+    def read_items(self, items: Iterable[str], now_ms: int | None = None) -> dict[str, ItemRow]:
+        """The items' rows, with the trending buckets a fold at ``now_ms`` may use (bounded)."""
         keys = {layout.item_row_key(item): item for item in items}
         found = {item: ItemRow() for item in keys.values()}
-        for key, row in self.items.read_rows(keys, row_filter=_NEWEST):
+        row_filter = filters.item_fold_row(self.clock() if now_ms is None else now_ms)
+        for key, row in self.items.read_rows(keys, row_filter=row_filter):
             found[keys[key]] = decode_item(row)
         return found
 
@@ -320,18 +346,22 @@ class FoldStore:
         incoming: dict[str, dict[str, Contribution]],
         stats: FoldStats,
         erase: dict[str, dict[str, int]] | None = None,
+        event_ms: dict[tuple[str, str], int] | None = None,
     ) -> None:
         """Apply absolute contributions to their items, exactly once each (module docstring);
-        ``erase``: item -> {user: epoch}, take out the user's contributions older than the epoch."""
+        ``erase``: item -> {user: epoch}, take out the user's contributions older than the epoch;
+        ``event_ms``: (item, user) -> the newest event time behind the contribution (the trending
+        bucket hint, :func:`newest_event_ms`; missing: now)."""
         before = self._read_so_far()
         try:
-            self._fold_items(incoming, erase or {}, stats)
+            self._fold_items(incoming, erase or {}, stats, event_ms or {})
         finally:
             self._count_reads(stats, before)
 
-    def _fold_items(self, incoming, erase, stats):
+    def _fold_items(self, incoming, erase, stats, event_ms):
         todo = sorted(incoming.keys() | erase.keys())
-        rows = self.read_items(todo)
+        now_ms = self.clock()  # one clock per call: every round reads and writes the same buckets
+        rows = self.read_items(todo, now_ms)
         for _ in range(MAX_CONFLICT_ROUNDS):
             stats.intents_completed += self._complete_intents({item: rows[item] for item in todo})
             users = {item: incoming.get(item, {}).keys() | erase.get(item, {}).keys() for item in todo}
@@ -347,21 +377,49 @@ class FoldStore:
                 for item in todo
             ]
             writes = [(fold, uuid.uuid4().hex) for fold in folds if fold.changed]
-            conditionals = [self._item_write(rows[fold.item], fold, token) for fold, token in writes]
+            grown = {
+                fold.item: count_events(
+                    rows[fold.item].counters,
+                    [(event_ms.get((fold.item, user), now_ms), n) for user, n in fold.added.items()],
+                    now_ms,
+                )
+                for fold, _ in writes
+            }
+            conditionals = [self._item_write(rows[fold.item], fold, token, grown[fold.item]) for fold, token in writes]
             matched = self.items.check_and_mutate_many(conditionals)
             committed = [(f, t) for (f, t), c, ok in zip(writes, conditionals, matched) if _applied(c, ok)]
             conflicted = sorted({f.item for (f, _), c, ok in zip(writes, conditionals, matched) if not _applied(c, ok)})
             self._write_intents(committed)
+            stats.board_cells += self._write_board(
+                {fold.item: (rows[fold.item].counters, grown[fold.item]) for fold, _ in committed}, now_ms
+            )
             stats.items_written += len(committed)
             if not conflicted:
                 return
             stats.conflicts += len(conflicted)
             todo = conflicted
-            rows.update(self.read_items(todo))
+            rows.update(self.read_items(todo, now_ms))
         raise WriteError(f"{len(todo)} items kept changing during {MAX_CONFLICT_ROUNDS} rounds, e.g. {todo[0]}")
 
+    def _write_board(self, counted: dict[str, tuple], now_ms: int) -> int:
+        """Blind board cells of the committed items (``streaming.trending``); how many."""
+        rows: dict[bytes, list] = {}
+        for item, (before, grown) in sorted(counted.items()):
+            for window, count, expected in board_entries(before, grown, now_ms):
+                rows.setdefault(window.board_key(trending.board_shard(item)), []).append(
+                    set_cell(
+                        window.board_family,
+                        item.encode("utf-8"),
+                        trending.encode_entry(count, expected),
+                        now_ms * 1000,
+                    )
+                )
+        if rows:
+            self.meta.mutate(entry(key, cells) for key, cells in rows.items())
+        return sum(len(cells) for cells in rows.values())
+
     @staticmethod
-    def _item_write(row: ItemRow, fold: ItemFold, token: str) -> Conditional:
+    def _item_write(row: ItemRow, fold: ItemFold, token: str, grown: dict | None = None) -> Conditional:
         erasures = [(user, 0.0, -epoch) for user, epoch in sorted(fold.erased.items())]
         intent = encode_intent(erasures + [(user, r, n) for user, (r, n) in sorted(fold.writes.items())])
         mutations = [
@@ -375,6 +433,11 @@ class FoldStore:
         ]
         mutations += [
             set_cell(layout.ERASED, layout.user_token(user), encode_int64(epoch)) for user, epoch in fold.erased.items()
+        ]
+        # Trending counters: what was read with this version, plus this fold's events.
+        mutations += [
+            set_cell(family, _RESOLUTION[family].qualifier(bucket), encode_int64(n))
+            for (family, bucket), n in sorted((grown or {}).items())
         ]
         return _versioned(layout.item_row_key(fold.item), _ITEM_VERSION, row.version, mutations)
 
@@ -433,7 +496,7 @@ class FoldStore:
 def fold_batch(store: FoldStore, events: list[Event], weights: Weights) -> FoldStats:
     """Both steps for one batch (tests, benchmarks; the pipeline runs them as two keyed stages)."""
     stats = FoldStats(events=len(events))
-    store.fold_items(store.fold_users(events, weights, stats), stats)
+    store.fold_items(store.fold_users(events, weights, stats), stats, event_ms=newest_event_ms(events))
     return stats
 
 

@@ -35,6 +35,6 @@ def run_writer(settings: Settings, batches: list[Batch], start, blind: bool = Fa
         stats = store.FoldStats(events=len(batch.events))
         contributions = fold_store.fold_users(batch.events, Weights(), stats)
         if not batch.crash_before_items:
-            fold_store.fold_items(contributions, stats)
+            fold_store.fold_items(contributions, stats, event_ms=store.newest_event_ms(batch.events))
         totals.add(stats)
     return dataclasses.asdict(totals)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas import layout
+from schemas import layout, trending
 from streamsim.runtime.bigtable.messages import RowFilter
 
 
@@ -71,6 +71,40 @@ def column(family_name: str, qualifier: bytes) -> RowFilter:
     column_range.start_qualifier_closed = qualifier
     column_range.end_qualifier_closed = qualifier
     return row_filter
+
+
+def qualifiers_between(family_name: str, first: bytes, last: bytes) -> RowFilter:
+    """The columns of one family whose qualifiers lie in [first, last] (a bounded column range)."""
+    row_filter = RowFilter()
+    column_range = row_filter.column_range_filter
+    column_range.family_name = family_name
+    column_range.start_qualifier_closed = first
+    column_range.end_qualifier_closed = last
+    return row_filter
+
+
+def item_fold_row(now_ms: int) -> RowFilter:
+    """What an item fold reads of an ``items`` row: every family but the trending counters,
+    and of those only the buckets a fold at ``now_ms`` may use (``schemas.trending``)."""
+    others = [f for f in layout.FAMILIES["items"] if f not in {r.family for r in trending.RESOLUTIONS}]
+    counters = [
+        qualifiers_between(r.family, r.qualifier(r.first(now_ms)), r.qualifier(r.bucket(now_ms)))
+        for r in trending.RESOLUTIONS
+    ]
+    return chain(union(*(family(f) for f in others), *counters), newest())
+
+
+def board(window: trending.Window, now_ms: int) -> RowFilter:
+    """A trending board's live cells: each item's newest cell stamped within the window,
+    at most BOARD_READ_CELLS per row."""
+    fresh = RowFilter()
+    fresh.timestamp_range_filter.start_timestamp_micros = (now_ms - window.width_ms) * 1000
+    return chain(
+        family(window.board_family),
+        fresh,
+        newest(),
+        RowFilter(cells_per_row_limit_filter=trending.BOARD_READ_CELLS),
+    )
 
 
 def value_equals(value: bytes) -> RowFilter:

@@ -15,6 +15,10 @@ locals {
       q = { max_version = 1 }
       m = { max_version = 1 }
       x = { max_version = 1, max_age = "720h" }
+      # Trending counters per minute, hour and day (schemas/trending.py).
+      tm = { max_version = 1, max_age = "2h" }
+      th = { max_version = 1, max_age = "29h" }
+      td = { max_version = 1, max_age = "217h" }
     }
     contributions = {
       c = { max_version = 1 }
@@ -28,6 +32,10 @@ locals {
       k = { max_version = 3 }
       l = { max_version = 1, max_age = "168h" }
       f = { max_version = 1 }
+      # Trending boards per window (schemas/trending.py).
+      t15m = { max_version = 1, max_age = "2h" }
+      t1h  = { max_version = 1, max_age = "2h" }
+      t24h = { max_version = 1, max_age = "25h" }
     }
     recent = {
       o = { max_version = 64 }
