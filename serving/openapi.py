@@ -231,7 +231,7 @@ def document() -> dict:
                     "properties": {
                         "item": {"type": "string"},
                         "score": {"type": "number"},
-                        "source": {"type": "string", "enum": ["similar", "sessions", "popular"]},
+                        "source": {"type": "string", "enum": ["similar", "sessions", "popular", "pinned"]},
                         "because": {
                             "type": "array",
                             "description": "with explain=true",
