@@ -448,7 +448,7 @@ class Recommender:
             [item for item, _ in popular],
             [score for _, score in popular],
             weight,
-            n,
+            len(entries) + len(popular) if rules.boosts else n,  # multiplied before the n best are taken
             excluded,
         )
         out = []
@@ -460,7 +460,7 @@ class Recommender:
             for entry in out:
                 entry["score"] *= rules.factor(entry["item"], category_of(entry["item"]))
             out.sort(key=lambda entry: -entry["score"])  # stable: ties keep the blend's order
-        return out
+        return out[:n]
 
     def _popular_fill(
         self, generation: Generation, count: int, excluded: set[str], explain: bool, codes: np.ndarray | None

@@ -335,6 +335,8 @@ def test_a_popularity_blend_obeys_the_rules(shop, tmp_path):
         answer = live.get("/recommendations?browsed=a&n=4")[1]
         assert items(answer) == ["f", "b", "p2", "d"]
         assert [e["score"] for e in answer["items"]] == pytest.approx([1.0, 0.5, 0.5, 0.5 * 0.7 / 0.9])
+        # f ranked 4th before its boost: the multiplier comes before the n best are taken.
+        assert items(live.get("/recommendations?browsed=a&n=2")[1]) == ["f", "b"]
     finally:
         live.stop()
 
