@@ -329,12 +329,16 @@ class RulesFile:
     """The rules of one file as a worker follows it: :meth:`poll` (on the serving poll loop)
     re-reads the file when its modification time, size or inode changed. A file that
     cannot be used keeps the rules in force, is logged once (until it changes again) and
-    counted in ``failures`` (``/metrics``)."""
+    counted in ``failures`` (``/metrics``).
+
+    ``rules`` were read before this worker started (by the parent, with ``--workers``): the
+    first poll reads the file again, so a change in between is not missed; rules equal to
+    those in force change nothing (and are not counted)."""
 
     def __init__(self, path: str, rules: Rules):
         self.path = path
         self.current = rules
-        self._seen = self._stamp()
+        self._seen: tuple | None = None
         #: Reads that replaced the rules, and reads refused (``/metrics``).
         self.loads = 0
         self.failures = 0
@@ -357,6 +361,8 @@ class RulesFile:
         except RulesError as exc:
             self.failures += 1
             log.error("%s; the rules in force are kept", exc)
+            return False
+        if rules == self.current:
             return False
         self.current = rules
         self.loads += 1

@@ -374,7 +374,8 @@ def test_a_rules_file_follower_reads_a_change_once(tmp_path, caplog):
     path = tmp_path / "rules.json"
     path.write_text("{}")
     follower = RulesFile(str(path), NO_RULES)
-    assert not follower.poll()  # unchanged since it started
+    assert not follower.poll()  # read again at the first poll: the same rules
+    assert not follower.poll() and follower.loads == 0
     path.write_text('{"cap_per_category": {"*": 2}}')
     os.utime(path, ns=(1, 1))
     assert follower.poll() and follower.current.cap("user") == 2
@@ -385,3 +386,44 @@ def test_a_rules_file_follower_reads_a_change_once(tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
         f"rules file {path}: cap_per_category.*: must be an integer in 1..1000, got 0; the rules in force are kept"
     ]
+
+
+@pytest.mark.slow
+def test_every_worker_of_a_served_process_follows_the_file(shop, tmp_path):
+    """``python -m serving --workers 2 --rules FILE``: the flag reaches each worker, and a change
+    reaches both (each re-reads the file; /metrics gathers every worker's counts)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from streamsim.app import localstack
+
+    path = tmp_path / "rules.json"
+    path.write_text('{"exclude_categories": ["hats"]}')
+    port = localstack.free_port()
+    command = [sys.executable, "-m", "serving", "--port", str(port), "--workers", "2", "--poll-seconds", "0.2"]
+    command += ["--rules", str(path), "--bigtable-host", shop.bigtable_host, "--project", shop.project]
+    command += ["--instance", shop.instance, "--prefix", shop.prefix, "--state-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def get(route: str):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{route}", timeout=5) as response:
+                return response.read().decode()
+        except OSError:
+            return None
+
+    try:
+        assert wait_for(lambda: get("/readyz"), timeout=60)
+        # Many connections: both workers answer some of them.
+        assert all(items(json.loads(get("/items/a/similar"))) == ["b", "d"] for _ in range(20))
+        fresh = tmp_path / "rules.tmp"
+        fresh.write_text('{"exclude_categories": ["shoes"]}')
+        os.replace(fresh, path)
+        read = [f'streamsim_serving_rules_loads_total{{worker="{k}"}} 1.0' for k in (0, 1)]
+        assert wait_for(lambda: all(line in (get("/metrics") or "") for line in read), timeout=30)
+        assert all(items(json.loads(get("/items/a/similar"))) == ["c", "e"] for _ in range(20))
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=30)
+    assert "Traceback" not in errors
