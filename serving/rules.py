@@ -290,11 +290,13 @@ def arrange(
                         counts[category] = counts.get(category, 0) + 1
             seen.add(item)
             body.append(entry)
-    for pin in pins:
+    placed = -1
+    for pin in pins:  # by position: a pin that ties with (or lands above) the one before goes after it
         found = pinned[pin.item]
         entry = {"item": pin.item, "score": 0.0} if found is None else dict(found)
         entry["source"] = PINNED
-        body.insert(min(pin.position - 1, len(body)), entry)
+        placed = max(min(pin.position - 1, len(body)), placed + 1)
+        body.insert(placed, entry)
     return body
 
 

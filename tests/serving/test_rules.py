@@ -160,6 +160,13 @@ def test_apply_multiplies_excludes_caps_and_pins_in_the_documented_order():
     assert "p" not in items({"items": apply(rules, "trending", ranked, 5, category, lambda item: item != "p")})
     assert [e["item"] for e in apply(rules, "recent", ranked, 3, category)] == ["h1", "s2", "s3"]
     assert apply(NO_RULES, "recent", ranked, 2, category) == ranked[:2]
+    # A route's pin and a "*" pin at one position: the route's first; pins beyond a short list at its end.
+    both = parse_rules(
+        b'{"pin": [{"route": "*", "item": "x1", "position": 1}, {"route": "recent", "item": "x2", "position": 1},'
+        b' {"route": "recent", "item": "x3", "position": 8}]}'
+    )
+    short = [{"item": "r", "score": 1.0, "source": "recent"}]
+    assert [e["item"] for e in apply(both, "recent", short, 9, lambda item: None)] == ["x2", "x1", "r", "x3"]
 
 
 # --- the rule arrays beside the catalogue's ----------------------------------------
