@@ -181,21 +181,25 @@ class ItemFacts:
         self._blocked = np.empty(0, dtype=bool)
         self._factor = np.empty(0, dtype=np.float64)
         self._rules = None
-        #: Indices below it have rule arrays derived under ``_rules``.
+        #: Indices below it have rule arrays derived under ``_rules``...
         self._ruled = 0
+        #: ...but for these ``(index, item)``, changed by the catalogue since (:meth:`arrays`
+        #: may apply a change that :meth:`ruled` has not seen).
+        self._stale: list[tuple[int, str]] = []
         #: Factor and exclusion by category code (the last entry: no category).
         self._code_factor = np.ones(1)
         self._code_excluded = np.zeros(1, dtype=bool)
         self._tabled: tuple = ()
 
     def arrays(self, vocabulary: Vocabulary, catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray]:
-        return self._follow(vocabulary, catalogue)[:2]
+        return self._follow(vocabulary, catalogue)
 
     def ruled(self, vocabulary: Vocabulary, catalogue: Catalogue, rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(category, blocked, factor)`` under ``rules`` (valid below ``len(vocabulary)``)."""
         if rules is not self._rules:
             self._rules, self._ruled = rules, 0
-        category, _, changed = self._follow(vocabulary, catalogue)
+        self._follow(vocabulary, catalogue)
+        changed, self._stale = self._stale, []
         names = catalogue.names
         if self._tabled != (rules, id(names), len(names)):
             self._tabled = (rules, id(names), len(names))
@@ -230,8 +234,7 @@ class ItemFacts:
                     self._factor[start + k] *= factor
 
     def _follow(self, vocabulary: Vocabulary, catalogue: Catalogue):
-        """The catalogue arrays brought up to date, and the ``(index, item)`` changed in place."""
-        changed_in_place = []
+        """The catalogue arrays brought up to date (what changed in place is left for :meth:`ruled`)."""
         if self._seq != catalogue.seq:
             changed = catalogue.changed_since(self._seq) if self._seq >= 0 else None
             if changed is None:
@@ -242,7 +245,10 @@ class ItemFacts:
                     if index is not None and index < self._covered:
                         self._category[index] = catalogue.category_code(item)
                         self._hidden[index] = item in catalogue.hidden
-                        changed_in_place.append((index, item))
+                        if index < self._ruled:
+                            self._stale.append((index, item))
+                if len(self._stale) > CHANGES_KEPT:
+                    self._ruled, self._stale = 0, []  # cheaper to derive again
             self._seq = catalogue.seq
         size = len(vocabulary)
         if size > self._covered:
@@ -258,7 +264,7 @@ class ItemFacts:
             self._hidden[self._covered : size] = [item in hidden for item in new]
             self._ruled = min(self._ruled, self._covered)
             self._covered = size
-        return self._category, self._hidden, changed_in_place
+        return self._category, self._hidden
 
 
 class CatalogueRead:

@@ -191,6 +191,8 @@ def test_rule_arrays_follow_the_catalogue_the_vocabulary_and_new_rules():
             catalogue.apply(
                 rng.choice(universe), CatalogCells(rng.choice(names + ["c9"]), rng.random() > 0.3, 2 + step, 2 + step)
             )
+        if step % 2:  # a request without the rule arrays sees the change first: they must not miss it
+            generation.facts.arrays(vocabulary, catalogue)
         if step == 20:
             rules = parse_rules(b'{"boost": [{"category": "c2", "factor": 3}], "exclude_categories": ["c1"]}')
         category, blocked, factor = generation.facts.ruled(vocabulary, catalogue, rules)
