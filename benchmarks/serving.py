@@ -11,6 +11,9 @@ every server pinned to CPU 0 (``taskset``) and wrk + the emulator on CPU 1:
 - session queries with 20 items (cache warmed first), unfiltered and with
   ``category=`` two of the catalogue's 50 categories (2% of items hidden in both);
 - user queries (history reads coalesced across concurrent requests);
+- session queries on a second server with merchandising rules loaded (``--rules``: five
+  categories boosted, 100 items buried, at most 3 items per category), against the same
+  queries without rules;
 - the read rates the serving store reaches alone on the emulator, at the same
   concurrency and CPU: one history per ReadRows call (``read_history``) and 16
   per call (``read_histories``, what coalescing does);
@@ -62,6 +65,8 @@ CATEGORIES = 50
 HIDDEN = 0.02
 #: Histories per call in the batched-read baseline (what coalescing approaches).
 BATCHED_READS = 16
+#: The rules of the rules row: boosts by category and by item (the kernel's multiplier) and a cap.
+RULES_CAP = 3
 
 BARE_SERVER = textwrap.dedent(
     """
@@ -360,6 +365,19 @@ def main() -> int:
         ]
 
         bare_port, serve_port, pair_port = localstack.free_port(), localstack.free_port(), localstack.free_port()
+        rules_port = localstack.free_port()
+        rules_file = workdir / "rules.json"
+        rules_file.write_text(
+            json.dumps(
+                {
+                    "boost": [
+                        *({"category": f"cat{k}", "factor": 1.5} for k in range(5)),
+                        {"items": catalogue.items[::50], "factor": 0.5},
+                    ],
+                    "cap_per_category": {"*": RULES_CAP},
+                }
+            )
+        )
         # Both servers live on CPU 0 for the whole run; only the one under wrk is busy.
         bare = pinned(SERVER_CPU, [sys.executable, "-c", BARE_SERVER, str(bare_port)])
         processes.append(bare)
@@ -377,6 +395,22 @@ def main() -> int:
             ],
         )
         processes.append(server)
+        ruled = pinned(
+            SERVER_CPU,
+            [
+                sys.executable,
+                "-m",
+                "serving",
+                "--port",
+                str(rules_port),
+                "--workers",
+                "1",
+                "--rules",
+                str(rules_file),
+                *settings.to_argv(),
+            ],
+        )
+        processes.append(ruled)
         # Two workers, nothing pinned: the comparison of 1 and 2 workers on both cores.
         pair = subprocess.Popen(
             [sys.executable, "-m", "serving", "--port", str(pair_port), "--workers", "2", *settings.to_argv()]
@@ -385,8 +419,9 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{bare_port}/recommendations")
         wait_http(f"http://127.0.0.1:{serve_port}/readyz")
         wait_http(f"http://127.0.0.1:{pair_port}/readyz")
+        wait_http(f"http://127.0.0.1:{rules_port}/readyz")
         wrk(bare_port, ["/recommendations"], 2, args.connections, workdir)
-        for warm_port in (serve_port, pair_port, pair_port):  # warm the caches (each worker has its own)
+        for warm_port in (serve_port, rules_port, pair_port, pair_port):  # warm the caches (each worker has its own)
             wrk(warm_port, sessions, 5, args.connections, workdir)
         wrk(serve_port, filtered, 2, args.connections, workdir)
         wrk(serve_port, user_paths, 3, args.connections, workdir)
@@ -408,6 +443,9 @@ def main() -> int:
                 ),
                 "user queries": wrk(serve_port, user_paths, args.seconds, args.connections, workdir, server.pid),
                 "trending": wrk(serve_port, trending_paths, args.seconds, args.connections, workdir, server.pid),
+                "session, rules (boost+cap)": wrk(
+                    rules_port, sessions, args.seconds, args.connections, workdir, ruled.pid
+                ),
             }
             for name, batch in (("reads alone", 1), ("batched reads alone", BATCHED_READS)):
                 reader = pinned(
@@ -466,6 +504,8 @@ def main() -> int:
         "filtered_cpu": [],
         "workers": [],
         "user_batched": [],
+        "rules": [],
+        "rules_cpu": [],
     }
     for number, measured in enumerate(rounds, 1):
         bare_row, reads = measured["bare aiohttp handler"], measured["reads alone"]
@@ -475,6 +515,7 @@ def main() -> int:
             "bare aiohttp handler",
             "session, 20 items (warm)",
             "session, category-filtered",
+            "session, rules (boost+cap)",
             "user queries",
             "trending",
             "1 worker, both cores",
@@ -484,9 +525,9 @@ def main() -> int:
             if name == "user queries":
                 by_rate, by_cpu = row["rps"] / reads["reads_per_second"], reads["cpu_us"] / row["cpu_us"]
                 what = "of reads"
-            elif name == "session, category-filtered":
+            elif name in ("session, category-filtered", "session, rules (boost+cap)"):
                 by_rate, by_cpu = row["rps"] / session["rps"], session["cpu_us"] / row["cpu_us"]
-                what = "of unfiltered"
+                what = "of unfiltered" if name == "session, category-filtered" else "of no rules"
             elif name == "2 workers, both cores":
                 by_rate = row["rps"] / measured["1 worker, both cores"]["rps"]
                 by_cpu, what = float("nan"), "of 1 worker"
@@ -510,6 +551,9 @@ def main() -> int:
         filtered_row = measured["session, category-filtered"]
         ratios["filtered"].append(session["rps"] / filtered_row["rps"])
         ratios["filtered_cpu"].append(filtered_row["cpu_us"] / session["cpu_us"])
+        ruled_row = measured["session, rules (boost+cap)"]
+        ratios["rules"].append(session["rps"] / ruled_row["rps"])
+        ratios["rules_cpu"].append(ruled_row["cpu_us"] / session["cpu_us"])
         ratios["workers"].append(measured["2 workers, both cores"]["rps"] / measured["1 worker, both cores"]["rps"])
         ratios["user_batched"].append(user["rps"] / batched["reads_per_second"])
         ratios["session"].append(session["rps"] / bare_row["rps"])
@@ -531,6 +575,10 @@ def main() -> int:
     print(
         f"  category-filtered session <= 1.2x unfiltered: {median['filtered']:.2f}x by req/s,"
         f" {median['filtered_cpu']:.2f}x by CPU per request"
+    )
+    print(
+        f"  session with rules (boost + cap {RULES_CAP}) vs without: {median['rules']:.2f}x by req/s,"
+        f" {median['rules_cpu']:.2f}x by CPU per request"
     )
     print(f"  2 workers >= 1.4x one worker (both cores, wrk sharing them): {median['workers']:.2f}x")
     return 0

@@ -16,6 +16,10 @@ The serving path may also pass catalogue filters (:meth:`top_n_rows`'s
 hidden flag, and the codes allowed. They are checked per candidate as it
 meets the heap, so a filter costs O(candidates * codes), never O(vocabulary),
 and the answer is the unfiltered ranking without the items filtered out.
+
+Merchandising rules add ``factor``: a multiplier per vocabulary index (boost > 1,
+bury < 1) applied to a candidate's score before it meets the heap, so the ranking
+is of the multiplied scores at the cost of one multiplication per candidate.
 """
 cimport cython
 from libc.stdint cimport int32_t, int64_t
@@ -148,18 +152,19 @@ cdef class Accumulator:
         const double* weights, const int32_t* excluded, Py_ssize_t n_excluded, Py_ssize_t n,
         int32_t* heap_item, double* heap_score,
         const int32_t* category, const unsigned char* hidden, Py_ssize_t n_facts,
-        const int32_t* codes, Py_ssize_t n_codes,
+        const int32_t* codes, Py_ssize_t n_codes, const double* factor,
     ) noexcept nogil:
         """The core: fills heap_item/heap_score best first; returns how many.
 
         Filters (facts of indices below n_facts; an index beyond has category -1
         and is shown): ``hidden`` (may be NULL) drops hidden items, ``codes``
-        (NULL: no category filter) keeps only items whose category is one of them.
+        (NULL: no category filter) keeps only items whose category is one of them;
+        ``factor`` (may be NULL) multiplies the score of an index below n_facts.
         """
         cdef Py_ssize_t j, e, k, q, count = 0, kept = 0
         cdef int32_t it, epoch, code
         cdef bint allowed
-        cdef double w
+        cdef double w, s
         cdef double* acc = &self.acc[0]
         cdef int32_t* stamp = &self.stamp[0]
         cdef int32_t* touched = &self.touched[0]
@@ -199,13 +204,16 @@ cdef class Accumulator:
                         break
                 if not allowed:
                     continue
+            s = acc[it]
+            if factor != NULL and it < n_facts:
+                s = s * factor[it]
             if kept < n:
-                heap_score[kept] = acc[it]
+                heap_score[kept] = s
                 heap_item[kept] = it
                 kept += 1
                 _sift_up(heap_score, heap_item, kept - 1)
-            elif _better(acc[it], it, heap_score[0], heap_item[0]):
-                heap_score[0] = acc[it]
+            elif _better(s, it, heap_score[0], heap_item[0]):
+                heap_score[0] = s
                 heap_item[0] = it
                 _sift_down(heap_score, heap_item, kept, 0)
         # Heap sort in place: repeatedly move the worst to the end.
@@ -242,7 +250,7 @@ cdef class Accumulator:
         self, Py_ssize_t history, const int32_t** items, const double** scores, const Py_ssize_t* sizes,
         const double[::1] weights, const int32_t[::1] excluded, Py_ssize_t n, bint explain,
         const int32_t* category=NULL, const unsigned char* hidden=NULL, Py_ssize_t n_facts=0,
-        const int32_t* codes=NULL, Py_ssize_t n_codes=0,
+        const int32_t* codes=NULL, Py_ssize_t n_codes=0, const double* factor=NULL,
     ):
         out_items = np.empty(n, dtype=np.int32)
         out_scores = np.empty(n, dtype=np.float64)
@@ -256,7 +264,7 @@ cdef class Accumulator:
         with nogil:
             kept = self._top(
                 history, items, scores, sizes, w, ex, excluded.shape[0], n, best_ptr, best_scores_ptr,
-                category, hidden, n_facts, codes, n_codes,
+                category, hidden, n_facts, codes, n_codes, factor,
             )
         if kept < n:
             out_items, out_scores = out_items[:kept], out_scores[:kept]
@@ -339,11 +347,13 @@ cdef class Accumulator:
         const int32_t[::1] category=None,
         const unsigned char[::1] hidden=None,
         const int32_t[::1] codes=None,
+        const double[::1] factor=None,
     ):
         """Lists as :class:`NeighbourRow` objects, one per weight; optional catalogue filters.
 
         ``category`` and ``hidden`` (uint8, 1 = hidden) are by item index and of one
-        length; ``codes`` (None: any category) are the categories allowed.
+        length; ``codes`` (None: any category) are the categories allowed; ``factor``
+        (None: 1), of that length too, multiplies each candidate's score.
         """
         cdef Py_ssize_t history = len(rows)
         cdef Py_ssize_t j, k
@@ -371,6 +381,8 @@ cdef class Accumulator:
             raise ValueError("category and hidden come together, of one length")
         if codes is not None and category is None:
             raise ValueError("a category filter needs the category array")
+        if factor is not None and (category is None or factor.shape[0] != category.shape[0]):
+            raise ValueError("factor needs the category array, of its length")
         if category is not None:
             n_facts = category.shape[0]
         self.reserve(largest + 1)
@@ -394,6 +406,7 @@ cdef class Accumulator:
                 n_facts,
                 NULL if codes is None else (&codes[0] if codes.shape[0] else _NO_CODE),
                 codes.shape[0] if codes is not None else 0,
+                &factor[0] if factor is not None and factor.shape[0] else NULL,
             )
         finally:
             free(item_ptrs); free(score_ptrs); free(sizes)

@@ -30,7 +30,9 @@ from serving.history import HistoryReads
 from serving.metrics import ServingMetrics
 from serving.neighbours import NeighbourCache
 from serving.peers import Peers
+from serving.polling import PollCounts, poll_forever
 from serving.recommender import Answer, Recommender
+from serving.rules import RulesFile
 from serving.session_neighbours import SessionIndexReads
 from serving.store import BackendUnavailable, BigtableStore, request_deadline
 
@@ -49,6 +51,8 @@ FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
 PEERS = web.AppKey("peers", Peers)
 TRENDING = web.AppKey("trending", trending.TrendingBoards)
+#: The merchandising rules file followed (absent without ``--rules``).
+RULES = web.AppKey("rules", RulesFile)
 
 #: How long a starting server waits for its catalogue before it goes on (and listens,
 #: unless it listens only once ready): a big catalogue takes minutes to read, and a
@@ -333,6 +337,7 @@ async def bigtable_context(app: web.Application):
             knobs=arm.knobs,
             sessions=sessions,
             session_knn=config.session_knn,
+            rules=app.get(RULES),
         )
         for arm in config.arms
     }
@@ -353,6 +358,18 @@ async def bigtable_context(app: web.Application):
         loop.create_task(watcher.run(), name="generation-poller"),
         loop.create_task(follower.run(), name="catalogue-follower"),
     ]
+    if RULES in app:
+        rules = app[RULES]
+
+        async def reread() -> None:
+            rules.poll()
+
+        what = f"the rules file {rules.path}"
+        pollers.append(
+            loop.create_task(
+                poll_forever(reread, config.poll_seconds, what, PollCounts(), wait_first=True), name="rules"
+            )
+        )
     yield
     for poller in pollers:
         poller.cancel()
@@ -370,9 +387,12 @@ def create_app(config: ServingConfig, peers: Peers | None = None) -> web.Applica
         app[PEERS] = peers
     app[CACHE] = cache = NeighbourCache(config.cache_rows, config.absent_cache_rows)
     app[CATALOGUE] = Catalogue()
+    if config.rules:
+        app[RULES] = RulesFile(config.rules, config.start_rules)
     app[METRICS] = ServingMetrics(
         cache, lambda: app.get(WATCHER), lambda: (app.get(RECOMMENDER), app.get(FOLLOWER), app.get(HISTORIES))
     )
+    app[METRICS].follow_rules(app.get(RULES))
     setup_routes(app)
     app.cleanup_ctx.append(bigtable_context)
     return app

@@ -69,6 +69,8 @@ class Catalogue:
 
     def __init__(self):
         self._codes: dict[str, int] = {}
+        #: Category name by code.
+        self.names: list[str] = []
         #: item -> [category code, its micros, available, its micros]
         self._entries: dict[str, list] = {}
         self.hidden: set[str] = set()
@@ -94,10 +96,15 @@ class Catalogue:
         entry = self._entries.get(item)
         return NO_CATEGORY if entry is None else entry[0]
 
+    def category_of(self, item: str) -> str | None:
+        entry = self._entries.get(item)
+        return None if entry is None or entry[0] == NO_CATEGORY else self.names[entry[0]]
+
     def _code(self, category: str) -> int:
         code = self._codes.get(category)
         if code is None:
             code = self._codes[category] = len(self._codes)
+            self.names.append(category)
         return code
 
     def apply(self, item: str, cells: CatalogCells) -> bool:
@@ -136,6 +143,7 @@ class Catalogue:
     def replace(self, other: Catalogue) -> None:
         """Take ``other``'s state (a fresh load); arrays built on the old one are rebuilt."""
         self._codes, self._entries, self.hidden, self._fill = other._codes, other._entries, other.hidden, other._fill
+        self.names = other.names
         self.seq += 1
         self._base, self._changes = self.seq, []
         self.loaded = True
@@ -155,10 +163,14 @@ class Catalogue:
 
 
 class ItemFacts:
-    """Category codes (int32, -1: none) and hidden flags (bool) by vocabulary index.
+    """Category codes (int32, -1: none) and hidden flags (bool) by vocabulary index, and
+    under merchandising rules (:mod:`serving.rules`) a factor (float64) and a blocked flag
+    (hidden, or of an excluded category) by index.
 
     One per vocabulary: grown as the vocabulary grows, updated from the
-    catalogue's change list (rebuilt when it fell too far behind).
+    catalogue's change list (rebuilt when it fell too far behind). New rules
+    re-derive the rule arrays from the category codes with two gathers (a table by
+    code) and a lookup per boosted item, never a pass in Python over the vocabulary.
     """
 
     def __init__(self):
@@ -166,18 +178,77 @@ class ItemFacts:
         self._hidden = np.empty(0, dtype=bool)
         self._covered = 0
         self._seq = -1
+        self._blocked = np.empty(0, dtype=bool)
+        self._factor = np.empty(0, dtype=np.float64)
+        self._rules = None
+        #: Indices below it have rule arrays derived under ``_rules``...
+        self._ruled = 0
+        #: ...but for these ``(index, item)``, changed by the catalogue since (:meth:`arrays`
+        #: may apply a change that :meth:`ruled` has not seen).
+        self._stale: list[tuple[int, str]] = []
+        #: Factor and exclusion by category code (the last entry: no category).
+        self._code_factor = np.ones(1)
+        self._code_excluded = np.zeros(1, dtype=bool)
+        self._tabled: tuple = ()
 
     def arrays(self, vocabulary: Vocabulary, catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+        return self._follow(vocabulary, catalogue)
+
+    def ruled(self, vocabulary: Vocabulary, catalogue: Catalogue, rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(category, blocked, factor)`` under ``rules`` (valid below ``len(vocabulary)``)."""
+        if rules is not self._rules:
+            self._rules, self._ruled = rules, 0
+        self._follow(vocabulary, catalogue)
+        changed, self._stale = self._stale, []
+        names = catalogue.names
+        if self._tabled != (rules, id(names), len(names)):
+            self._tabled = (rules, id(names), len(names))
+            self._code_factor = np.array([rules.category_factors.get(name, 1.0) for name in names] + [1.0])
+            self._code_excluded = np.array([name in rules.excluded_categories for name in names] + [False])
+            self._ruled = 0  # a new category may be named by the rules: cheap to redo
+        for index, item in changed:
+            if index < self._ruled:
+                self._derive(index, index + 1, rules, [item])
+        size = len(vocabulary)
+        if size > self._ruled:
+            start = self._ruled
+            if size - start > len(rules.item_factors):
+                self._derive(start, size, rules, None)
+                for item, factor in rules.item_factors.items():
+                    index = vocabulary.get(item)
+                    if index is not None and start <= index < size:
+                        self._factor[index] *= factor
+            else:
+                self._derive(start, size, rules, vocabulary.ids[start:size])
+            self._ruled = size
+        return self._category, self._blocked, self._factor
+
+    def _derive(self, start: int, end: int, rules, items) -> None:
+        codes = self._category[start:end]
+        self._blocked[start:end] = self._hidden[start:end] | self._code_excluded[codes]
+        self._factor[start:end] = self._code_factor[codes]
+        if items is not None and rules.item_factors:
+            for k, item in enumerate(items):
+                factor = rules.item_factors.get(item)
+                if factor is not None:
+                    self._factor[start + k] *= factor
+
+    def _follow(self, vocabulary: Vocabulary, catalogue: Catalogue):
+        """The catalogue arrays brought up to date (what changed in place is left for :meth:`ruled`)."""
         if self._seq != catalogue.seq:
             changed = catalogue.changed_since(self._seq) if self._seq >= 0 else None
             if changed is None:
-                self._covered = 0
+                self._covered = self._ruled = 0
             else:
                 for item in changed:
                     index = vocabulary.get(item)
                     if index is not None and index < self._covered:
                         self._category[index] = catalogue.category_code(item)
                         self._hidden[index] = item in catalogue.hidden
+                        if index < self._ruled:
+                            self._stale.append((index, item))
+                if len(self._stale) > CHANGES_KEPT:
+                    self._ruled, self._stale = 0, []  # cheaper to derive again
             self._seq = catalogue.seq
         size = len(vocabulary)
         if size > self._covered:
@@ -185,10 +256,13 @@ class ItemFacts:
                 capacity = max(size, 2 * len(self._category), 1024)
                 self._category = np.resize(self._category, capacity)
                 self._hidden = np.resize(self._hidden, capacity)
+                self._blocked = np.resize(self._blocked, capacity)
+                self._factor = np.resize(self._factor, capacity)
             new = vocabulary.ids[self._covered : size]
             code, hidden = catalogue.category_code, catalogue.hidden
             self._category[self._covered : size] = [code(item) for item in new]
             self._hidden[self._covered : size] = [item in hidden for item in new]
+            self._ruled = min(self._ruled, self._covered)
             self._covered = size
         return self._category, self._hidden
 

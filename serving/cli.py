@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(STREAMSIM_SERVE_SESSION_METHOD; default: item-item only)",
     )
     group.add_argument("--split", type=float, help="A/B: the first of two arms' share of visitors, in percent")
+    group.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="merchandising rules (JSON: boost, pin, cap_per_category, exclude_categories; docs/serving.md), "
+        "re-read when the file changes (STREAMSIM_SERVE_RULES)",
+    )
 
 
 def register(subparsers, parent) -> None:
@@ -60,6 +66,7 @@ def config_from_args(args: argparse.Namespace):
         arm=args.arm,
         arm_configs=tuple(args.tuned_config) if args.tuned_config and len(args.tuned_config) > 1 else None,
         split=args.split,
+        rules=args.rules,
     )
     if args.weights:
         config = dataclasses.replace(config, weights=Weights.parse(args.weights))

@@ -16,6 +16,7 @@ from schemas.events import Weights
 from schemas.tuned import QueryKnobs, read_tuned
 from serving.arms import Arm
 from serving.arms import from_configs as arms_from_configs
+from serving.rules import NO_RULES, Rules, read_rules
 from serving.session_knn import PRESETS, SessionKnn
 from serving.session_neighbours import servable
 from streamsim.runtime.settings import Settings
@@ -75,6 +76,10 @@ class ServingConfig:
     split: float | None = None
     #: The arms served: from ``arm_configs``, else one named ``arm`` with ``knobs``.
     arms: tuple = dataclasses.field(default=(), init=False)
+    #: A merchandising rules file (``serving.rules``; "": none), re-read when it changes.
+    rules: str = ""
+    #: The rules as read at start (a bad file refuses the configuration).
+    start_rules: Rules = dataclasses.field(default=NO_RULES, init=False)
 
     def __post_init__(self):
         positive = (
@@ -117,6 +122,8 @@ class ServingConfig:
             raise ValueError("give one tuned configuration, or two or more arms, not both")
         arms = arms_from_configs(tuple(self.arm_configs), self.split) if self.arm_configs else ()
         object.__setattr__(self, "arms", arms or (Arm(self.arm, self.knobs, 1.0),))
+        if self.rules:
+            object.__setattr__(self, "start_rules", read_rules(self.rules))
 
     @property
     def config_id(self) -> str:
@@ -128,7 +135,7 @@ class ServingConfig:
         """Values from ``overrides`` (flags; None = unset), then ``STREAMSIM_SERVE_<NAME>``, then defaults."""
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name in ("settings", "weights", "knobs", "session_knn", "arms"):
+            if field.name in ("settings", "weights", "knobs", "session_knn", "arms", "start_rules"):
                 continue
             explicit = overrides.get(field.name)
             if field.name in ("arm_configs", "split"):  # flags only

@@ -20,6 +20,8 @@
 - ``streamsim_serving_worker{pid}``: 1, naming the worker process
 - ``streamsim_serving_answers_total{arm,route}``: answers given an attribution token
   (``route``: ``user``, ``session``, ``similar``; ``schemas.attribution``)
+- ``streamsim_serving_rules_loads_total``, ``..._rules_load_failures_total``: the merchandising
+  rules file read again after a change, and changed files refused (the rules in force kept)
 
 With ``--workers N``, every series also carries ``worker="<index>"``, all workers in each
 scrape (:mod:`serving.peers`).
@@ -122,6 +124,20 @@ class _FilterCollector:
             )
 
 
+class _RulesCollector:
+    def __init__(self, rules):
+        self._rules = rules
+
+    def collect(self):
+        rules = self._rules
+        yield CounterMetricFamily(f"{PREFIX}_rules_loads", "Rules file changes read and in force", value=rules.loads)
+        yield CounterMetricFamily(
+            f"{PREFIX}_rules_load_failures",
+            "Rules file changes refused (the rules in force kept)",
+            value=rules.failures,
+        )
+
+
 class ServingMetrics:
     content_type = CONTENT_TYPE_LATEST
 
@@ -156,6 +172,11 @@ class ServingMetrics:
         self.registry.register(_FilterCollector(cache, parts))
         # labels() takes a lock and builds a key each time; keep the children.
         self._children: dict[tuple, tuple] = {}
+
+    def follow_rules(self, rules) -> None:
+        """Report a :class:`serving.rules.RulesFile` (None: no rules file, no series)."""
+        if rules is not None:
+            self.registry.register(_RulesCollector(rules))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

@@ -266,7 +266,11 @@ def document() -> dict:
                     "properties": {
                         "item": {"type": "string"},
                         "score": {"type": "number"},
-                        "source": {"type": "string", "enum": ["similar", "sessions", "popular", "recent"]},
+                        "source": {
+                            "type": "string",
+                            "enum": ["similar", "sessions", "popular", "recent", "pinned"],
+                            "description": "pinned: placed by a merchandising rule (--rules, docs/serving.md)",
+                        },
                         "because": {
                             "type": "array",
                             "description": "with explain=true",

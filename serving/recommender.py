@@ -15,6 +15,12 @@ see :mod:`serving.catalog`). The kernel checks each candidate against the
 per-vocabulary arrays (:class:`serving.catalog.ItemFacts`), so the answer is the
 unfiltered ranking with the filtered-out items removed, at the cost of a check
 per candidate.
+
+Merchandising rules (:mod:`serving.rules`, in the order documented there) apply to
+every answer: excluded categories join the hidden check and the multipliers the
+kernel's ranking (a popularity blend multiplies the blended score, session-kNN its
+votes); the cap and the pins are a pass over the ranked list, with the fill between
+them. The kernel is asked for a few more candidates when a cap or pins are set.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from serving.catalog import NO_CATEGORY, Catalogue
 from serving.generation import Generation, GenerationWatcher
 from serving.history import HistoryReads
 from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
+from serving.rules import NO_RULES, Rules, RulesFile, arrange
 from serving.scoring import Scorer, TopN
 from serving.session_knn import SessionKnn, with_item_item
 from serving.session_knn import top as top_votes
@@ -113,6 +120,7 @@ class Recommender:
         knobs: QueryKnobs = QueryKnobs(),  # noqa: B008 - frozen, immutable default
         sessions: SessionIndexReads | None = None,
         session_knn: SessionKnn | None = None,
+        rules: RulesFile | None = None,
     ):
         self._store = store
         self._watcher = watcher
@@ -127,6 +135,11 @@ class Recommender:
         self._knobs = knobs
         self._sessions = sessions
         self._session_knn = session_knn
+        self._rules_file = rules
+
+    def rules(self) -> Rules:
+        """The merchandising rules in force now (read once per answer)."""
+        return NO_RULES if self._rules_file is None else self._rules_file.current
 
     async def generation(self) -> Generation:
         current = self._watcher.current
@@ -168,7 +181,9 @@ class Recommender:
             if clicks:
                 history = dict(zip(items, weights.tolist()))
                 session = {item: history.get(item, 0.0) for item in dict.fromkeys(clicks)}
-                picked = await self._session_answer(generation, clicks, session, n, excluded, explain, categories, own)
+                picked = await self._session_answer(
+                    generation, clicks, session, n, excluded, explain, categories, own, "user"
+                )
                 return Answer(generation.number, picked)
         if self._knobs.recency_decay < 1.0 and items:
             weights = weights * recency_factors(items, [item for item, _ in recent], self._knobs.recency_decay)
@@ -178,7 +193,7 @@ class Recommender:
             keep = np.sort(np.argsort(-weights, kind="stable")[: self._max_history])
             items = [items[k] for k in keep]
             weights = weights[keep]
-        return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories))
+        return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories), "user")
 
     async def for_session(
         self,
@@ -205,7 +220,9 @@ class Recommender:
         repeats = self._knobs.allow_repeats if allow_repeats is None else allow_repeats
         if self._session_knn is not None and clicks:
             excluded = set(exclude) if repeats else set(clicks).union(exclude)
-            picked = await self._session_answer(generation, clicks, session, n, excluded, explain, categories, own)
+            picked = await self._session_answer(
+                generation, clicks, session, n, excluded, explain, categories, own, "session"
+            )
             return Answer(generation.number, picked)
         items = list(session)
         weights = np.array(list(session.values()), dtype=np.float64)
@@ -213,45 +230,53 @@ class Recommender:
         if decay < 1.0:
             weights = weights * decay ** np.arange(len(weights) - 1, -1, -1, dtype=np.float64)
         excluded = set(exclude) if repeats else set(items).union(exclude)
-        return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories))
+        return await self._answer(generation, items, weights, n, excluded, explain, self._codes(categories), "session")
 
     async def session_clicks(self, session: str) -> list[str]:
         """A session's items in click order from the stream's index (empty: unknown)."""
         return (await self._store.read_session_items([session]))[session][0]
 
-    async def _session_answer(self, generation, clicks, session, n, excluded, explain, categories, own) -> list[dict]:
+    async def _session_answer(
+        self, generation, clicks, session, n, excluded, explain, categories, own, route
+    ) -> list[dict]:
         """Session-kNN votes (blended with item-item scores if configured), the catalogue
-        filters applied, best first; then the popular fill."""
+        filters and the rules applied, best first; then the popular fill."""
         knn = self._session_knn
+        rules = self.rules()
         vocabulary, votes = await session_votes(knn, clicks, self._sessions, own)
         codes = self._codes(categories)
         if knn.item_item > 0:
             items = list(session)
             weights = np.array(list(session.values()), dtype=np.float64)
             rows = await self._neighbour_lists(generation, items)
-            others = self._score(generation, items, weights, rows, BLEND_CANDIDATES, excluded, False, codes)
+            others = self._score(
+                generation, items, weights, rows, BLEND_CANDIDATES, excluded, False, codes, rules, boost=False
+            )
             other = np.array([self._sessions.item_id(e["item"]) for e in others], dtype=np.int64)
             votes = with_item_item(knn, votes, other, np.array([e["score"] for e in others], dtype=np.float64))
         hidden = self._catalogue.hidden
         wanted = None if codes is None else set(codes.tolist())
+        out_of = rules.excluded_categories
+        category_of = self._catalogue.category_of
         blocked = [
             j
             for j in votes.items.tolist()
             if vocabulary[j] in excluded
             or vocabulary[j] in hidden
             or (wanted is not None and self._catalogue.category_code(vocabulary[j]) not in wanted)
+            or (out_of and category_of(vocabulary[j]) in out_of)
         ]
+        if rules.boosts:
+            factors = [rules.factor(vocabulary[j], category_of(vocabulary[j])) for j in votes.items.tolist()]
+            votes = votes._replace(scores=votes.scores * np.array(factors, dtype=np.float64))
         picked = []
-        for j in top_votes(votes, n, np.array(blocked, dtype=np.int64)).tolist():
+        for j in top_votes(votes, n + rules.extra(route, n), np.array(blocked, dtype=np.int64)).tolist():
             entry = {"item": vocabulary[j], "score": float(votes.scores[np.searchsorted(votes.items, j)])}
             entry["source"] = SESSIONS
             if explain:
                 entry["because"] = []
             picked.append(entry)
-        if len(picked) < n:
-            taken = excluded | {entry["item"] for entry in picked}
-            picked += self._popular_fill(generation, n - len(picked), taken, explain, codes)
-        return picked
+        return self._finish(generation, route, picked, n, excluded, explain, codes, rules)
 
     async def recent(self, user: str, n: int, *, exclude: Iterable[str] = (), categories=()) -> Answer:
         """The user's last ``n`` distinct items, most recently clicked first, from the stream's
@@ -290,7 +315,12 @@ class Recommender:
             code = self._catalogue.category_code(item)
             codes = np.array([] if code == NO_CATEGORY else [code], dtype=np.int32)
         excluded = {item, *exclude}
-        picked = self._score(generation, [item], _UNIT_WEIGHT, [row], n, excluded, False, codes)
+        rules = self.rules()
+        picked = self._score(
+            generation, [item], _UNIT_WEIGHT, [row], n + rules.extra(SIMILAR, n), excluded, False, codes, rules
+        )
+        if rules.reshapes:  # no popular fill: /similar lists neighbours only
+            picked = arrange(rules, SIMILAR, picked, n, self._catalogue.category_of, self._eligible(excluded, codes))
         return Answer(generation.number, picked)
 
     def _codes(self, categories) -> np.ndarray | None:
@@ -299,19 +329,41 @@ class Recommender:
         self.filtered["category"] += 1
         return self._catalogue.codes(categories)
 
-    async def _answer(self, generation, items, weights, n, excluded, explain, codes) -> Answer:
+    async def _answer(self, generation, items, weights, n, excluded, explain, codes, route) -> Answer:
         rows = await self._neighbour_lists(generation, items)
         w = self._knobs.popularity_blend
-        picked = self._score(
-            generation, items, weights, rows, BLEND_CANDIDATES if w > 0 else n, excluded, explain, codes
-        )
+        rules = self.rules()
+        wanted = n + rules.extra(route, n)
         if w > 0:
-            picked = self._blended(generation, picked, w, n, excluded, explain, codes)
-        if len(picked) < n:
-            picked += self._popular_fill(
-                generation, n - len(picked), excluded | {entry["item"] for entry in picked}, explain, codes
+            # The multipliers apply to the blended score, not to the neighbour scores it normalises.
+            picked = self._score(
+                generation, items, weights, rows, BLEND_CANDIDATES, excluded, explain, codes, rules, boost=False
             )
-        return Answer(generation.number, picked)
+            picked = self._blended(generation, picked, w, wanted, excluded, explain, codes, rules)
+        else:
+            picked = self._score(generation, items, weights, rows, wanted, excluded, explain, codes, rules)
+        return Answer(generation.number, self._finish(generation, route, picked, n, excluded, explain, codes, rules))
+
+    def _eligible(self, excluded, codes):
+        """Whether a pinned item passes the answer's filters (the rules' exclusion is checked apart)."""
+        hidden, wanted = self._catalogue.hidden, None if codes is None else set(codes.tolist())
+        code = self._catalogue.category_code
+        return lambda item: item not in excluded and item not in hidden and (wanted is None or code(item) in wanted)
+
+    def _finish(self, generation, route, picked, n, excluded, explain, codes, rules) -> list[dict]:
+        """The ranked candidates to the answer: the cap, the popular fill, the pins (``serving.rules``)."""
+        if not rules.reshapes:
+            picked = picked[:n]
+            if len(picked) < n:
+                taken = excluded | {entry["item"] for entry in picked}
+                picked += self._popular_fill(generation, n - len(picked), taken, explain, codes)
+            return picked
+        fill = self._fill_entries(generation, excluded, explain, codes)
+        picked = arrange(rules, route, picked, n, self._catalogue.category_of, self._eligible(excluded, codes), fill)
+        if explain:
+            for entry in picked:
+                entry.setdefault("because", [])
+        return picked
 
     async def _neighbour_lists(self, generation: Generation, items: list[str]) -> list[NeighbourRow]:
         key = generation.cache_key
@@ -328,15 +380,22 @@ class Recommender:
             fetched[item] = row
         return [fetched[item] if row is None else row for item, row in zip(items, found)]
 
-    def _score(self, generation, items, weights, rows, n, excluded, explain, codes) -> list[dict]:
+    def _score(
+        self, generation, items, weights, rows, n, excluded, explain, codes, rules=NO_RULES, *, boost=True
+    ) -> list[dict]:
+        """The kernel's n best; under ``rules`` excluded categories are out and (with ``boost``)
+        the scores multiplied."""
         if not rows:
             return []
         vocabulary = generation.vocabulary
         excluded = vocabulary.known(excluded)
-        if codes is None and not self._catalogue.hidden:
+        ruled = rules.excluded_categories or (boost and rules.boosts)
+        if codes is None and not self._catalogue.hidden and not ruled:
             top = self._scorer.top_n_rows(rows, weights, n, excluded=excluded, explain=explain)
         else:
-            top = self._filtered_top(generation, rows, weights, n, excluded, explain, codes)
+            top = self._filtered_top(
+                generation, rows, weights, n, excluded, explain, codes, rules if ruled else None, boost
+            )
         ids = vocabulary.ids
         if not explain:
             return [
@@ -360,13 +419,19 @@ class Recommender:
             )
         return picked
 
-    def _filtered_top(self, generation, rows, weights, n, excluded, explain, codes) -> TopN:
-        """The n best that pass the filters (the kernel checks each candidate)."""
+    def _filtered_top(self, generation, rows, weights, n, excluded, explain, codes, rules=None, boost=True) -> TopN:
+        """The n best that pass the filters (the kernel checks each candidate), multiplied by the rules'."""
         if self._catalogue.hidden:
             self.filtered["available"] += 1
         vocabulary = generation.vocabulary
-        category, hidden = generation.facts.arrays(vocabulary, self._catalogue)
+        factor = None
+        if rules is None:
+            category, hidden = generation.facts.arrays(vocabulary, self._catalogue)
+        else:
+            category, hidden, factor = generation.facts.ruled(vocabulary, self._catalogue, rules)
         size = len(vocabulary)
+        if factor is not None:
+            factor = factor[:size] if boost and rules.boosts else None
         return self._scorer.top_n_rows(
             rows,
             weights,
@@ -376,6 +441,7 @@ class Recommender:
             category=category[:size],
             hidden=hidden[:size],
             codes=codes,
+            factor=factor,
         )
 
     def _popular(self, generation: Generation, codes: np.ndarray | None):
@@ -384,13 +450,21 @@ class Recommender:
             return zip(generation.popular_items, generation.popular_scores.tolist())
         return self._catalogue.fill(codes)
 
-    def _blended(self, generation, picked: list[dict], weight: float, n: int, excluded, explain, codes) -> list[dict]:
+    def _blended(
+        self, generation, picked: list[dict], weight: float, n: int, excluded, explain, codes, rules=NO_RULES
+    ) -> list[dict]:
         """:func:`serving.blend.blend` of the neighbour candidates (already filtered) and the
-        head of the popular list that passes the same filters."""
+        head of the popular list that passes the same filters; the rules' multipliers on the result."""
         entries = {entry["item"]: entry for entry in picked}
         hidden = self._catalogue.hidden
+        category_of = self._catalogue.category_of
+        out_of = rules.excluded_categories
         # Hidden items leave before the blend normalises popularity by its head.
-        visible = ((item, score) for item, score in self._popular(generation, codes) if item not in hidden)
+        visible = (
+            (item, score)
+            for item, score in self._popular(generation, codes)
+            if item not in hidden and not (out_of and category_of(item) in out_of)
+        )
         popular = list(itertools.islice(visible, BLEND_CANDIDATES))
         ranked = blend(
             list(entries),
@@ -398,7 +472,7 @@ class Recommender:
             [item for item, _ in popular],
             [score for _, score in popular],
             weight,
-            n,
+            len(entries) + len(popular) if rules.boosts else n,  # multiplied before the n best are taken
             excluded,
         )
         out = []
@@ -406,20 +480,23 @@ class Recommender:
             entry = dict(entries.get(item) or {"item": item, "source": POPULAR, **({"because": []} if explain else {})})
             entry["score"] = score
             out.append(entry)
-        return out
+        if rules.boosts:
+            for entry in out:
+                entry["score"] *= rules.factor(entry["item"], category_of(entry["item"]))
+            out.sort(key=lambda entry: -entry["score"])  # stable: ties keep the blend's order
+        return out[:n]
 
     def _popular_fill(
         self, generation: Generation, count: int, excluded: set[str], explain: bool, codes: np.ndarray | None
     ) -> list[dict]:
-        source = self._popular(generation, codes)
+        return list(itertools.islice(self._fill_entries(generation, excluded, explain, codes), count))
+
+    def _fill_entries(self, generation: Generation, excluded, explain: bool, codes: np.ndarray | None):
+        """The popular fill's entries, lazily: not excluded, not hidden, in the categories if any."""
         hidden = self._catalogue.hidden
-        fill = []
-        for item, score in source:
-            if len(fill) == count:
-                break
+        for item, score in self._popular(generation, codes):
             if item not in excluded and item not in hidden:
                 entry = {"item": item, "score": score, "source": POPULAR}
                 if explain:
                     entry["because"] = []
-                fill.append(entry)
-        return fill
+                yield entry

@@ -95,6 +95,7 @@ class Scorer:
         category: np.ndarray | None = None,
         hidden: np.ndarray | None = None,
         codes: np.ndarray | None = None,
+        factor: np.ndarray | None = None,
     ) -> TopN:
         """:meth:`top_n` with the history's lists as :class:`NeighbourRow` objects.
 
@@ -102,7 +103,10 @@ class Scorer:
         so a request pays neither concatenation nor a scan of the inputs.
         Catalogue filters: ``category`` (int32) and ``hidden`` (bool) by item index,
         of one length, drop hidden items and, with ``codes`` (int32), keep only
-        items of those categories; the n best that pass come back.
+        items of those categories; the n best that pass come back. ``factor`` (float64,
+        finite and > 0, by item index, of the facts' length: merchandising rules)
+        multiplies each candidate's score before the ranking; scores come back multiplied
+        (``contributions`` do not).
         """
         weights = _array(weights, np.float64, "weights")
         excluded = _NO_ITEMS if excluded is None else _array(excluded, np.int32, "excluded")
@@ -113,8 +117,10 @@ class Scorer:
             category = _array(category, np.int32, "category")
         if codes is not None:
             codes = _array(codes, np.int32, "codes")
+        if factor is not None:
+            factor = _array(factor, np.float64, "factor")
         best, best_scores, contributions = self._accumulator.top_n_rows(
-            rows, weights, excluded, int(n), bool(explain), category, hidden, codes
+            rows, weights, excluded, int(n), bool(explain), category, hidden, codes, factor
         )
         return TopN(best, best_scores, contributions)
 

@@ -471,6 +471,9 @@ CASES = [
     Case("none", ("forget",), 2, "required"),
     Case("none", ("serve", "--config", "nope-a.json", "--config", "nope-b.json"), 2, "no such file"),
     Case("none", ("serve", "--split", "50", "--config", "one.json"), 2, "--split needs two --config files"),
+    Case("none", ("serve", "--rules", "bad-rules.json"), 2, "rules file bad-rules.json: boost[0].factor: must be"),
+    Case("none", ("serve", "--rules", "nope-rules.json"), 2, "rules file nope-rules.json: No such file"),
+    Case("none", ("serve",), 2, "pin[0].route", env=(("STREAMSIM_SERVE_RULES", "bad-route.json"),)),
     Case("none", ("evaluate", "--train", "nope.csv", "--test", "test.csv"), 2, "nope.csv"),
     Case("none", ("evaluate", "--train", "empty.csv", "--test", "test.csv"), 2, "empty.csv is empty"),
     Case("none", ("evaluate", "--train", "fake.gz", "--test", "test.csv"), 2, "fake.gz"),
@@ -563,6 +566,8 @@ def _write_inputs(work: Path) -> None:
         TAOBAO + "".join(f"{1511539200 + n},{u},{i},{b}\n" for n, (u, i, b) in enumerate(rows))
     )
     (work / "test.csv").write_text("user,item\n3,11\n")
+    (work / "bad-rules.json").write_text('{"boost": [{"category": "shoes", "factor": 0}]}')
+    (work / "bad-route.json").write_text('{"pin": [{"route": "home", "item": "x", "position": 1}]}')
 
 
 #: ``python -m streamsim`` under an address-space limit (preexec_fn is unsafe with threads).

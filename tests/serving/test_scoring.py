@@ -183,3 +183,42 @@ def test_rows_are_checked_when_built():
     with pytest.raises(TypeError):
         Scorer().top_n_rows([(np.array([1]), np.array([1.0]))], np.array([1.0]), 3)
     assert Scorer().top_n_rows([row], np.array([2.0]), 3).items.tolist() == [4, 2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems(), st.data())
+def test_rule_multipliers_match_the_oracle(problem, data):
+    """Merchandising rules: each candidate's score times its factor before the ranking."""
+    items, scores, offsets, weights, excluded, n = problem
+    facts = data.draw(st.integers(0, 30))
+    category = np.full(facts, -1, dtype=np.int32)
+    hidden = np.array(data.draw(st.lists(st.booleans(), min_size=facts, max_size=facts)), dtype=bool)
+    # A few distinct factors (boost, bury, neutral) keep ties possible after the multiplication.
+    factor = np.array(
+        data.draw(st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0]), min_size=facts, max_size=facts)),
+        dtype=np.float64,
+    )
+    rows = [
+        NeighbourRow(items[offsets[j] : offsets[j + 1]], scores[offsets[j] : offsets[j + 1]])
+        for j in range(len(weights))
+    ]
+    top = SCORER.top_n_rows(rows, weights, n, excluded=excluded, category=category, hidden=hidden, factor=factor)
+    # The oracle: every candidate's sum times its factor (1 beyond the facts), hidden ones out, ranked.
+    everything, all_scores = oracle(items, scores, offsets, weights, excluded, 10**6)
+    shown = np.array([not (i < facts and hidden[i]) for i in everything], dtype=bool)
+    multiplied = all_scores * np.array([factor[i] if i < facts else 1.0 for i in everything])
+    candidates, values = everything[shown], multiplied[shown]
+    order = np.lexsort((candidates, -values))[:n]
+    np.testing.assert_array_equal(top.items, candidates[order])
+    np.testing.assert_array_equal(top.scores, values[order])
+
+
+def test_a_boost_reorders_and_a_bury_sinks():
+    rows = [NeighbourRow(np.array([0, 1, 2], dtype=np.int32), np.array([0.9, 0.5, 0.4]))]
+    facts = dict(category=np.full(3, -1, dtype=np.int32), hidden=np.zeros(3, dtype=bool))
+    plain = Scorer().top_n_rows(rows, np.ones(1), 3, **facts)
+    assert plain.items.tolist() == [0, 1, 2]
+    ruled = Scorer().top_n_rows(rows, np.ones(1), 3, factor=np.array([0.5, 1.0, 2.0]), **facts)
+    assert ruled.items.tolist() == [2, 1, 0] and ruled.scores.tolist() == [0.8, 0.5, 0.45]
+    with pytest.raises(ValueError, match="factor"):
+        Scorer().top_n_rows(rows, np.ones(1), 3, factor=np.ones(2), **facts)
