@@ -262,8 +262,8 @@ async def get_trending(request: web.Request) -> web.Response:
     """``serving.trending``: the window's rising items, visible and in the category if given."""
     app = request.app
     query = trending.trending_query(params.query_pairs(request.rel_url.raw_query_string), app[CONFIG].default_n)
-    arm, _ = _arm(request, None)
-    items = await app[TRENDING].top(query)
+    arm, recommender = _arm(request, None)
+    items = await app[TRENDING].top(query, recommender.rules())
     return _answer_json(app, "trending", arm, Answer(_generation(app), items), window=query.window.name)
 
 

@@ -294,13 +294,20 @@ def document() -> dict:
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "required": ["item", "score", "count", "expected", "source"],
+                                "required": ["item", "score", "source"],
                                 "properties": {
                                     "item": {"type": "string"},
-                                    "score": {"type": "number", "exclusiveMinimum": 1},
+                                    "score": {
+                                        "type": "number",
+                                        "description": "(count + m) / (expected + m), above 1 (times a rule's factor)",
+                                    },
                                     "count": {"type": "integer", "description": "events in the window"},
                                     "expected": {"type": "number", "description": "events the baseline expects"},
-                                    "source": {"type": "string", "enum": ["trending"]},
+                                    "source": {
+                                        "type": "string",
+                                        "enum": ["trending", "pinned"],
+                                        "description": "pinned: placed by a rule (no counts off the board)",
+                                    },
                                 },
                             },
                         },

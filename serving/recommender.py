@@ -283,9 +283,13 @@ class Recommender:
         ``recent`` row (one read of at most RECENT_EVENTS cells). ``score`` is the time of the
         user's last click on the item (epoch seconds); hidden items, ``exclude`` and items outside
         ``categories`` are left out, and nothing fills a short list: it is the user's own history.
+        Of the merchandising rules, the excluded categories and the cap per category apply; boosts
+        and pins do not: they would reorder or add to what the user viewed.
         """
         generation = await self.generation()
         wanted = None if not categories else set(self._codes(categories).tolist())
+        rules = self.rules()
+        cap, out_of, per_category = rules.cap(RECENT), rules.excluded_categories, {}
         picked: list[dict] = []
         seen: set[str] = set(exclude)
         hidden = self._catalogue.hidden
@@ -297,6 +301,11 @@ class Recommender:
             seen.add(item)
             if item in hidden or (wanted is not None and self._catalogue.category_code(item) not in wanted):
                 continue
+            category = self._catalogue.category_of(item) if cap is not None or out_of else None
+            if category is not None:
+                if category in out_of or (cap is not None and per_category.get(category, 0) >= cap):
+                    continue
+                per_category[category] = per_category.get(category, 0) + 1
             picked.append({"item": item, "score": ts / 1000, "source": RECENT})
         return Answer(generation.number, picked)
 

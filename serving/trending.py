@@ -24,6 +24,7 @@ import time
 
 from schemas import trending
 from serving import params
+from serving import rules as merchandising
 from serving.catalog import Catalogue
 from serving.store import BigtableStore
 
@@ -87,8 +88,10 @@ class TrendingBoards:
         self._cached[window.name] = (now + self._ttl, ranked)
         return ranked
 
-    async def top(self, query: TrendingQuery) -> list[dict]:
-        """The query's n best that are visible and in its category (if any)."""
+    async def top(self, query: TrendingQuery, rules: merchandising.Rules = merchandising.NO_RULES) -> list[dict]:
+        """The query's n best that are visible and in its category (if any), the merchandising
+        ``rules`` applied (:func:`serving.rules.apply`: every visible candidate of the bounded
+        board is ranked again, so a boost may lift one from far down)."""
         ranked = await self.ranked(query.window)
         hidden = self._catalogue.hidden
         code = None
@@ -97,13 +100,19 @@ class TrendingBoards:
             if not len(codes):
                 return []  # a category no item has
             code = int(codes[0])
+        wanted = query.n if rules is merchandising.NO_RULES else len(ranked)
+
+        def eligible(item: str) -> bool:
+            return item not in hidden and (code is None or self._catalogue.category_code(item) == code)
+
         picked = []
         for item, score, count, expected in ranked:
-            if len(picked) == query.n:
+            if len(picked) == wanted:
                 break
-            if item in hidden or (code is not None and self._catalogue.category_code(item) != code):
-                continue
-            picked.append(
-                {"item": item, "score": score, "count": count, "expected": round(expected, 3), "source": SOURCE}
-            )
-        return picked
+            if eligible(item):
+                picked.append(
+                    {"item": item, "score": score, "count": count, "expected": round(expected, 3), "source": SOURCE}
+                )
+        if rules is merchandising.NO_RULES:
+            return picked
+        return merchandising.apply(rules, SOURCE, picked, query.n, self._catalogue.category_of, eligible)

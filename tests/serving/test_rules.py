@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 
 import numpy as np
 import pytest
 
-from schemas import Event, EventType
+from schemas import Event, EventType, Weights
 from schemas.rows import CatalogCells
 from schemas.tuned import QueryKnobs
 from serving.catalog import Catalogue
@@ -19,7 +20,7 @@ from serving.config import ServingConfig
 from serving.generation import Generation
 from serving.rules import MAX_RULES_BYTES, NO_RULES, PINNED, RulesError, RulesFile, apply, parse_rules, read_rules
 from serving.session_knn import SessionKnn
-from streaming.store import FoldStore
+from streaming.store import FoldStore, fold_batch
 from tests.serving.live import G1, items, serve, wait_for
 from tests.serving.shop import write_catalogue as _catalogue
 
@@ -421,3 +422,28 @@ def test_every_worker_of_a_served_process_follows_the_file(shop, tmp_path):
         process.terminate()
         _, errors = process.communicate(timeout=30)
     assert "Traceback" not in errors
+
+
+def test_the_scenario_routes_follow_the_rules(ruled, shop):
+    """Recently viewed keeps its order (exclusion and cap only); trending takes every rule."""
+    live, rules = ruled
+    clicks = ["a", "c", "b", "e", "d"]  # shoes, hats, shoes, hats, shoes: newest first d e b c a
+    FoldStore(shop).append_recent(
+        [Event(f"v{k}", "u1", item, EventType.BROWSE, 1_000 * (k + 1)) for k, item in enumerate(clicks)]
+    )
+    now = int(time.time() * 1000)
+    burst = [
+        Event(f"t{item}{k}", f"t{item}u{k}", item, EventType.BROWSE, now - k)
+        for item, size in (("b", 30), ("c", 20))
+        for k in range(size)
+    ]
+    fold_batch(FoldStore(shop), burst, Weights())
+    assert items(live.get("/users/u1/recent")[1]) == ["d", "e", "b", "c", "a"]
+    assert items(live.get("/trending")[1]) == ["b", "c"]  # (30 + 5) / 5 = 7 against 5
+
+    rules.write({"boost": [{"category": "hats", "factor": 3.0}], "cap_per_category": {"recent": 1}})
+    assert items(live.get("/users/u1/recent")[1]) == ["d", "e"]  # one per category, order kept
+    assert items(live.get("/trending")[1]) == ["c", "b"]  # 15 against 7
+    rules.write({"exclude_categories": ["hats"], "pin": [{"route": "trending", "item": "d", "position": 1}]})
+    assert items(live.get("/users/u1/recent")[1]) == ["d", "b", "a"]
+    assert _pairs(live.get("/trending")[1]) == [("d", PINNED), ("b", "trending")]
