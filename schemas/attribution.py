@@ -28,8 +28,9 @@ from collections.abc import Mapping
 
 VERSION = 1
 #: Routes a token can name: ``GET /recommendations?user=`` (user), a session query
-#: (``GET``/``POST /recommendations``), ``GET /items/{item}/similar``.
-ROUTES = ("user", "session", "similar")
+#: (``GET``/``POST /recommendations``), ``GET /items/{item}/similar``, bought together
+#: (``GET /items/{item}/bought-together``, ``POST /bought-together``), ``GET /users/{user}/buy-again``.
+ROUTES = ("user", "session", "similar", "bought_together", "buy_again")
 #: Configuration and arm names (short: they label counters).
 MAX_LABEL_CHARS = 32
 MAX_TOKEN_CHARS = 256

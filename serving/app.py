@@ -48,6 +48,8 @@ CATALOGUE = web.AppKey("catalogue", Catalogue)
 FOLLOWER = web.AppKey("follower", CatalogueFollower)
 HISTORIES = web.AppKey("histories", HistoryReads)
 PEERS = web.AppKey("peers", Peers)
+#: Bought-together lists, one cache for every arm (as CACHE).
+BOUGHT_CACHE = web.AppKey("bought_cache", NeighbourCache)
 
 #: How long a starting server waits for its catalogue before it goes on (and listens,
 #: unless it listens only once ready): a big catalogue takes minutes to read, and a
@@ -153,8 +155,14 @@ async def get_recommendations(request: web.Request) -> web.Response:
 
 async def post_recommendations(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
+    body = await _json_body(request)
+    return await _recommend(request, params.session_body(body, config.weights, config.default_n))
+
+
+async def _json_body(request: web.Request):
+    """The request's JSON body, strictly: no query string, application/json, within the size limit."""
     if request.rel_url.raw_query_string:
-        raise params.BadRequest("POST /recommendations takes its parameters in the JSON body")
+        raise params.BadRequest(f"POST {request.path} takes its parameters in the JSON body")
     if request.content_type != "application/json":
         raise errors.UnsupportedMediaType("send the body as application/json")
     _refuse_a_large_body(request)
@@ -163,10 +171,9 @@ async def post_recommendations(request: web.Request) -> web.Response:
     try:
         # Decoded strictly first: json.loads(bytes) would let UTF-8-encoded
         # surrogates (b"\xed\xa0\x80") through as lone surrogates.
-        body = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise params.BadRequest("the body is not valid UTF-8 JSON") from None
-    return await _recommend(request, params.session_body(body, config.weights, config.default_n))
 
 
 def _refuse_a_large_body(request: web.Request) -> None:
@@ -228,17 +235,49 @@ async def get_similar(request: web.Request) -> web.Response:
     return _answer_json(request.app, "similar", arm, answer, item=item)
 
 
-def _raw_item(request: web.Request) -> str:
-    """``{item}`` decoded strictly from the path as sent.
+async def get_bought_together(request: web.Request) -> web.Response:
+    item, options = params.similar_query(
+        _raw_item(request, "/bought-together"),
+        params.query_pairs(request.rel_url.raw_query_string),
+        request.app[CONFIG].default_n,
+    )
+    arm, recommender = _arm(request, None)
+    answer = await recommender.bought_together(
+        item, options.n, exclude=options.exclude, same_category=options.same_category
+    )
+    return _answer_json(request.app, "bought_together", arm, answer, item=item)
+
+
+async def post_bought_together(request: web.Request) -> web.Response:
+    items, options = params.basket_body(await _json_body(request), request.app[CONFIG].default_n)
+    arm, recommender = _arm(request, None)
+    answer = await recommender.bought_with_basket(
+        items, options.n, exclude=options.exclude, categories=options.categories
+    )
+    return _answer_json(request.app, "bought_together", arm, answer)
+
+
+async def get_buy_again(request: web.Request) -> web.Response:
+    user, options = params.buy_again_query(
+        _raw_item(request, "/buy-again", prefix="/users/", name="user"),
+        params.query_pairs(request.rel_url.raw_query_string),
+        request.app[CONFIG].default_n,
+    )
+    arm, recommender = _arm(request, user)
+    answer = await recommender.buy_again(user, options.n, exclude=options.exclude, categories=options.categories)
+    return _answer_json(request.app, "buy_again", arm, answer, user=user)
+
+
+def _raw_item(request: web.Request, suffix: str = "/similar", *, prefix: str = "/items/", name: str = "item") -> str:
+    """``{item}`` (or ``{user}``) decoded strictly from the path as sent.
 
     ``match_info`` keeps bytes that are not UTF-8 literally (``%ED%A0%80``
     stays those nine characters), which would make them a different id.
     """
     raw = request.rel_url.raw_path
-    prefix, suffix = "/items/", "/similar"
     if raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
-        return params.path_id("item", raw[len(prefix) : -len(suffix)])
-    return request.match_info["item"]  # a path the router normalised: its decoding stands
+        return params.path_id(name, raw[len(prefix) : -len(suffix)])
+    return request.match_info[name]  # a path the router normalised: its decoding stands
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -278,6 +317,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/recommendations", get_recommendations)
     app.router.add_post("/recommendations", post_recommendations, expect_handler=expect_continue)
     app.router.add_get("/items/{item}/similar", get_similar)
+    app.router.add_get("/items/{item}/bought-together", get_bought_together)
+    app.router.add_post("/bought-together", post_bought_together, expect_handler=expect_continue)
+    app.router.add_get("/users/{user}/buy-again", get_buy_again)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -310,6 +352,7 @@ async def bigtable_context(app: web.Application):
             knobs=arm.knobs,
             sessions=sessions,
             session_knn=config.session_knn,
+            bought_cache=app[BOUGHT_CACHE],
         )
         for arm in config.arms
     }
@@ -346,6 +389,7 @@ def create_app(config: ServingConfig, peers: Peers | None = None) -> web.Applica
     if peers is not None:
         app[PEERS] = peers
     app[CACHE] = cache = NeighbourCache(config.cache_rows, config.absent_cache_rows)
+    app[BOUGHT_CACHE] = NeighbourCache(config.cache_rows, config.absent_cache_rows)
     app[CATALOGUE] = Catalogue()
     app[METRICS] = ServingMetrics(
         cache, lambda: app.get(WATCHER), lambda: (app.get(RECOMMENDER), app.get(FOLLOWER), app.get(HISTORIES))

@@ -19,7 +19,7 @@
 - ``streamsim_serving_cache_absent_ids``: ids cached as having no similarity row
 - ``streamsim_serving_worker{pid}``: 1, naming the worker process
 - ``streamsim_serving_answers_total{arm,route}``: answers given an attribution token
-  (``route``: ``user``, ``session``, ``similar``; ``schemas.attribution``)
+  (``route``: ``schemas.attribution.ROUTES``)
 
 With ``--workers N``, every series also carries ``worker="<index>"``, all workers in each
 scrape (:mod:`serving.peers`).

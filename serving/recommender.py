@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from schemas import layout
 from schemas.tuned import QueryKnobs
+from serving import buy_again
 from serving.blend import blend
 from serving.catalog import NO_CATEGORY, Catalogue
 from serving.generation import Generation, GenerationWatcher
@@ -47,6 +49,9 @@ SIMILAR = "similar"
 POPULAR = "popular"
 #: Items voted for by neighbour sessions (session-kNN).
 SESSIONS = "sessions"
+#: Items bought together with the query's (``batch.bought``), and items to buy again.
+BOUGHT_TOGETHER = "bought_together"
+BUY_AGAIN = "buy_again"
 #: /similar scores one list with weight 1: the scores are the cosines.
 _UNIT_WEIGHT = np.ones(1)
 #: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
@@ -111,6 +116,7 @@ class Recommender:
         knobs: QueryKnobs = QueryKnobs(),  # noqa: B008 - frozen, immutable default
         sessions: SessionIndexReads | None = None,
         session_knn: SessionKnn | None = None,
+        bought_cache: NeighbourCache | None = None,
     ):
         self._store = store
         self._watcher = watcher
@@ -125,6 +131,8 @@ class Recommender:
         self._knobs = knobs
         self._sessions = sessions
         self._session_knn = session_knn
+        #: Bought-together lists, cached like the neighbour lists (per generation view).
+        self._bought_cache = bought_cache if bought_cache is not None else NeighbourCache(cache.max_rows)
 
     async def generation(self) -> Generation:
         current = self._watcher.current
@@ -138,6 +146,7 @@ class Recommender:
             renewed = current.renewed()
             self._watcher.replace(current, renewed)
             self._cache.drop_generation(current.cache_key)
+            self._bought_cache.drop_generation(current.cache_key)
             log.info("vocabulary of generation %d reached %d items: renewed", current.number, len(current.vocabulary))
             current = self._watcher.current
         if not self._catalogue.loaded:
@@ -269,6 +278,69 @@ class Recommender:
         picked = self._score(generation, [item], _UNIT_WEIGHT, [row], n, excluded, False, codes)
         return Answer(generation.number, picked)
 
+    async def bought_together(
+        self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False
+    ) -> Answer:
+        """Items bought together with ``item`` (``batch.bought`` scores), then the popular fill.
+
+        :class:`UnknownItem` exactly when :meth:`similar` raises it (no similarity row): an
+        item known to the generation but never bought with another gets the fill only.
+        """
+        generation = await self.generation()
+        (row,) = await self._neighbour_lists(generation, [item])
+        if row is NO_NEIGHBOURS:
+            raise UnknownItem(f"the item has no similarity row in generation {generation.number}")
+        codes = None
+        if same_category:
+            self.filtered["same_category"] += 1
+            code = self._catalogue.category_code(item)
+            codes = np.array([] if code == NO_CATEGORY else [code], dtype=np.int32)
+        return await self._bought(generation, [item], n, {item, *exclude}, codes)
+
+    async def bought_with_basket(
+        self, items: list[str], n: int, *, exclude: Iterable[str] = (), categories=()
+    ) -> Answer:
+        """The sum of the basket items' bought-together lists; basket items never come back;
+        items without a list add nothing (an unknown one too); then the popular fill."""
+        generation = await self.generation()
+        basket = list(dict.fromkeys(items))
+        return await self._bought(generation, basket, n, set(basket).union(exclude), self._codes(categories))
+
+    async def _bought(self, generation, items, n, excluded, codes) -> Answer:
+        rows = await self._neighbour_lists(generation, items, bought=True)
+        weights = np.ones(len(items))
+        picked = self._score(generation, items, weights, rows, n, excluded, False, codes, source=BOUGHT_TOGETHER)
+        if len(picked) < n:
+            taken = excluded | {entry["item"] for entry in picked}
+            picked += self._popular_fill(generation, n - len(picked), taken, False, codes)
+        return Answer(generation.number, picked)
+
+    async def buy_again(
+        self, user: str, n: int, *, exclude: Iterable[str] = (), categories=(), now_ms: int | None = None
+    ) -> Answer:
+        """The user's purchases worth buying again (``serving.buy_again``), best first; no fill."""
+        generation = await self.generation()
+        purchases = await self._store.read_purchases(user)
+        hidden, skip = self._catalogue.hidden, set(exclude)
+        codes = self._codes(categories)
+        wanted = None if codes is None else set(codes.tolist())
+        kept = [
+            (item, ms)
+            for item, ms in purchases
+            if item not in hidden
+            and item not in skip
+            and (wanted is None or self._catalogue.category_code(item) in wanted)
+        ]
+        if not kept:
+            return Answer(generation.number, [])
+        stats = await self._store.read_repurchase(generation.number, list(dict.fromkeys(item for item, _ in kept)))
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        ranked = buy_again.rank(kept, stats, now, n)
+        return Answer(
+            generation.number,
+            [{"item": item, "score": score, "source": BUY_AGAIN, "last_purchase_ms": ms} for item, score, ms in ranked],
+        )
+
     def _codes(self, categories) -> np.ndarray | None:
         if not categories:
             return None
@@ -289,22 +361,26 @@ class Recommender:
             )
         return Answer(generation.number, picked)
 
-    async def _neighbour_lists(self, generation: Generation, items: list[str]) -> list[NeighbourRow]:
-        key = generation.cache_key
-        found, missing = self._cache.lookup(key, items)
+    async def _neighbour_lists(
+        self, generation: Generation, items: list[str], *, bought: bool = False
+    ) -> list[NeighbourRow]:
+        """The items' similarity rows (``bought``: bought-together lists), cached per generation view."""
+        key, cache = generation.cache_key, self._bought_cache if bought else self._cache
+        found, missing = cache.lookup(key, items)
         if not missing:
             return found
-        read = await self._store.read_neighbours(generation.number, missing)
+        reader = self._store.read_bought if bought else self._store.read_neighbours
+        read = await reader(generation.number, missing)
         vocabulary = generation.vocabulary
         fetched = {}
         for item in missing:
             pair = read.get(item)
             row = NO_NEIGHBOURS if pair is None else NeighbourRow(vocabulary.indices(pair[0]), pair[1])
-            self._cache.store(key, item, row)
+            cache.store(key, item, row)
             fetched[item] = row
         return [fetched[item] if row is None else row for item, row in zip(items, found)]
 
-    def _score(self, generation, items, weights, rows, n, excluded, explain, codes) -> list[dict]:
+    def _score(self, generation, items, weights, rows, n, excluded, explain, codes, source=SIMILAR) -> list[dict]:
         if not rows:
             return []
         vocabulary = generation.vocabulary
@@ -316,7 +392,7 @@ class Recommender:
         ids = vocabulary.ids
         if not explain:
             return [
-                {"item": ids[index], "score": score, "source": SIMILAR}
+                {"item": ids[index], "score": score, "source": source}
                 for index, score in zip(top.items.tolist(), top.scores.tolist())
             ]
         picked = []
@@ -330,7 +406,7 @@ class Recommender:
                 {
                     "item": ids[index],
                     "score": score,
-                    "source": SIMILAR,
+                    "source": source,
                     "because": [{"item": item, "contribution": value} for item, value in because],
                 }
             )

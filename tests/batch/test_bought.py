@@ -10,11 +10,11 @@ import pytest
 from batch import bought
 from batch.generations import Generations
 from batch.refresh import PassOptions, run_pass
-from schemas import Event, EventType, Weights, codecs, layout
+from schemas import Weights, codecs, layout
 from streaming import forget
 from streaming.store import FoldStore, fold_batch
 from streamsim.runtime.bigtable import filters
-from tests.support.bought_oracles import bought_together_oracle, repurchase_oracle
+from tests.support.bought_oracles import bought_together_oracle, crafted_stream, repurchase_oracle
 
 HOUR = 3_600_000
 
@@ -51,31 +51,6 @@ def test_a_pair_outside_the_window_or_of_one_item_is_not_bought_together():
     assert bought.user_pairs([("a", 0), ("a", 5)], 24 * HOUR) == set()
 
 
-def _events(seed: int) -> tuple[list[Event], dict[str, list[tuple[str, int]]]]:
-    """A crafted stream: random purchases and browses, plus items browsed together by
-    everyone (``x1``, ``x2``) but never bought together; and the purchases it holds."""
-    rnd = random.Random(seed)
-    events, purchases, n = [], {}, 0
-    for u in range(25):
-        user = f"u{u}"
-        for _ in range(rnd.randrange(2, 9)):
-            item, ts = f"i{rnd.randrange(8)}", rnd.randrange(0, 72 * HOUR)
-            kind = rnd.choice([EventType.PURCHASE, EventType.BROWSE, EventType.BASKET])
-            events.append(Event(f"e{n}", user, item, kind, ts))
-            n += 1
-            if kind is EventType.PURCHASE:
-                purchases.setdefault(user, []).append((item, ts))
-        for item in ("x1", "x2"):
-            events.append(Event(f"e{n}", user, item, EventType.BROWSE, 80 * HOUR))
-            n += 1
-    # x1 and x2 are bought, but never by one user within the window.
-    for user, item, ts in (("u0", "x1", 0), ("u1", "x2", 0), ("u2", "x1", 0), ("u2", "x2", 50 * HOUR)):
-        events.append(Event(f"e{n}", user, item, EventType.PURCHASE, ts))
-        purchases.setdefault(user, []).append((item, ts))
-        n += 1
-    return events, purchases
-
-
 def _published(settings, generation: int) -> tuple[dict, dict]:
     """The ``b`` lists and statistics a reader of ``generation`` sees."""
     table = Generations(settings).similarities
@@ -102,7 +77,7 @@ def _assert_published(settings, generation, purchases, k):
 
 
 def test_a_pass_publishes_co_purchases_only_and_clears_lists_that_emptied(spark, fresh_stack):
-    events, purchases = _events(seed=7)
+    events, purchases = crafted_stream(seed=7)
     store = FoldStore(fresh_stack)
     for offset in range(0, len(events), 40):
         fold_batch(store, events[offset : offset + 40], Weights())

@@ -4,6 +4,11 @@ every pair of items, no shared code with ``batch.bought``."""
 from __future__ import annotations
 
 import math
+import random
+
+from schemas import Event, EventType
+
+HOUR = 3_600_000
 
 
 def bought_together_oracle(
@@ -46,3 +51,28 @@ def repurchase_oracle(purchases: dict[str, list[tuple[str, int]]], min_gap_ms: i
         mean = round(math.exp(sum(math.log(g) for g in gaps) / len(gaps))) if gaps else 0
         out[i] = (buyers, len(gaps), mean)
     return out
+
+
+def crafted_stream(seed: int) -> tuple[list[Event], dict[str, list[tuple[str, int]]]]:
+    """A crafted stream: random purchases and browses, plus items browsed together by
+    everyone (``x1``, ``x2``) but never bought together; and the purchases it holds."""
+    rnd = random.Random(seed)
+    events, purchases, n = [], {}, 0
+    for u in range(25):
+        user = f"u{u}"
+        for _ in range(rnd.randrange(2, 9)):
+            item, ts = f"i{rnd.randrange(8)}", rnd.randrange(0, 72 * HOUR)
+            kind = rnd.choice([EventType.PURCHASE, EventType.BROWSE, EventType.BASKET])
+            events.append(Event(f"e{n}", user, item, kind, ts))
+            n += 1
+            if kind is EventType.PURCHASE:
+                purchases.setdefault(user, []).append((item, ts))
+        for item in ("x1", "x2"):
+            events.append(Event(f"e{n}", user, item, EventType.BROWSE, 80 * HOUR))
+            n += 1
+    # x1 and x2 are bought, but never by one user within the window.
+    for user, item, ts in (("u0", "x1", 0), ("u1", "x2", 0), ("u2", "x1", 0), ("u2", "x2", 50 * HOUR)):
+        events.append(Event(f"e{n}", user, item, EventType.PURCHASE, ts))
+        purchases.setdefault(user, []).append((item, ts))
+        n += 1
+    return events, purchases
