@@ -102,3 +102,23 @@ def write_generation(
                 )
             ]
         )
+
+
+def write_purchases(settings: Settings, purchases: Mapping[str, list[tuple[str, int]]]) -> None:
+    """Users' purchase indexes (``recent`` p:e) from ``(item, event ms)``, as the fold writes them
+    (the event id of a seeded purchase is ``<user>/<k>``)."""
+    open_tables(settings).recent.mutate(
+        entry(
+            layout.recent_row_key(user),
+            [
+                set_cell(
+                    layout.PURCHASES,
+                    layout.RECENT,
+                    item.encode("utf-8"),
+                    layout.recent_cell_micros(ms, f"{user}/{k}"),
+                )
+                for k, (item, ms) in enumerate(bought)
+            ],
+        )
+        for user, bought in purchases.items()
+    )
