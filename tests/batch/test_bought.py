@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batch import bought
 from batch.generations import Generations
@@ -95,9 +97,26 @@ def test_a_pass_publishes_co_purchases_only_and_clears_lists_that_emptied(spark,
     for user in gone:
         forget.forget_user(fresh_stack, user, at_ms=100 * HOUR)
     kept = {u: v for u, v in purchases.items() if u not in gone}
-    second = run_pass(spark, fresh_stack, options)
-    assert second["flipped"] and second["bought_together"]["items_emptied"] >= 1
+    # An incremental pass recomputes the whole set all the same.
+    second = run_pass(spark, fresh_stack, PassOptions(incremental=True))
+    assert second["mode"] == "incremental" and second["flipped"]
+    assert second["bought_together"]["items_emptied"] >= 1
     after = _assert_published(fresh_stack, second["generation"], kept, options.params.top_k)
     assert after[item] == [] and not any(j == item for v in after.values() for j, _ in v)
     # The first generation's cells are still there: a rollback shows its lists again.
     assert _published(fresh_stack, first["generation"])[0] == lists
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 5 * 24 * HOUR)), max_size=layout.PURCHASES_KEPT))
+def test_a_users_pairs_are_bounded_and_each_is_a_co_purchase_in_the_window(purchases):
+    pairs = bought.user_pairs(purchases, 24 * HOUR)
+    assert len(pairs) <= len(purchases) * (len(purchases) - 1) // 2
+    for i, j in pairs:
+        assert i < j
+        assert any(abs(a - b) <= 24 * HOUR for x, a in purchases for y, b in purchases if (x, y) == (i, j))
+    # Every co-purchase in the window is found.
+    for x, a in purchases:
+        for y, b in purchases:
+            if x != y and abs(a - b) <= 24 * HOUR:
+                assert (min(x, y), max(x, y)) in pairs
