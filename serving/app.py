@@ -23,6 +23,7 @@ from aiohttp.http import HttpVersion11
 
 from schemas import attribution
 from serving import arms, errors, openapi, params
+from serving.buy_again import RepurchaseCache
 from serving.catalog import Catalogue, CatalogueFollower
 from serving.config import ServingConfig
 from serving.generation import GenerationWatcher
@@ -50,6 +51,7 @@ HISTORIES = web.AppKey("histories", HistoryReads)
 PEERS = web.AppKey("peers", Peers)
 #: Bought-together lists, one cache for every arm (as CACHE).
 BOUGHT_CACHE = web.AppKey("bought_cache", NeighbourCache)
+REPURCHASE_CACHE = web.AppKey("repurchase_cache", RepurchaseCache)
 
 #: How long a starting server waits for its catalogue before it goes on (and listens,
 #: unless it listens only once ready): a big catalogue takes minutes to read, and a
@@ -353,6 +355,7 @@ async def bigtable_context(app: web.Application):
             sessions=sessions,
             session_knn=config.session_knn,
             bought_cache=app[BOUGHT_CACHE],
+            repurchase_cache=app[REPURCHASE_CACHE],
         )
         for arm in config.arms
     }
@@ -390,6 +393,7 @@ def create_app(config: ServingConfig, peers: Peers | None = None) -> web.Applica
         app[PEERS] = peers
     app[CACHE] = cache = NeighbourCache(config.cache_rows, config.absent_cache_rows)
     app[BOUGHT_CACHE] = NeighbourCache(config.cache_rows, config.absent_cache_rows)
+    app[REPURCHASE_CACHE] = RepurchaseCache(config.cache_rows)
     app[CATALOGUE] = Catalogue()
     app[METRICS] = ServingMetrics(
         cache, lambda: app.get(WATCHER), lambda: (app.get(RECOMMENDER), app.get(FOLLOWER), app.get(HISTORIES))

@@ -117,6 +117,7 @@ class Recommender:
         sessions: SessionIndexReads | None = None,
         session_knn: SessionKnn | None = None,
         bought_cache: NeighbourCache | None = None,
+        repurchase_cache: buy_again.RepurchaseCache | None = None,
     ):
         self._store = store
         self._watcher = watcher
@@ -133,6 +134,7 @@ class Recommender:
         self._session_knn = session_knn
         #: Bought-together lists, cached like the neighbour lists (per generation view).
         self._bought_cache = bought_cache if bought_cache is not None else NeighbourCache(cache.max_rows)
+        self._repurchase_cache = repurchase_cache or buy_again.RepurchaseCache(cache.max_rows)
 
     async def generation(self) -> Generation:
         current = self._watcher.current
@@ -333,13 +335,23 @@ class Recommender:
         ]
         if not kept:
             return Answer(generation.number, [])
-        stats = await self._store.read_repurchase(generation.number, list(dict.fromkeys(item for item, _ in kept)))
+        stats = await self._repurchase(generation, list(dict.fromkeys(item for item, _ in kept)))
         now = int(time.time() * 1000) if now_ms is None else now_ms
         ranked = buy_again.rank(kept, stats, now, n)
         return Answer(
             generation.number,
             [{"item": item, "score": score, "source": BUY_AGAIN, "last_purchase_ms": ms} for item, score, ms in ranked],
         )
+
+    async def _repurchase(self, generation: Generation, items: list[str]) -> dict[str, tuple[int, int, int]]:
+        """The items' repurchase statistics as of the generation, cached (``buy_again.RepurchaseCache``)."""
+        found, missing = self._repurchase_cache.lookup(generation.number, items)
+        if missing:
+            read = await self._store.read_repurchase(generation.number, missing)
+            for item in missing:
+                found[item] = read.get(item, buy_again.NO_STATS)
+                self._repurchase_cache.store(generation.number, item, found[item])
+        return found
 
     def _codes(self, categories) -> np.ndarray | None:
         if not categories:
