@@ -447,10 +447,12 @@ def test_backend_stopped_is_503_then_recovers(stack, tmp_path):
         live = serve(settings)
         assert live.get("/recommendations?user=u1&n=1")[0] == 200
         emulator.stop()
-        for path in ("/recommendations?user=u1&n=1", "/readyz"):
+        for path in ("/recommendations?user=u1&n=1", "/readyz", "/items/a/bought-together", "/users/u1/buy-again"):
             status, error = live.get(path)
             assert (status, error["error"]) == (503, "backend_unavailable"), error
             assert error["generation"] == G1
+        status, error = live.post("/bought-together", {"items": ["b"]})
+        assert (status, error["error"]) == (503, "backend_unavailable"), error
         assert live.get("/healthz")[0] == 200
 
         emulator = localstack.start_emulator("bigtable", port, tmp_path)
