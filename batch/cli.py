@@ -125,6 +125,13 @@ def register(subparsers, parent) -> None:
         action="store_true",
         help="publish a generation even if it has no neighbours at all (default: refuse, exit 1)",
     )
+    refresh.add_argument(
+        "--bought-min-support",
+        type=int,
+        default=2,
+        metavar="N",
+        help="co-buyers a bought-together pair needs (default 2; docs/refresh.md)",
+    )
     refresh.add_argument("--master", help="Spark master (default: local[*], or spark-submit's)")
     refresh.add_argument(
         "--spark-ui",
@@ -216,6 +223,7 @@ def _options(args):
         buckets=args.buckets,
         partitions=args.partitions,
         allow_empty=args.allow_empty,
+        bought_min_support=args.bought_min_support,
         similarity=name,
         similarity_params=tuple(given.items()),
         entry_transform=_transform(args),
@@ -468,6 +476,7 @@ def dataproc_command(args, job_zip: Path) -> list[str]:
         forwarded += ["--continuous", "--min-interval", interval, "--min-changed", str(args.min_changed)]
     if args.allow_empty:
         forwarded.append("--allow-empty")
+    forwarded += ["--bought-min-support", str(args.bought_min_support)]
     forwarded += settings_from_args(args).to_argv(remote=True)
     return [
         "gcloud",

@@ -182,6 +182,47 @@ class Generations:
             written += self.similarities.mutate(batch)
         return written
 
+    def write_bought(self, generation: int, rows: Iterable[tuple[str, list[tuple[str, float]], object]]) -> int:
+        """Write bought-together lists and repurchase statistics (``batch.bought``: item,
+        list, :class:`batch.bought.Repurchase`) stamped with ``generation``; returns rows written."""
+        when = layout.generation_cell_micros(generation)
+        entries = (
+            entry(
+                layout.item_row_key(item),
+                [
+                    set_cell(layout.BOUGHT, layout.TOP, codecs.encode_neighbours(bought), when),
+                    set_cell(
+                        layout.BOUGHT,
+                        layout.REPURCHASE,
+                        codecs.encode_repurchase(stats.buyers, stats.repeat_buyers, stats.interval_ms),
+                        when,
+                    ),
+                ],
+            )
+            for item, bought, stats in rows
+        )
+        written = 0
+        while batch := list(itertools.islice(entries, WRITE_BATCH_ROWS)):
+            written += self.similarities.mutate(batch)
+        return written
+
+    def read_bought_items(self, before_generation: int) -> set[str]:
+        """Items whose newest ``b`` cells before ``before_generation`` hold a list or a buyer:
+        what a reader of that generation would see if the pass did not rewrite them."""
+        row_filter = filters.chain(
+            filters.family(layout.BOUGHT),
+            filters.before(layout.generation_cell_micros(before_generation)),
+            filters.newest(),
+        )
+        found = set()
+        for key, row in self.similarities.read_rows(row_filter=row_filter):
+            cells = row.get(layout.BOUGHT, {})
+            top, stats = cells.get(layout.TOP), cells.get(layout.REPURCHASE)
+            listed = top is not None and codecs.decode_neighbours_arrays(top.value)[0]
+            if listed or (stats is not None and codecs.decode_repurchase(stats.value)[0] > 0):
+                found.add(layout.id_from_row_key(key))
+        return found
+
     def write_popular(self, generation: int, popular: list[tuple[str, float]]) -> None:
         self.meta.mutate(
             [

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from batch import bought as bought_together
 from batch import engine, incremental, planner, source
 from batch import similarity as measures
 from batch.dimsum import DimsumParams, bucket_of_key, check_buckets, id_hashes
@@ -76,6 +77,8 @@ class PassOptions:
     #: ``params.entry_scale`` overrides it. The stream folds the norms of ``entries.FOLDED``
     #: (and of raw scores); another transform's norms are summed by full passes.
     entry_transform: str = entries.DEFAULT.spec
+    #: Co-buyers a bought-together pair needs (``batch.bought``).
+    bought_min_support: int = bought_together.MIN_CO_BUYERS
 
     def __post_init__(self):
         check_buckets(self.buckets)
@@ -83,6 +86,8 @@ class PassOptions:
             raise ValueError("--full and --incremental exclude each other")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
+        if self.bought_min_support < 1:
+            raise ValueError("bought_min_support must be at least 1")
         resolved = measures.measure(self.similarity).resolve(dict(self.similarity_params))
         object.__setattr__(self, "similarity_params", tuple(sorted(resolved.items())))
         # (Measures that bound their own entries take raw scores: that is what is recorded.)
@@ -161,7 +166,9 @@ def run_pass(
             computed = _compute(ctx, plan, reads, blocks, users)
         finally:
             reads.close()
-    stats = _publish(ctx, plan, computed, reads.selections, before_flip)
+        with ctx.phases("bought_together"):
+            bought = _bought_together(ctx, plan)
+    stats = _publish(ctx, plan, computed, reads.selections, before_flip, bought)
     if warm is not None:
         if stats["flipped"]:
             warm.published(plan.generation, plan.base if plan.mode == "incremental" else None, computed.deep_rows())
@@ -385,6 +392,17 @@ class _UserReads:
         self._index.unpersist()
 
 
+def _bought_together(ctx: _Context, plan: _Plan) -> bought_together.BoughtTogether:
+    """The whole bought-together set from the purchase index (``batch.bought``), every pass."""
+    settings, buckets = ctx.settings, ctx.options.buckets
+    purchases = ctx.sc.parallelize(plan.ranges, len(plan.ranges)).flatMap(
+        lambda r: source.read_purchases(settings, r, buckets)
+    )
+    result = bought_together.compute(purchases, ctx.options.params.top_k, ctx.options.bought_min_support)
+    result.cleared = ctx.gens.read_bought_items(plan.generation)
+    return result
+
+
 # --- compute: the engine, the incremental merge, the spot check ---------------
 @dataclasses.dataclass
 class _Computed:
@@ -585,6 +603,7 @@ def _publish(
     computed: _Computed,
     selections: list[str],
     before_flip: Callable[[int], None] | None,
+    bought: bought_together.BoughtTogether,
 ) -> dict:
     """Write the generation, then make it current; returns the statistics so far.
 
@@ -604,6 +623,8 @@ def _publish(
     with ctx.phases("write"):
         stats["rows_written"] = gens.write_rows(generation, computed.rows(items.ids, k))
         gens.write_popular(generation, _popular(items, max(POPULAR_SIZE, ctx.options.params.top_k)))
+        # Stamped with the generation too: the flip below publishes them with the rows.
+        stats["bought_together"] = {**bought.record(), "rows_written": gens.write_bought(generation, bought.rows())}
     with ctx.phases("publish"):
         if before_flip is not None:
             before_flip(generation)

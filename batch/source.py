@@ -18,7 +18,7 @@ from scipy import sparse
 
 from batch.dimsum import MAX_BUCKETS, UserBlock, bucket_of_key, id_hashes
 from schemas import entries, layout
-from schemas.rows import decode_item, decode_recent
+from schemas.rows import decode_item, decode_purchases, decode_recent
 from streamsim.runtime.bigtable import delete_cells, entry, filters, open_tables
 from streamsim.runtime.settings import Settings
 
@@ -302,3 +302,22 @@ def read_sequences(
         yield current, sequences
     if skipped:
         log.warning("skipped %d recent rows whose keys are not streamsim keys", skipped)
+
+
+_PURCHASES_FILTER = filters.purchases()
+
+
+def read_purchases(settings: Settings, bucket_range: tuple[int, int], buckets: int) -> Iterator[list[tuple[str, int]]]:
+    """Every purchase index of buckets [start, end) (``recent`` p:e, read by key range as
+    :func:`read_sequences` reads o:e): ``[(item, event ms)]`` per user with purchases, oldest
+    first, at most PURCHASES_KEPT each (``batch.bought``)."""
+    start, end = bucket_range
+    rows = open_tables(settings).recent.read_cells(
+        start=bucket_start_key(start, buckets) if start > 0 else None,
+        end=bucket_start_key(end, buckets) if end < buckets else None,
+        row_filter=_PURCHASES_FILTER,
+    )
+    for _, cells in rows:
+        purchases = decode_purchases(cells)
+        if purchases:
+            yield purchases

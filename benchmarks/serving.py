@@ -21,6 +21,9 @@ every server pinned to CPU 0 (``taskset``) and wrk + the emulator on CPU 1:
   the requests with ``category=``): one range read per window per second, then the ranking;
 - one worker vs ``--workers 2``: session queries with nothing pinned (wrk shares
   both cores with the workers);
+- bought together (``GET /items/{item}/bought-together``, top-20 lists, cache warmed), a
+  basket of 5 (``POST /bought-together``) and buy again (``GET /users/{user}/buy-again``:
+  one purchase-index read and one statistics read per request, 20 purchases per user);
 - the Cython kernel vs a seed-style pure-Python dict scorer on the same inputs.
 
 Cases are interleaved over rounds and ratios are taken within a round
@@ -56,7 +59,7 @@ from streamsim.app import localstack
 from streamsim.runtime.bigtable import entry, open_tables, set_cell
 from streamsim.runtime.catalog import write_catalog
 from streamsim.runtime.provision import provision_bigtable
-from streamsim.runtime.seeding import write_generation, write_scores
+from streamsim.runtime.seeding import write_generation, write_purchases, write_scores
 from streamsim.runtime.settings import Settings
 
 GENERATION = 1_700_000_000_000
@@ -167,12 +170,20 @@ def wrk(
     workdir: Path,
     pid: int | None = None,
     cpu: str | None = LOAD_CPU,
+    bodies: list[str] | None = None,
 ) -> dict:
+    """``bodies``: POST each body (JSON) to ``paths[0]`` in turn instead of GETs of ``paths``."""
     script = workdir / "paths.lua"
-    listing = ",\n".join(json.dumps(path) for path in paths)
+    if bodies is None:
+        listing = ",\n".join(json.dumps(path) for path in paths)
+        send = "wrk.format('GET', paths[i])"
+    else:
+        listing = ",\n".join(json.dumps(body) for body in bodies)
+        headers = '{["Content-Type"] = "application/json"}'
+        send = f"wrk.format('POST', {json.dumps(paths[0])}, {headers}, paths[i])"
     script.write_text(
         "local paths = {\n" + listing + "\n}\nlocal i = 0\n"
-        "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n"
+        f"request = function()\n  i = i % #paths + 1\n  return {send}\nend\n"
     )
     command = [
         *(["taskset", "-c", cpu] if cpu is not None else []),
@@ -330,11 +341,25 @@ def main() -> int:
         os.environ.update(settings.emulator_env())
         provision_bigtable(settings)
         write_scores(settings, catalogue.users, mark_dirty=False)
+        bought_rng = random.Random(13)
         write_generation(
             settings,
             GENERATION,
             catalogue.neighbours,
             popular=[(item, 1000.0 - k) for k, item in enumerate(catalogue.items[:100])],
+            bought={item: pairs[:20] for item, pairs in catalogue.neighbours.items()},
+            repurchase={
+                item: (100, bought_rng.randrange(0, 60), bought_rng.randrange(1, 60) * 86_400_000)
+                for item in catalogue.items
+            },
+        )
+        now_ms = int(time.time() * 1000)
+        write_purchases(
+            settings,
+            {
+                user: [(item, now_ms - bought_rng.randrange(1, 90) * 86_400_000) for item in list(row)[:20]]
+                for user, row in catalogue.users.items()
+            },
         )
         catalog_rng = random.Random(5)
         write_catalog(
@@ -363,6 +388,9 @@ def main() -> int:
             f"/trending?window={window}&n=10" + (f"&category=cat{k % CATEGORIES}" if k % 5 == 0 else "")
             for k, window in enumerate(list(trending.WINDOWS) * 20)
         ]
+        bought_paths = [f"/items/{item}/bought-together?n=10" for item in rng.sample(catalogue.items, 500)]
+        baskets = [json.dumps({"items": rng.sample(catalogue.items, 5), "n": 10}) for _ in range(500)]
+        again_paths = [f"/users/user{u}/buy-again?n=10" for u in rng.sample(range(args.users), args.users)]
 
         bare_port, serve_port, pair_port = localstack.free_port(), localstack.free_port(), localstack.free_port()
         rules_port = localstack.free_port()
@@ -425,6 +453,9 @@ def main() -> int:
             wrk(warm_port, sessions, 5, args.connections, workdir)
         wrk(serve_port, filtered, 2, args.connections, workdir)
         wrk(serve_port, user_paths, 3, args.connections, workdir)
+        wrk(serve_port, bought_paths, 3, args.connections, workdir)
+        wrk(serve_port, ["/bought-together"], 3, args.connections, workdir, bodies=baskets)
+        wrk(serve_port, again_paths, 2, args.connections, workdir)
 
         # Rounds interleave the cases: the machine is shared, and load that
         # drifts between two back-to-back measurements would skew a ratio.
@@ -446,6 +477,19 @@ def main() -> int:
                 "session, rules (boost+cap)": wrk(
                     rules_port, sessions, args.seconds, args.connections, workdir, ruled.pid
                 ),
+                "bought together (warm)": wrk(
+                    serve_port, bought_paths, args.seconds, args.connections, workdir, server.pid
+                ),
+                "basket of 5, POST (warm)": wrk(
+                    serve_port,
+                    ["/bought-together"],
+                    args.seconds,
+                    args.connections,
+                    workdir,
+                    server.pid,
+                    bodies=baskets,
+                ),
+                "buy again": wrk(serve_port, again_paths, args.seconds, args.connections, workdir, server.pid),
             }
             for name, batch in (("reads alone", 1), ("batched reads alone", BATCHED_READS)):
                 reader = pinned(
@@ -518,6 +562,9 @@ def main() -> int:
             "session, rules (boost+cap)",
             "user queries",
             "trending",
+            "bought together (warm)",
+            "basket of 5, POST (warm)",
+            "buy again",
             "1 worker, both cores",
             "2 workers, both cores",
         ):

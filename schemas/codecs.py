@@ -140,3 +140,16 @@ def encode_intent(contributions: Iterable[tuple[str, float, int]]) -> bytes:
 
 def decode_intent(data: bytes) -> list[tuple[str, float, int]]:
     return [(user, float(r), int(n)) for user, r, n in json.loads(data)]
+
+
+_REPURCHASE = struct.Struct(">qqq")
+
+
+def encode_repurchase(buyers: int, repeat_buyers: int, interval_ms: int) -> bytes:
+    """A ``similarities b:rebuy`` cell: the item's buyers, the buyers who bought it twice
+    or more, and its typical repurchase interval in ms (0: nobody bought it twice)."""
+    return _REPURCHASE.pack(buyers, repeat_buyers, interval_ms)
+
+
+def decode_repurchase(data: bytes) -> tuple[int, int, int]:
+    return _REPURCHASE.unpack(data)

@@ -47,6 +47,10 @@ carry a configurable prefix, ``streamsim-`` by default::
     similarities   row = item_row_key(item)
       k:top          packed top-K neighbours (codecs.encode_neighbours); the
                      cell timestamp is the generation that wrote it
+      b:top          packed bought-together list (codecs.encode_neighbours; empty
+                     once the item has none), stamped with the generation like k:top
+      b:rebuy        codecs.encode_repurchase: the item's buyers, repeat buyers and
+                     typical repurchase interval, stamped with the generation
     meta           rows below
       generation  g:current   int64, the generation serving reads (the pointer)
       pass#<gen>  p:stats     JSON statistics of one refresh pass (FRESHNESS_KEYS
@@ -67,6 +71,9 @@ carry a configurable prefix, ``streamsim-`` by default::
                      cell timestamp = recent_cell_micros(event time, event id),
                      value = the item id (UTF-8). Read newest first, reversed, it is
                      the user's recent sequence in event-time order (``directed``).
+      p:e            one cell version per purchase, the user's last PURCHASES_KEPT
+                     purchases, written like o:e (same cell timestamp and value):
+                     the purchase index that bought-together and buy-again read
     sessions       two kinds of rows, both written like ``recent`` (below)
       row = item_sessions_key(item)
         h:s          one cell version per event on the item, its last SESSIONS_PER_ITEM:
@@ -145,6 +152,13 @@ SESSIONS_PER_ITEM = 5000
 #: An event without a ``session`` belongs to its user's session of one SESSION_GAP-long
 #: window of event time (session_key).
 SESSION_GAP = timedelta(minutes=30)
+#: Purchases kept per user in ``recent`` p:e (the purchase index): bought-together pairs
+#: per user are at most PURCHASES_KEPT² / 2, and a row of 64 short cells stays ~3 KB.
+PURCHASES_KEPT = 64
+#: Two purchases of one user are bought together when their event times are at most this
+#: far apart. A purchase cell holds the item and the event time, not the shop's session id,
+#: so a window stands for the session: a basket checked out at once lands within seconds.
+BOUGHT_TOGETHER_WINDOW = timedelta(hours=24)
 #: Similarity generations kept for rollback (the pointer may go back this far).
 KEEP_GENERATIONS = 3
 #: How long the catalogue change log keeps a change: a server that was away
@@ -180,6 +194,8 @@ HOLDERS = "h"
 ERASED = "x"
 FORGET = "f"
 ATTRIBUTED = "a"
+PURCHASES = "p"
+BOUGHT = "b"
 
 #: ``users`` s: qualifiers.
 SCORE = b"r"
@@ -199,6 +215,8 @@ TOP = b"top"
 RECENT = b"e"
 #: ``sessions`` h: qualifier (one column, one version per click on the item).
 HOLDER = b"s"
+#: ``similarities`` b: qualifiers (TOP: the bought-together list).
+REPURCHASE = b"rebuy"
 CURRENT = b"current"
 STATS = b"stats"
 #: ``items`` m: qualifiers.
@@ -232,6 +250,7 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
     },
     "similarities": {
         NEIGHBOURS: GcRule(max_versions=KEEP_GENERATIONS),
+        BOUGHT: GcRule(max_versions=KEEP_GENERATIONS),
     },
     "meta": {
         # Past pointer values stay readable as older cells, for rollback.
@@ -246,6 +265,7 @@ FAMILIES: dict[str, dict[str, GcRule]] = {
     "recent": {
         # Versions by event time (the cell timestamp), not by write time: no max_age.
         ORDER: GcRule(max_versions=RECENT_EVENTS),
+        PURCHASES: GcRule(max_versions=PURCHASES_KEPT),
     },
     "sessions": {
         # Versions by event time, as in ``recent``.

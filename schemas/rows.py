@@ -163,6 +163,16 @@ def decode_recent(cells: list[Cell], limit: int = layout.RECENT_EVENTS) -> list[
     return [c.value.decode("utf-8") for c in ordered[-limit:]]
 
 
+def decode_purchases(cells: list[Cell]) -> list[tuple[str, int]]:
+    """A user's purchase-index cells (``recent`` p:e; every version, any order) ->
+    ``(item, event ms)`` of the newest PURCHASES_KEPT purchases, oldest first."""
+    ordered = sorted(
+        (c for c in cells if c.family == layout.PURCHASES and c.qualifier == layout.RECENT),
+        key=lambda c: c.timestamp_micros,
+    )[-layout.PURCHASES_KEPT :]
+    return [(c.value.decode("utf-8"), layout.recent_event_ms(c.timestamp_micros)) for c in ordered]
+
+
 def decode_holders(cells: list[Cell], limit: int = layout.SESSIONS_PER_ITEM) -> list[tuple[str, int]]:
     """An item's ``sessions`` holder cells -> ``(session key, cell timestamp)`` of its newest
     ``limit`` clicks, newest first (a session clicking it twice is listed twice)."""

@@ -23,6 +23,7 @@ from aiohttp.http import HttpVersion11
 
 from schemas import attribution
 from serving import arms, errors, openapi, params, trending
+from serving.buy_again import RepurchaseCache
 from serving.catalog import Catalogue, CatalogueFollower
 from serving.config import ServingConfig
 from serving.generation import GenerationWatcher
@@ -53,6 +54,9 @@ PEERS = web.AppKey("peers", Peers)
 TRENDING = web.AppKey("trending", trending.TrendingBoards)
 #: The merchandising rules file followed (absent without ``--rules``).
 RULES = web.AppKey("rules", RulesFile)
+#: Bought-together lists, one cache for every arm (as CACHE).
+BOUGHT_CACHE = web.AppKey("bought_cache", NeighbourCache)
+REPURCHASE_CACHE = web.AppKey("repurchase_cache", RepurchaseCache)
 
 #: How long a starting server waits for its catalogue before it goes on (and listens,
 #: unless it listens only once ready): a big catalogue takes minutes to read, and a
@@ -158,8 +162,14 @@ async def get_recommendations(request: web.Request) -> web.Response:
 
 async def post_recommendations(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
+    body = await _json_body(request)
+    return await _recommend(request, params.session_body(body, config.weights, config.default_n))
+
+
+async def _json_body(request: web.Request):
+    """The request's JSON body, strictly: no query string, application/json, within the size limit."""
     if request.rel_url.raw_query_string:
-        raise params.BadRequest("POST /recommendations takes its parameters in the JSON body")
+        raise params.BadRequest(f"POST {request.path} takes its parameters in the JSON body")
     if request.content_type != "application/json":
         raise errors.UnsupportedMediaType("send the body as application/json")
     _refuse_a_large_body(request)
@@ -168,10 +178,9 @@ async def post_recommendations(request: web.Request) -> web.Response:
     try:
         # Decoded strictly first: json.loads(bytes) would let UTF-8-encoded
         # surrogates (b"\xed\xa0\x80") through as lone surrogates.
-        body = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise params.BadRequest("the body is not valid UTF-8 JSON") from None
-    return await _recommend(request, params.session_body(body, config.weights, config.default_n))
 
 
 def _refuse_a_large_body(request: web.Request) -> None:
@@ -246,6 +255,39 @@ async def get_recent(request: web.Request) -> web.Response:
     return _answer_json(request.app, "recent", arm, answer, user=user)
 
 
+async def get_bought_together(request: web.Request) -> web.Response:
+    item, options = params.similar_query(
+        _raw_id(request, "item", "/items/", "/bought-together"),
+        params.query_pairs(request.rel_url.raw_query_string),
+        request.app[CONFIG].default_n,
+    )
+    arm, recommender = _arm(request, None)
+    answer = await recommender.bought_together(
+        item, options.n, exclude=options.exclude, same_category=options.same_category
+    )
+    return _answer_json(request.app, "bought-together", arm, answer, item=item)
+
+
+async def post_bought_together(request: web.Request) -> web.Response:
+    items, options = params.basket_body(await _json_body(request), request.app[CONFIG].default_n)
+    arm, recommender = _arm(request, None)
+    answer = await recommender.bought_with_basket(
+        items, options.n, exclude=options.exclude, categories=options.categories
+    )
+    return _answer_json(request.app, "bought-together", arm, answer)
+
+
+async def get_buy_again(request: web.Request) -> web.Response:
+    user, options = params.buy_again_query(
+        _raw_id(request, "user", "/users/", "/buy-again"),
+        params.query_pairs(request.rel_url.raw_query_string),
+        request.app[CONFIG].default_n,
+    )
+    arm, recommender = _arm(request, user)
+    answer = await recommender.buy_again(user, options.n, exclude=options.exclude, categories=options.categories)
+    return _answer_json(request.app, "buy-again", arm, answer, user=user)
+
+
 def _raw_id(request: web.Request, name: str, prefix: str, suffix: str) -> str:
     """The id in ``{prefix}{id}{suffix}``, decoded strictly from the path as sent.
 
@@ -306,6 +348,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/items/{item}/similar", get_similar)
     app.router.add_get("/users/{user}/recent", get_recent)
     app.router.add_get("/trending", get_trending)
+    app.router.add_get("/items/{item}/bought-together", get_bought_together)
+    app.router.add_post("/bought-together", post_bought_together, expect_handler=expect_continue)
+    app.router.add_get("/users/{user}/buy-again", get_buy_again)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -338,6 +383,8 @@ async def bigtable_context(app: web.Application):
             sessions=sessions,
             session_knn=config.session_knn,
             rules=app.get(RULES),
+            bought_cache=app[BOUGHT_CACHE],
+            repurchase_cache=app[REPURCHASE_CACHE],
         )
         for arm in config.arms
     }
@@ -386,6 +433,8 @@ def create_app(config: ServingConfig, peers: Peers | None = None) -> web.Applica
     if peers is not None:
         app[PEERS] = peers
     app[CACHE] = cache = NeighbourCache(config.cache_rows, config.absent_cache_rows)
+    app[BOUGHT_CACHE] = NeighbourCache(config.cache_rows, config.absent_cache_rows)
+    app[REPURCHASE_CACHE] = RepurchaseCache(config.cache_rows)
     app[CATALOGUE] = Catalogue()
     if config.rules:
         app[RULES] = RulesFile(config.rules, config.start_rules)

@@ -19,7 +19,7 @@
 - ``streamsim_serving_cache_absent_ids``: ids cached as having no similarity row
 - ``streamsim_serving_worker{pid}``: 1, naming the worker process
 - ``streamsim_serving_answers_total{arm,route}``: answers given an attribution token
-  (``route``: ``user``, ``session``, ``similar``; ``schemas.attribution``)
+  (``route``: ``schemas.attribution.ROUTES``)
 - ``streamsim_serving_rules_loads_total``, ``..._rules_load_failures_total``: the merchandising
   rules file read again after a change, and changed files refused (the rules in force kept)
 

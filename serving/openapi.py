@@ -196,6 +196,35 @@ def document() -> dict:
         ],
         "responses": {**_ok("Trending", "rising items, best first"), **_errors(*_API_ERRORS)},
     }
+    bought_get = {
+        "summary": "Items bought together with one item, best first",
+        "description": "Items purchased by the same users within BOUGHT_TOGETHER_WINDOW of this one (never "
+        "items only browsed together), scored co-buyers / sqrt(buyers_i * buyers_j) by the refresh "
+        "(`source: bought-together`); a short list is filled from the popularity list (`source: popular`). "
+        "404 exactly when /items/{item}/similar is.",
+        "parameters": [_path_id("item"), N_PARAM, EXCLUDE, SAME_CATEGORY],
+        "responses": {**_ok("Recommendations", "best first"), **_errors(400, 404, 405, 500, 503)},
+    }
+    bought_post = {
+        "summary": "Items bought together with a basket",
+        "description": "The sum of the basket items' bought-together lists; basket items and `exclude` are "
+        "never returned; a short list is filled from the popularity list.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Basket")}}},
+        "responses": {**_ok("Recommendations", "best first"), **_errors(400, 405, 413, 415, 500, 503)},
+    }
+    buy_again_get = {
+        "summary": "The user's purchases worth buying again, best first",
+        "description": "Items of the user's purchase index that other users buy repeatedly, scored by the "
+        "item's repurchase rate and the time since the user's last purchase of it against the item's "
+        "typical interval (docs/serving.md). No popularity fill: the list may be shorter than n.",
+        "parameters": [
+            _path_id("user"),
+            N_PARAM,
+            EXCLUDE,
+            CATEGORY,
+        ],
+        "responses": {**_ok("Recommendations", "best first"), **_errors(400, 405, 500, 503)},
+    }
     probe = {"content": {"application/json": {"schema": _ref("Status")}}}
     return {
         "openapi": "3.1.0",
@@ -208,7 +237,10 @@ def document() -> dict:
         "paths": {
             "/recommendations": {"get": recommendations_get, "post": recommendations_post},
             "/items/{item}/similar": {"get": similar},
+            "/items/{item}/bought-together": {"get": bought_get},
+            "/bought-together": {"post": bought_post},
             "/users/{user}/recent": {"get": recent},
+            "/users/{user}/buy-again": {"get": buy_again_get},
             "/trending": {"get": trending_get},
             "/healthz": {
                 "get": {"summary": "The process is up", "responses": {"200": {"description": "alive", **probe}}}
@@ -268,9 +300,18 @@ def document() -> dict:
                         "score": {"type": "number"},
                         "source": {
                             "type": "string",
-                            "enum": ["similar", "sessions", "popular", "recent", "pinned"],
+                            "enum": [
+                                "similar",
+                                "sessions",
+                                "popular",
+                                "bought-together",
+                                "buy-again",
+                                "recent",
+                                "pinned",
+                            ],
                             "description": "pinned: placed by a merchandising rule (--rules, docs/serving.md)",
                         },
+                        "last_purchase_ms": {"type": "integer", "description": "buy-again: the user's last purchase"},
                         "because": {
                             "type": "array",
                             "description": "with explain=true",
@@ -341,6 +382,17 @@ def document() -> dict:
                         "explain": {"type": "boolean", "default": False},
                         "category": {"type": "array", "items": _id(), "minItems": 1, "maxItems": MAX_CATEGORIES},
                         "allow_repeats": {"type": "boolean"},
+                    },
+                },
+                "Basket": {
+                    "type": "object",
+                    "required": ["items"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "items": {"type": "array", "items": _id(), "minItems": 1, "maxItems": MAX_REQUEST_ITEMS},
+                        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 10},
+                        "exclude": {"type": "array", "items": _id(), "minItems": 0, "maxItems": MAX_EXCLUDE},
+                        "category": {"type": "array", "items": _id(), "minItems": 1, "maxItems": MAX_CATEGORIES},
                     },
                 },
                 "Status": {

@@ -271,3 +271,20 @@ def similar_query(item: str, query, default_n: int) -> tuple[str, Options]:
     """``GET /items/{item}/similar``: ``item`` decoded already (see :func:`path_id`)."""
     values = _single(query, {"n", "exclude", "same_category"})
     return check_id("item", item), _options(values, default_n)
+
+
+def basket_body(body, default_n: int) -> tuple[list[str], Options]:
+    """``POST /bought-together``: ``{"items": [item, ...], "n": 10, "exclude": [...], "category": [...]}``."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    values = _single(body, {"items", "n", "exclude", "category"})
+    if "items" not in values:
+        raise BadRequest("items must be a non-empty list of item ids")
+    items = parse_id_list("items", values["items"], MAX_REQUEST_ITEMS, text=False)
+    return items, _options(values, default_n, text=False)
+
+
+def buy_again_query(user: str, query, default_n: int) -> tuple[str, Options]:
+    """``GET /users/{user}/buy-again``: ``user`` decoded already (see :func:`path_id`)."""
+    values = _single(query, {"n", "exclude", "category"})
+    return check_id("user", user), _options(values, default_n)

@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -36,12 +37,13 @@ import numpy as np
 
 from schemas import layout
 from schemas.tuned import QueryKnobs
+from serving import buy_again
 from serving.blend import blend
 from serving.catalog import NO_CATEGORY, Catalogue
 from serving.generation import Generation, GenerationWatcher
 from serving.history import HistoryReads
 from serving.neighbours import NO_NEIGHBOURS, NeighbourCache, NeighbourRow
-from serving.rules import NO_RULES, Rules, RulesFile, arrange
+from serving.rules import NO_RULES, Rules, RulesFile, apply, arrange
 from serving.scoring import Scorer, TopN
 from serving.session_knn import SessionKnn, with_item_item
 from serving.session_knn import top as top_votes
@@ -56,6 +58,10 @@ POPULAR = "popular"
 SESSIONS = "sessions"
 #: The user's own recently viewed items (``/users/{user}/recent``).
 RECENT = "recent"
+#: Items bought together with the query's (``batch.bought``), and items to buy again: the
+#: routes' names (attribution, rules) and their entries' ``source``.
+BOUGHT_TOGETHER = "bought-together"
+BUY_AGAIN = "buy-again"
 #: /similar scores one list with weight 1: the scores are the cosines.
 _UNIT_WEIGHT = np.ones(1)
 #: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
@@ -121,6 +127,8 @@ class Recommender:
         sessions: SessionIndexReads | None = None,
         session_knn: SessionKnn | None = None,
         rules: RulesFile | None = None,
+        bought_cache: NeighbourCache | None = None,
+        repurchase_cache: buy_again.RepurchaseCache | None = None,
     ):
         self._store = store
         self._watcher = watcher
@@ -136,6 +144,9 @@ class Recommender:
         self._sessions = sessions
         self._session_knn = session_knn
         self._rules_file = rules
+        #: Bought-together lists, cached like the neighbour lists (per generation view).
+        self._bought_cache = bought_cache if bought_cache is not None else NeighbourCache(cache.max_rows)
+        self._repurchase_cache = repurchase_cache or buy_again.RepurchaseCache(cache.max_rows)
 
     def rules(self) -> Rules:
         """The merchandising rules in force now (read once per answer)."""
@@ -153,6 +164,7 @@ class Recommender:
             renewed = current.renewed()
             self._watcher.replace(current, renewed)
             self._cache.drop_generation(current.cache_key)
+            self._bought_cache.drop_generation(current.cache_key)
             log.info("vocabulary of generation %d reached %d items: renewed", current.number, len(current.vocabulary))
             current = self._watcher.current
         if not self._catalogue.loaded:
@@ -332,6 +344,86 @@ class Recommender:
             picked = arrange(rules, SIMILAR, picked, n, self._catalogue.category_of, self._eligible(excluded, codes))
         return Answer(generation.number, picked)
 
+    async def bought_together(
+        self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False
+    ) -> Answer:
+        """Items bought together with ``item`` (``batch.bought`` scores), then the popular fill.
+
+        :class:`UnknownItem` exactly when :meth:`similar` raises it (no similarity row): an
+        item known to the generation but never bought with another gets the fill only.
+        """
+        generation = await self.generation()
+        (row,) = await self._neighbour_lists(generation, [item])
+        if row is NO_NEIGHBOURS:
+            raise UnknownItem(f"the item has no similarity row in generation {generation.number}")
+        codes = None
+        if same_category:
+            self.filtered["same_category"] += 1
+            code = self._catalogue.category_code(item)
+            codes = np.array([] if code == NO_CATEGORY else [code], dtype=np.int32)
+        return await self._bought(generation, [item], n, {item, *exclude}, codes)
+
+    async def bought_with_basket(
+        self, items: list[str], n: int, *, exclude: Iterable[str] = (), categories=()
+    ) -> Answer:
+        """The sum of the basket items' bought-together lists; basket items never come back;
+        items without a list add nothing (an unknown one too); then the popular fill."""
+        generation = await self.generation()
+        basket = list(dict.fromkeys(items))
+        return await self._bought(generation, basket, n, set(basket).union(exclude), self._codes(categories))
+
+    async def _bought(self, generation, items, n, excluded, codes) -> Answer:
+        rows = await self._neighbour_lists(generation, items, bought=True)
+        weights = np.ones(len(items))
+        rules = self.rules()
+        wanted = n + rules.extra(BOUGHT_TOGETHER, n)
+        picked = self._score(
+            generation, items, weights, rows, wanted, excluded, False, codes, rules, source=BOUGHT_TOGETHER
+        )
+        picked = self._finish(generation, BOUGHT_TOGETHER, picked, n, excluded, False, codes, rules)
+        return Answer(generation.number, picked)
+
+    async def buy_again(
+        self, user: str, n: int, *, exclude: Iterable[str] = (), categories=(), now_ms: int | None = None
+    ) -> Answer:
+        """The user's purchases worth buying again (``serving.buy_again``), best first; no fill."""
+        generation = await self.generation()
+        purchases = await self._store.read_purchases(user)
+        hidden, skip = self._catalogue.hidden, set(exclude)
+        codes = self._codes(categories)
+        wanted = None if codes is None else set(codes.tolist())
+        kept = [
+            (item, ms)
+            for item, ms in purchases
+            if item not in hidden
+            and item not in skip
+            and (wanted is None or self._catalogue.category_code(item) in wanted)
+        ]
+        if not kept:
+            return Answer(generation.number, [])
+        stats = await self._repurchase(generation, list(dict.fromkeys(item for item, _ in kept)))
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        rules = self.rules()
+        ranked = buy_again.rank(kept, stats, now, n if rules is NO_RULES else len(kept))
+        picked = [
+            {"item": item, "score": score, "source": BUY_AGAIN, "last_purchase_ms": ms} for item, score, ms in ranked
+        ]
+        if rules is not NO_RULES:
+            # Pins may only name what the user bought and may buy again: the ranking itself.
+            ranked_items = {entry["item"] for entry in picked}
+            picked = apply(rules, BUY_AGAIN, picked, n, self._catalogue.category_of, ranked_items.__contains__)
+        return Answer(generation.number, picked)
+
+    async def _repurchase(self, generation: Generation, items: list[str]) -> dict[str, tuple[int, int, int]]:
+        """The items' repurchase statistics as of the generation, cached (``buy_again.RepurchaseCache``)."""
+        found, missing = self._repurchase_cache.lookup(generation.number, items)
+        if missing:
+            read = await self._store.read_repurchase(generation.number, missing)
+            for item in missing:
+                found[item] = read.get(item, buy_again.NO_STATS)
+                self._repurchase_cache.store(generation.number, item, found[item])
+        return found
+
     def _codes(self, categories) -> np.ndarray | None:
         if not categories:
             return None
@@ -374,26 +466,42 @@ class Recommender:
                 entry.setdefault("because", [])
         return picked
 
-    async def _neighbour_lists(self, generation: Generation, items: list[str]) -> list[NeighbourRow]:
-        key = generation.cache_key
-        found, missing = self._cache.lookup(key, items)
+    async def _neighbour_lists(
+        self, generation: Generation, items: list[str], *, bought: bool = False
+    ) -> list[NeighbourRow]:
+        """The items' similarity rows (``bought``: bought-together lists), cached per generation view."""
+        key, cache = generation.cache_key, self._bought_cache if bought else self._cache
+        found, missing = cache.lookup(key, items)
         if not missing:
             return found
-        read = await self._store.read_neighbours(generation.number, missing)
+        reader = self._store.read_bought if bought else self._store.read_neighbours
+        read = await reader(generation.number, missing)
         vocabulary = generation.vocabulary
         fetched = {}
         for item in missing:
             pair = read.get(item)
             row = NO_NEIGHBOURS if pair is None else NeighbourRow(vocabulary.indices(pair[0]), pair[1])
-            self._cache.store(key, item, row)
+            cache.store(key, item, row)
             fetched[item] = row
         return [fetched[item] if row is None else row for item, row in zip(items, found)]
 
     def _score(
-        self, generation, items, weights, rows, n, excluded, explain, codes, rules=NO_RULES, *, boost=True
+        self,
+        generation,
+        items,
+        weights,
+        rows,
+        n,
+        excluded,
+        explain,
+        codes,
+        rules=NO_RULES,
+        *,
+        boost=True,
+        source=SIMILAR,
     ) -> list[dict]:
-        """The kernel's n best; under ``rules`` excluded categories are out and (with ``boost``)
-        the scores multiplied."""
+        """The kernel's n best, as entries of ``source``; under ``rules`` excluded categories are
+        out and (with ``boost``) the scores multiplied."""
         if not rows:
             return []
         vocabulary = generation.vocabulary
@@ -408,7 +516,7 @@ class Recommender:
         ids = vocabulary.ids
         if not explain:
             return [
-                {"item": ids[index], "score": score, "source": SIMILAR}
+                {"item": ids[index], "score": score, "source": source}
                 for index, score in zip(top.items.tolist(), top.scores.tolist())
             ]
         picked = []
@@ -422,7 +530,7 @@ class Recommender:
                 {
                     "item": ids[index],
                     "score": score,
-                    "source": SIMILAR,
+                    "source": source,
                     "because": [{"item": item, "contribution": value} for item, value in because],
                 }
             )

@@ -20,6 +20,7 @@ from schemas.rows import (
     decode_catalog,
     decode_catalog_log,
     decode_holders,
+    decode_purchases,
     decode_recent,
     neighbours_cell,
 )
@@ -53,6 +54,7 @@ _CATALOG_LOG = filters.chain(filters.family(layout.CATALOG_LOG), filters.newest(
 BACKGROUND_DEADLINE_SECONDS = 10.0
 _SESSION = filters.session_events()
 _RECENT = filters.recent_events()
+_PURCHASES = filters.purchases()
 _PASS_STATS = filters.chain(filters.column(layout.PASS_STATS, layout.STATS), filters.newest())
 
 
@@ -232,6 +234,35 @@ class BigtableStore:
             cell = neighbours_cell(row)
             if cell is not None:
                 found[keys[key]] = codecs.decode_neighbours_arrays(cell.value)
+        return found
+
+    # --- bought together and buy again (``batch.bought`` writes what these read) ----------
+    async def read_purchases(self, user: str) -> list[tuple[str, int]]:
+        """The user's purchase index as ``(item, event ms)``, oldest first (one row read)."""
+        key = layout.recent_row_key(user)
+        found = await self._tables.read_cells(self._ids.recent, [key], _PURCHASES, timeout=self._timeout())
+        return decode_purchases(found.get(key, []))
+
+    async def read_bought(self, generation: int, items: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Bought-together lists of ``items`` as of ``generation`` (absent: no ``b:top`` cell), in one read."""
+        cells = await self._bought_column(generation, items, layout.TOP)
+        return {item: codecs.decode_neighbours_arrays(value) for item, value in cells.items()}
+
+    async def read_repurchase(self, generation: int, items: list[str]) -> dict[str, tuple[int, int, int]]:
+        """``(buyers, repeat buyers, interval ms)`` of ``items`` as of ``generation``, in one read."""
+        cells = await self._bought_column(generation, items, layout.REPURCHASE)
+        return {item: codecs.decode_repurchase(value) for item, value in cells.items()}
+
+    async def _bought_column(self, generation: int, items: list[str], qualifier: bytes) -> dict[str, bytes]:
+        keys = {layout.item_row_key(item): item for item in items}
+        rows = await self._read(
+            self._ids.similarities, list(keys), filters.visible_at(generation, layout.BOUGHT, qualifier)
+        )
+        found = {}
+        for key, row in rows.items():
+            cell = row.get(layout.BOUGHT, {}).get(qualifier)
+            if cell is not None:
+                found[keys[key]] = cell.value
         return found
 
 

@@ -12,9 +12,9 @@ events topic both end in :func:`forget_user`. It
    transformed norms and the counts move once and the item is marked dirty); the item
    row keeps an *erasure mark* (``items x:<token>`` = the epoch); then U's older-epoch
    ``users`` rows are deleted, each only if its version is the one read; then U's
-   ``recent`` cells dated at or before T, and U's clicks in the ``sessions`` index dated at
-   or before T (the sessions the stream cut by time, found under U's key prefix, and their
-   holder cells on U's items);
+   ``recent`` cells dated at or before T (its sequence and its purchase index), and U's
+   clicks in the ``sessions`` index dated at or before T (the sessions the stream cut by
+   time, found under U's key prefix, and their holder cells on U's items);
 3. writes the **receipt** (``meta forget#<token> f:receipt``): when it was asked, what was
    removed, when the erasure completed. The first generation computed without U is the
    first complete refresh pass that started after that (:func:`receipt`, filled in once
@@ -155,7 +155,20 @@ def erase_user(store: FoldStore, user: str, tombstone: Tombstone) -> dict:
         # What a reader saw: the newest RECENT_EVENTS cells (GC is lazy), those at or before T.
         cells = [c for _, cs in store.recent.read_cells([key], row_filter=filters.recent_events()) for c in cs]
         removed["recent_events"] = sum(c.timestamp_micros < until for c in cells)
-        store.recent.mutate([entry(key, [delete_cells(layout.ORDER, layout.RECENT, before_micros=until)])])
+        bought = [c for _, cs in store.recent.read_cells([key], row_filter=filters.purchases()) for c in cs]
+        removed["purchases"] = sum(c.timestamp_micros < until for c in bought)
+        # The purchase index goes in the same row mutation as the sequence (one atomic write).
+        store.recent.mutate(
+            [
+                entry(
+                    key,
+                    [
+                        delete_cells(layout.ORDER, layout.RECENT, before_micros=until),
+                        delete_cells(layout.PURCHASES, layout.RECENT, before_micros=until),
+                    ],
+                )
+            ]
+        )
         removed["session_clicks"] = _erase_sessions(store, user, set(rows), cells, until)
     return removed
 

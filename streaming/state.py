@@ -9,7 +9,14 @@ empty scores and zero counts, not an error. A user's items are a prefix scan of
 from __future__ import annotations
 
 from schemas import attribution, layout
-from schemas.rows import decode_contribution, decode_holders, decode_item, decode_pair, decode_recent
+from schemas.rows import (
+    decode_contribution,
+    decode_holders,
+    decode_item,
+    decode_pair,
+    decode_purchases,
+    decode_recent,
+)
 from streamsim.runtime.bigtable import filters, open_tables
 from streamsim.runtime.settings import Settings
 
@@ -85,6 +92,15 @@ def scan_recent(settings: Settings) -> dict[str, list[str]]:
         layout.id_from_row_key(key): decode_recent(cells)
         for key, cells in open_tables(settings).recent.read_cells(row_filter=filters.recent_events())
     }
+
+
+def scan_purchases(settings: Settings) -> dict[str, list[tuple[str, int]]]:
+    """Every user's purchase index ``{user: [(item, event ms), ...]}``, oldest first (tests, small tables)."""
+    found = {
+        layout.id_from_row_key(key): decode_purchases(cells)
+        for key, cells in open_tables(settings).recent.read_cells(row_filter=filters.purchases())
+    }
+    return {user: purchases for user, purchases in found.items() if purchases}
 
 
 def scan_sessions(settings: Settings) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

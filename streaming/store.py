@@ -40,7 +40,9 @@ its successor) and wherever a writer crashes:
    timestamp and value are functions of the event alone (``schemas.layout`` argues why
    that is correct with any number of writers). Every delivered event is written, not
    only those the pair step accepts: a batch redelivered after a crash finds its events
-   marked as duplicates, and still (re)writes their identical cells.
+   marked as duplicates, and still (re)writes their identical cells. A purchase also gets
+   a cell in the row's purchase index (``p:e``), in the same row mutation and of the same
+   shape, so the same argument holds for it (and the index and the sequence agree).
 5. **Session index.** :meth:`FoldStore.append_sessions` writes each event as one cell of its
    session's row and one cell of its item's holder row in ``sessions``, blind and
    idempotent in the same way (``schemas.layout``). Session rows go first: a session an
@@ -67,6 +69,7 @@ from collections.abc import Iterable
 
 from schemas import Event, Weights, layout, trending
 from schemas.codecs import encode_contribution, encode_double, encode_int64, encode_intent
+from schemas.events import EventType
 from schemas.rows import ItemRow, PairRow, decode_contribution, decode_item, decode_pair
 from streaming.fold import Contribution, ItemFold, PairFold, fold_item, fold_pair
 from streaming.trending import board_entries, count_events
@@ -206,12 +209,21 @@ class FoldStore:
             self._count_reads(stats, before)
 
     def append_recent(self, events: list[Event]) -> None:
-        """Each event as a cell of its user's ``recent`` row (blind and idempotent: module docstring, 4)."""
+        """Each event as a cell of its user's ``recent`` row, and each purchase as a cell of
+        the row's purchase index (blind and idempotent: module docstring, 4)."""
         by_user: dict[str, list[Event]] = {}
         for event in events:
             by_user.setdefault(event.user, []).append(event)
         self.recent.mutate(
-            entry(layout.recent_row_key(user), _click_cells(layout.ORDER, layout.RECENT, _items(user_events)))
+            entry(
+                layout.recent_row_key(user),
+                _click_cells(layout.ORDER, layout.RECENT, _items(user_events))
+                + _click_cells(
+                    layout.PURCHASES,
+                    layout.RECENT,
+                    _items([e for e in user_events if e.type is EventType.PURCHASE]),
+                ),
+            )
             for user, user_events in by_user.items()
         )
 

@@ -68,8 +68,11 @@ def write_generation(
     *,
     popular: list[tuple[str, float]] = (),
     flip: bool = True,
+    bought: Mapping[str, list[tuple[str, float]]] | None = None,
+    repurchase: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> None:
-    """Similarity rows and the popularity list of one generation, then (``flip``) the pointer."""
+    """Similarity rows and the popularity list of one generation, then (``flip``) the pointer;
+    ``bought``/``repurchase``: its bought-together lists and (buyers, repeat buyers, interval ms)."""
     when = layout.generation_cell_micros(generation)
     tables = open_tables(settings)
     tables.similarities.mutate(
@@ -78,6 +81,15 @@ def write_generation(
         )
         for item, pairs in neighbours.items()
     )
+    bought_cells = [
+        (item, set_cell(layout.BOUGHT, layout.TOP, codecs.encode_neighbours(pairs), when))
+        for item, pairs in (bought or {}).items()
+    ] + [
+        (item, set_cell(layout.BOUGHT, layout.REPURCHASE, codecs.encode_repurchase(*stats), when))
+        for item, stats in (repurchase or {}).items()
+    ]
+    if bought_cells:
+        tables.similarities.mutate(entry(layout.item_row_key(item), [cell]) for item, cell in bought_cells)
     tables.meta.mutate(
         [entry(layout.POPULAR_ROW, [set_cell(layout.NEIGHBOURS, layout.TOP, codecs.encode_neighbours(popular), when)])]
     )
@@ -90,3 +102,23 @@ def write_generation(
                 )
             ]
         )
+
+
+def write_purchases(settings: Settings, purchases: Mapping[str, list[tuple[str, int]]]) -> None:
+    """Users' purchase indexes (``recent`` p:e) from ``(item, event ms)``, as the fold writes them
+    (the event id of a seeded purchase is ``<user>/<k>``)."""
+    open_tables(settings).recent.mutate(
+        entry(
+            layout.recent_row_key(user),
+            [
+                set_cell(
+                    layout.PURCHASES,
+                    layout.RECENT,
+                    item.encode("utf-8"),
+                    layout.recent_cell_micros(ms, f"{user}/{k}"),
+                )
+                for k, (item, ms) in enumerate(bought)
+            ],
+        )
+        for user, bought in purchases.items()
+    )

@@ -447,10 +447,12 @@ def test_backend_stopped_is_503_then_recovers(stack, tmp_path):
         live = serve(settings)
         assert live.get("/recommendations?user=u1&n=1")[0] == 200
         emulator.stop()
-        for path in ("/recommendations?user=u1&n=1", "/readyz"):
+        for path in ("/recommendations?user=u1&n=1", "/readyz", "/items/a/bought-together", "/users/u1/buy-again"):
             status, error = live.get(path)
             assert (status, error["error"]) == (503, "backend_unavailable"), error
             assert error["generation"] == G1
+        status, error = live.post("/bought-together", {"items": ["b"]})
+        assert (status, error["error"]) == (503, "backend_unavailable"), error
         assert live.get("/healthz")[0] == 200
 
         emulator = localstack.start_emulator("bigtable", port, tmp_path)
@@ -514,11 +516,17 @@ def test_every_recommendation_answer_names_its_arm_and_attribution(seeded):
             ("session", live.get("/recommendations?browsed=a")[1]),
             ("session", live.post("/recommendations", {"items": [{"item": "a", "type": "browse"}]})[1]),
             ("similar", live.get("/items/a/similar")[1]),
+            ("bought-together", live.get("/items/a/bought-together")[1]),
+            ("bought-together", live.post("/bought-together", {"items": ["a", "b"]})[1]),
+            ("recent", live.get("/users/u1/recent")[1]),
+            ("buy-again", live.get("/users/u1/buy-again")[1]),
+            ("trending", live.get("/trending")[1]),
         ]
         tokens = [attribution.decode(answer["attribution"]) for _, answer in answers]
         assert [t.route for t in tokens] == [route for route, _ in answers]
+        assert {t.route for t in tokens} == set(attribution.ROUTES)  # every route a token can name
         assert {(t.arm, answer["arm"]) for t, (_, answer) in zip(tokens, answers)} == {("B", "B")}
-        assert {t.generation for t in tokens} == {G1} and len({t.request_id for t in tokens}) == 4
+        assert {t.generation for t in tokens} == {G1} and len({t.request_id for t in tokens}) == len(answers)
         text = live.metrics()
         assert 'streamsim_serving_answers_total{arm="B",route="session"} 2.0' in text
         assert 'streamsim_serving_answers_total{arm="B",route="user"} 1.0' in text

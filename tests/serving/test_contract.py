@@ -59,7 +59,14 @@ def api(stack):
     settings = dataclasses.replace(stack, prefix="contract-")
     provision_bigtable(settings)
     write_scores(settings, {"u1": {"a": 2.0, "b": 1.0}, "0": {"a": 1.0}})
-    write_generation(settings, G1, {**NEIGHBOURS, "0": [("a", 0.5)]}, popular=POPULAR)
+    write_generation(
+        settings,
+        G1,
+        {**NEIGHBOURS, "0": [("a", 0.5)]},
+        popular=POPULAR,
+        bought={"a": [("b", 0.5)], "0": [("a", 0.5)]},
+        repurchase={"a": (4, 2, 86_400_000)},
+    )
     # A catalogue, so that the filters have categories to match and items to hide.
     write_catalog(
         open_tables(settings),

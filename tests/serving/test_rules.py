@@ -21,7 +21,9 @@ from serving.generation import Generation
 from serving.rules import MAX_RULES_BYTES, NO_RULES, PINNED, RulesError, RulesFile, apply, parse_rules, read_rules
 from serving.session_knn import SessionKnn
 from streaming.store import FoldStore, fold_batch
+from streamsim.runtime.seeding import write_generation, write_purchases
 from tests.serving.live import G1, items, serve, wait_for
+from tests.serving.shop import NEIGHBOURS, POPULAR
 from tests.serving.shop import write_catalogue as _catalogue
 
 # --- parsing ------------------------------------------------------------------------
@@ -447,3 +449,30 @@ def test_the_scenario_routes_follow_the_rules(ruled, shop):
     rules.write({"exclude_categories": ["hats"], "pin": [{"route": "trending", "item": "d", "position": 1}]})
     assert items(live.get("/users/u1/recent")[1]) == ["d", "b", "a"]
     assert _pairs(live.get("/trending")[1]) == [("d", PINNED), ("b", "trending")]
+
+
+def test_bought_together_and_buy_again_follow_the_rules(ruled, shop):
+    live, rules = ruled
+    day = 86_400_000
+    now = int(time.time() * 1000)
+    # a's bought-together list: b .9 (shoes), c .8 (hats), d .7 (shoes), e .6 (hats); u1 bought d
+    # (rebought by half its buyers, every day) a day ago and e (the same) a day and a half ago.
+    write_generation(
+        shop,
+        G1,
+        NEIGHBOURS,
+        popular=POPULAR,
+        bought={"a": [("b", 0.9), ("c", 0.8), ("d", 0.7), ("e", 0.6)]},
+        repurchase={"d": (10, 5, day), "e": (10, 5, day)},
+    )
+    write_purchases(shop, {"u1": [("d", now - day), ("e", now - 3 * day // 2)]})
+    assert items(live.get("/items/a/bought-together?n=4")[1]) == ["b", "c", "d", "e"]
+    assert items(live.get("/users/u1/buy-again")[1]) == ["d", "e"]  # due now, then overdue
+    rules.write({"boost": [{"category": "hats", "factor": 2.0}], "cap_per_category": {"bought-together": 1}})
+    assert items(live.get("/items/a/bought-together?n=2")[1]) == ["c", "b"]  # 1.6 (hats), .9; one of each
+    assert items(live.get("/users/u1/buy-again")[1]) == ["e", "d"]
+    rules.write({"exclude_categories": ["hats"], "pin": [{"route": "buy-again", "item": "e", "position": 1}]})
+    assert "c" not in items(live.get("/items/a/bought-together?n=4")[1])
+    assert items(live.get("/users/u1/buy-again")[1]) == ["d"]  # e's category is excluded: no pin
+    rules.write({"pin": [{"route": "buy-again", "item": "e", "position": 1}]})
+    assert _pairs(live.get("/users/u1/buy-again")[1]) == [("e", PINNED), ("d", "buy-again")]

@@ -83,6 +83,9 @@ def _assert_equals_oracle(settings, events) -> None:
         by_user.setdefault(event.user, []).append(event)
     expected = {u: [e.item for e in evs[-layout.RECENT_EVENTS :]] for u, evs in by_user.items()}
     assert state.scan_recent(settings) == expected
+    # The purchase index: each user's last PURCHASES_KEPT purchases, each once.
+    bought = {u: [(e.item, e.ts_ms) for e in evs if e.type is EventType.PURCHASE] for u, evs in by_user.items()}
+    assert state.scan_purchases(settings) == {u: p[-layout.PURCHASES_KEPT :] for u, p in bought.items() if p}
     assert state.scan_sessions(settings) == session_index_oracle(events)
 
 

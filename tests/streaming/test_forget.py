@@ -92,6 +92,9 @@ def _assert_state_is(settings, events) -> None:
         by_user.setdefault(e.user, []).append(e)
     recent = {u: [e.item for e in evs[-layout.RECENT_EVENTS :]] for u, evs in by_user.items()}
     assert state.scan_recent(settings) == recent
+    bought = {u: [e for e in evs if e.type is EventType.PURCHASE] for u, evs in by_user.items()}
+    purchases = {u: [(e.item, e.ts_ms) for e in evs[-layout.PURCHASES_KEPT :]] for u, evs in bought.items() if evs}
+    assert state.scan_purchases(settings) == purchases
 
 
 def test_forget_erases_every_row_and_the_norms_equal_an_oracle_without_the_user(fresh_stack):
@@ -112,6 +115,7 @@ def test_forget_erases_every_row_and_the_norms_equal_an_oracle_without_the_user(
         "events": len(gone),
         "items": len(touched),
         "recent_events": min(len(gone), layout.RECENT_EVENTS),
+        "purchases": min(sum(e.type is EventType.PURCHASE for e in gone), layout.PURCHASES_KEPT),
         # Every event is dated in the first SESSION_GAP: one time-cut session, its newest clicks.
         "session_clicks": min(len(gone), layout.SESSION_EVENTS),
     }

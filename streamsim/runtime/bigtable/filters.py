@@ -41,6 +41,13 @@ def recent_events() -> RowFilter:
     return chain(column(layout.ORDER, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.RECENT_EVENTS))
 
 
+def purchases() -> RowFilter:
+    """A user's purchase index: its newest PURCHASES_KEPT cells."""
+    return chain(
+        column(layout.PURCHASES, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.PURCHASES_KEPT)
+    )
+
+
 def session_events() -> RowFilter:
     """A session's items: its newest SESSION_EVENTS cells."""
     return chain(column(layout.ORDER, layout.RECENT), RowFilter(cells_per_column_limit_filter=layout.SESSION_EVENTS))
@@ -137,14 +144,15 @@ def newest_in(family_name: str) -> RowFilter:
     return chain(family(family_name), newest())
 
 
-def visible_at(generation: int) -> RowFilter:
-    """The packed top-K cell a reader at ``generation`` sees: the newest not newer than it.
+def visible_at(generation: int, family_name: str = layout.NEIGHBOURS, qualifier: bytes = layout.TOP) -> RowFilter:
+    """The packed top-K cell (or another generation-stamped column, e.g. ``b:top``) a reader at
+    ``generation`` sees: the newest not newer than it.
 
     This is the generation protocol (``schemas.layout``): rows a pass did not rewrite
     resolve to older cells; cells of a pass still being written are newer, so invisible.
     The end of a timestamp range is exclusive, hence the next generation's first µs.
     """
-    return chain(column(layout.NEIGHBOURS, layout.TOP), before(layout.generation_cell_micros(generation + 1)), newest())
+    return chain(column(family_name, qualifier), before(layout.generation_cell_micros(generation + 1)), newest())
 
 
 def _re2_literal(raw: bytes) -> bytes:

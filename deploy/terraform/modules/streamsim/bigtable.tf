@@ -25,6 +25,7 @@ locals {
     }
     similarities = {
       k = { max_version = 3 }
+      b = { max_version = 3 }
     }
     meta = {
       g = { max_version = 10 }
@@ -39,6 +40,7 @@ locals {
     }
     recent = {
       o = { max_version = 64 }
+      p = { max_version = 64 }
     }
     sessions = {
       h = { max_version = 5000 }
