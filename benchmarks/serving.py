@@ -23,7 +23,8 @@ every server pinned to CPU 0 (``taskset``) and wrk + the emulator on CPU 1:
   both cores with the workers);
 - bought together (``GET /items/{item}/bought-together``, top-20 lists, cache warmed), a
   basket of 5 (``POST /bought-together``) and buy again (``GET /users/{user}/buy-again``:
-  one purchase-index read and one statistics read per request, 20 purchases per user);
+  one purchase-index read and one statistics read per request, 20 purchases per user) and
+  recently viewed (``GET /users/{user}/recent``: one ``recent`` row read, 20 clicks per user);
 - the Cython kernel vs a seed-style pure-Python dict scorer on the same inputs.
 
 Cases are interleaved over rounds and ratios are taken within a round
@@ -52,9 +53,10 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas import trending
+from schemas import Event, EventType, trending
 from schemas.events import CatalogUpdate
 from serving.scoring import NeighbourRow, Scorer
+from streaming.store import FoldStore
 from streamsim.app import localstack
 from streamsim.runtime.bigtable import entry, open_tables, set_cell
 from streamsim.runtime.catalog import write_catalog
@@ -370,6 +372,13 @@ def main() -> int:
             ],
         )
         seed_boards(settings, catalogue.items[:1000])
+        FoldStore(settings).append_recent(
+            [
+                Event(f"{user}/r{k}", user, item, EventType.BROWSE, now_ms - (len(row) - k) * 60_000)
+                for user, row in catalogue.users.items()
+                for k, item in enumerate(row)
+            ]
+        )
         print(
             f"\nseeded {len(catalogue.items)} items (top-50 lists), {len(catalogue.users)} users x 20 items, "
             f"a catalogue of {CATEGORIES} categories with {HIDDEN:.0%} of items hidden"
@@ -391,6 +400,7 @@ def main() -> int:
         bought_paths = [f"/items/{item}/bought-together?n=10" for item in rng.sample(catalogue.items, 500)]
         baskets = [json.dumps({"items": rng.sample(catalogue.items, 5), "n": 10}) for _ in range(500)]
         again_paths = [f"/users/user{u}/buy-again?n=10" for u in rng.sample(range(args.users), args.users)]
+        recent_paths = [f"/users/user{u}/recent?n=10" for u in rng.sample(range(args.users), args.users)]
 
         bare_port, serve_port, pair_port = localstack.free_port(), localstack.free_port(), localstack.free_port()
         rules_port = localstack.free_port()
@@ -490,6 +500,7 @@ def main() -> int:
                     bodies=baskets,
                 ),
                 "buy again": wrk(serve_port, again_paths, args.seconds, args.connections, workdir, server.pid),
+                "recently viewed": wrk(serve_port, recent_paths, args.seconds, args.connections, workdir, server.pid),
             }
             for name, batch in (("reads alone", 1), ("batched reads alone", BATCHED_READS)):
                 reader = pinned(
@@ -565,6 +576,7 @@ def main() -> int:
             "bought together (warm)",
             "basket of 5, POST (warm)",
             "buy again",
+            "recently viewed",
             "1 worker, both cores",
             "2 workers, both cores",
         ):

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 from schemas import EventError, layout, parse_event
 from schemas.rows import decode_item
@@ -286,13 +287,25 @@ class Demo:
 
     def _report(self, first: dict, second: dict, examples: dict, changed: dict | None) -> dict:
         base = f"http://127.0.0.1:{self.options.port}"
+        user, item = quote(examples["user"], safe=""), quote(examples["item"], safe="")
         paths = [
-            f"/recommendations?user={examples['user']}&n=10",
-            f"/items/{examples['item']}/similar?n=10",
+            f"/recommendations?user={user}&n=10",
+            f"/items/{item}/similar?n=10",
             f"/recommendations?browsed={examples['session'][0]}&basket={examples['session'][1]}&n=10",
+        ]
+        scenarios = [
+            f"/items/{item}/bought-together?n=10",
+            f"/users/{user}/recent?n=10",
+            f"/users/{user}/buy-again?n=10",
+            "/trending?window=24h&n=10",  # empty when the events are dated long ago, as a file's are
         ]
         # Each suggested line is tried here first, so the report only offers what works.
         answered = [len(self._get(path).get("items", [])) for path in paths]
+        for path in scenarios:
+            count = len(self._get(path).get("items", []))
+            if count:
+                paths.append(path)
+                answered.append(count)
         return {
             "events_folded": folded_events(self.settings),
             "dead_lettered": dead_lettered(self.settings),
