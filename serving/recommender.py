@@ -326,15 +326,7 @@ class Recommender:
 
         ``same_category``: only neighbours of the item's own category (none if it has none).
         """
-        generation = await self.generation()
-        (row,) = await self._neighbour_lists(generation, [item])
-        if row is NO_NEIGHBOURS:
-            raise UnknownItem(f"the item has no similarity row in generation {generation.number}")
-        codes = None
-        if same_category:
-            self.filtered["same_category"] += 1
-            code = self._catalogue.category_code(item)
-            codes = np.array([] if code == NO_CATEGORY else [code], dtype=np.int32)
+        generation, row, codes = await self._item_query(item, same_category)
         excluded = {item, *exclude}
         rules = self.rules()
         picked = self._score(
@@ -344,14 +336,9 @@ class Recommender:
             picked = arrange(rules, SIMILAR, picked, n, self._catalogue.category_of, self._eligible(excluded, codes))
         return Answer(generation.number, picked)
 
-    async def bought_together(
-        self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False
-    ) -> Answer:
-        """Items bought together with ``item`` (``batch.bought`` scores), then the popular fill.
-
-        :class:`UnknownItem` exactly when :meth:`similar` raises it (no similarity row): an
-        item known to the generation but never bought with another gets the fill only.
-        """
+    async def _item_query(self, item: str, same_category: bool):
+        """``(generation, the item's similarity row, the codes same_category keeps)``;
+        :class:`UnknownItem` if the item has no similarity row."""
         generation = await self.generation()
         (row,) = await self._neighbour_lists(generation, [item])
         if row is NO_NEIGHBOURS:
@@ -361,6 +348,17 @@ class Recommender:
             self.filtered["same_category"] += 1
             code = self._catalogue.category_code(item)
             codes = np.array([] if code == NO_CATEGORY else [code], dtype=np.int32)
+        return generation, row, codes
+
+    async def bought_together(
+        self, item: str, n: int, *, exclude: Iterable[str] = (), same_category: bool = False
+    ) -> Answer:
+        """Items bought together with ``item`` (``batch.bought`` scores), then the popular fill.
+
+        :class:`UnknownItem` exactly when :meth:`similar` raises it (no similarity row): an
+        item known to the generation but never bought with another gets the fill only.
+        """
+        generation, _, codes = await self._item_query(item, same_category)
         return await self._bought(generation, [item], n, {item, *exclude}, codes)
 
     async def bought_with_basket(

@@ -11,7 +11,7 @@ import pytest
 from schemas import Event, EventError, EventType, attribution, parse_event
 from streaming import state
 from streamsim.app import report_command
-from tests.streaming.test_concurrent_fold import _plans, _race
+from tests.support.fold_workers import race, redelivery_plans
 
 TOKEN = attribution.Attribution("user", 1_700_000_000_000, "tuned-b", "B", "0123456789abcdef", 1_700_000_000_123)
 
@@ -72,7 +72,7 @@ def _oracle(events: list[Event]) -> dict[tuple[str, str, str], int]:
 @pytest.mark.slow
 def test_attributed_counts_are_exactly_once_with_racing_writers_and_redeliveries(fresh_stack):
     events = _attributed_stream(seed=1)
-    totals = _race(fresh_stack, _plans(events, seed=2))
+    totals = race(fresh_stack, redelivery_plans(events, seed=2, writers=4))
     assert totals.conflicts > 0 and totals.duplicates > 0
     assert state.scan_attributed(fresh_stack) == _oracle(events)
 

@@ -4,16 +4,14 @@ item writes. The state must equal the oracle: no event lost, none counted twice.
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 
 import pytest
 
 from schemas import Event, EventType, layout
 from streaming import state
-from streaming.store import FoldStats
 from tests.support.fold_oracle import entry_norms, fold_oracle
-from tests.support.fold_workers import Batch, run_writer
+from tests.support.fold_workers import race, redelivery_plans
 
 pytestmark = pytest.mark.slow
 WRITERS = 4
@@ -34,31 +32,6 @@ def _stream(seed: int, events: int = 4000, users: int = 30, items: int = 12) -> 
         )
         for n in range(events)
     ]
-
-
-def _plans(events: list[Event], seed: int) -> list[list[Batch]]:
-    """Each event goes to two writers (a redelivery racing the delivery); some batches die
-    between the pair and item writes, and every event reaches some writer that lives."""
-    rnd = random.Random(seed)
-    plans: list[list[Batch]] = [[] for _ in range(WRITERS)]
-    for offset in range(0, len(events), 100):
-        chunk = events[offset : offset + 100]
-        first, second = rnd.sample(range(WRITERS), 2)
-        plans[first].append(Batch(rnd.sample(chunk, len(chunk)), crash_before_items=rnd.random() < 0.3))
-        plans[second].append(Batch(list(reversed(chunk))))
-    return plans
-
-
-def _race(settings, plans, *, blind: bool = False) -> FoldStats:
-    context = multiprocessing.get_context("spawn")
-    start = context.Manager().Event()
-    with context.Pool(WRITERS) as pool:
-        runs = [pool.apply_async(run_writer, (settings, plan, start, blind)) for plan in plans]
-        start.set()
-        totals = FoldStats()
-        for run in runs:
-            totals.add(FoldStats(**run.get(timeout=300)))
-    return totals
 
 
 def _assert_equals_oracle(settings, events) -> None:
@@ -109,7 +82,7 @@ def session_index_oracle(events: list[Event]) -> tuple[dict[str, list[str]], dic
 
 def test_racing_writers_lose_nothing_and_count_nothing_twice(fresh_stack):
     events = _stream(seed=1)
-    totals = _race(fresh_stack, _plans(events, seed=2))
+    totals = race(fresh_stack, redelivery_plans(events, seed=2, writers=WRITERS))
     # The race happened: writers collided and completed each other's item folds.
     assert totals.conflicts > 0
     _assert_equals_oracle(fresh_stack, events)
@@ -118,6 +91,6 @@ def test_racing_writers_lose_nothing_and_count_nothing_twice(fresh_stack):
 def test_the_race_is_real_without_the_version_checks(fresh_stack):
     """The same race with plain writes loses events: the test above can fail."""
     events = _stream(seed=3)
-    _race(fresh_stack, _plans(events, seed=4), blind=True)
+    race(fresh_stack, redelivery_plans(events, seed=4, writers=WRITERS), blind=True)
     with pytest.raises(AssertionError):
         _assert_equals_oracle(fresh_stack, events)

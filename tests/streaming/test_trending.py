@@ -3,7 +3,6 @@ real emulator; the clamping of future and backlog event times; the windows and t
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import time
 
@@ -12,10 +11,10 @@ import pytest
 from schemas import Event, EventType, Weights, trending
 from schemas.rows import decode_item
 from schemas.trending import DAYS, HOURS, MINUTES, WINDOWS
-from streaming.store import FoldStats, FoldStore, fold_batch
+from streaming.store import FoldStore, fold_batch
 from streaming.trending import board_entries, count_events
 from streamsim.runtime.bigtable import filters, open_tables
-from tests.support.fold_workers import Batch, run_writer
+from tests.support.fold_workers import race, redelivery_plans
 
 NOW = 1_800_000_000_000  # a fixed clock for the pure tests (2027-01-15)
 WRITERS = 3
@@ -102,21 +101,7 @@ def test_racing_writers_count_each_event_exactly_once(fresh_stack):
         )
         for n in range(1500)
     ]
-    plans: list[list[Batch]] = [[] for _ in range(WRITERS)]
-    for offset in range(0, len(events), 100):
-        chunk = events[offset : offset + 100]
-        first, second = rnd.sample(range(WRITERS), 2)
-        # Each event to two writers (a redelivery racing the delivery); some die before the items.
-        plans[first].append(Batch(rnd.sample(chunk, len(chunk)), crash_before_items=rnd.random() < 0.3))
-        plans[second].append(Batch(list(reversed(chunk))))
-    context = multiprocessing.get_context("spawn")
-    start = context.Manager().Event()
-    with context.Pool(WRITERS) as pool:
-        runs = [pool.apply_async(run_writer, (fresh_stack, plan, start)) for plan in plans]
-        start.set()
-        totals = FoldStats()
-        for run in runs:
-            totals.add(FoldStats(**run.get(timeout=300)))
+    totals = race(fresh_stack, redelivery_plans(events, seed=8, writers=WRITERS))
     assert totals.conflicts > 0, "the writers never raced: the test proves nothing"
     oracle: dict[str, int] = {}
     for e in events:

@@ -4,6 +4,8 @@ for the tests that race them against each other."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import random
 
 from schemas import Event, Weights
 from streamsim.runtime.settings import Settings
@@ -38,3 +40,31 @@ def run_writer(settings: Settings, batches: list[Batch], start, blind: bool = Fa
             fold_store.fold_items(contributions, stats, event_ms=store.newest_event_ms(batch.events))
         totals.add(stats)
     return dataclasses.asdict(totals)
+
+
+def redelivery_plans(events: list[Event], seed: int, writers: int) -> list[list[Batch]]:
+    """Each event goes to two writers (a redelivery racing the delivery); some batches die
+    between the pair and item writes, and every event reaches some writer that lives."""
+    rnd = random.Random(seed)
+    plans: list[list[Batch]] = [[] for _ in range(writers)]
+    for offset in range(0, len(events), 100):
+        chunk = events[offset : offset + 100]
+        first, second = rnd.sample(range(writers), 2)
+        plans[first].append(Batch(rnd.sample(chunk, len(chunk)), crash_before_items=rnd.random() < 0.3))
+        plans[second].append(Batch(list(reversed(chunk))))
+    return plans
+
+
+def race(settings: Settings, plans: list[list[Batch]], *, blind: bool = False):
+    """Run one writer process per plan, all started at once; their summed ``FoldStats``."""
+    from streaming.store import FoldStats
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Manager().Event()
+    with context.Pool(len(plans)) as pool:
+        runs = [pool.apply_async(run_writer, (settings, plan, start, blind)) for plan in plans]
+        start.set()
+        totals = FoldStats()
+        for run in runs:
+            totals.add(FoldStats(**run.get(timeout=300)))
+    return totals
