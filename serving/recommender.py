@@ -66,6 +66,8 @@ BUY_AGAIN = "buy-again"
 _UNIT_WEIGHT = np.ones(1)
 #: Neighbour candidates a popularity blend re-ranks (with the popular list's head).
 BLEND_CANDIDATES = 100
+#: Session-kNN candidates converted from the ranking at a time while the filters are applied.
+_WALK_CHUNK = 64
 
 
 def recency_factors(items: list[str], sequence: list[str], decay: float) -> np.ndarray:
@@ -270,24 +272,32 @@ class Recommender:
         wanted = None if codes is None else set(codes.tolist())
         out_of = rules.excluded_categories
         category_of = self._catalogue.category_of
-        blocked = [
-            j
-            for j in votes.items.tolist()
-            if vocabulary[j] in excluded
-            or vocabulary[j] in hidden
-            or (wanted is not None and self._catalogue.category_code(vocabulary[j]) not in wanted)
-            or (out_of and category_of(vocabulary[j]) in out_of)
-        ]
         if rules.boosts:
             factors = [rules.factor(vocabulary[j], category_of(vocabulary[j])) for j in votes.items.tolist()]
             votes = votes._replace(scores=votes.scores * np.array(factors, dtype=np.float64))
+        # The whole ranking, walked best first until enough pass the filters: a filter check per
+        # candidate taken or skipped, not per item voted for (thousands, most never shown).
+        ranked, count = top_votes(votes, len(votes.items)), n + rules.extra(route, n)
         picked = []
-        for j in top_votes(votes, n + rules.extra(route, n), np.array(blocked, dtype=np.int64)).tolist():
-            entry = {"item": vocabulary[j], "score": float(votes.scores[np.searchsorted(votes.items, j)])}
-            entry["source"] = SESSIONS
-            if explain:
-                entry["because"] = []
-            picked.append(entry)
+        for start in range(0, len(ranked), _WALK_CHUNK):
+            for j in ranked[start : start + _WALK_CHUNK].tolist():
+                item = vocabulary[j]
+                if (
+                    item in excluded
+                    or item in hidden
+                    or (wanted is not None and self._catalogue.category_code(item) not in wanted)
+                    or (out_of and category_of(item) in out_of)
+                ):
+                    continue
+                entry = {"item": item, "score": float(votes.scores[np.searchsorted(votes.items, j)])}
+                entry["source"] = SESSIONS
+                if explain:
+                    entry["because"] = []
+                picked.append(entry)
+                if len(picked) == count:
+                    break
+            if len(picked) == count:
+                break
         return self._finish(generation, route, picked, n, excluded, explain, codes, rules)
 
     async def recent(self, user: str, n: int, *, exclude: Iterable[str] = (), categories=()) -> Answer:
