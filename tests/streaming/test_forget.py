@@ -22,7 +22,7 @@ from streamsim.app.cli import main as streamsim_main
 from streamsim.runtime.bigtable import open_tables
 from tests.streaming.test_dead_letters import _publish_raw, _stream_until_idle
 from tests.support.fold_oracle import entry_norms, fold_oracle
-from tests.support.fold_workers import Batch, run_writer
+from tests.support.fold_workers import redelivery_plans, run_writer
 from tests.support.pubsub import drain
 from tests.support.similarity_oracles import score_matrix
 
@@ -175,13 +175,7 @@ def test_forget_racing_fold_writers(fresh_stack):
     at_ms = 1_500
     events = _stream(seed=5, events=3000, users=6, items=6)
     writers = 4
-    rnd = random.Random(6)
-    plans: list[list[Batch]] = [[] for _ in range(writers)]
-    for offset in range(0, len(events), 100):
-        chunk = events[offset : offset + 100]
-        first, second = rnd.sample(range(writers), 2)
-        plans[first].append(Batch(rnd.sample(chunk, len(chunk)), crash_before_items=rnd.random() < 0.3))
-        plans[second].append(Batch(list(reversed(chunk))))
+    plans = redelivery_plans(events, seed=6, writers=writers)
     covered = [e for e in events if e.user == GONE and e.ts_ms <= at_ms]
     context = multiprocessing.get_context("spawn")
     start = context.Manager().Event()
